@@ -1,0 +1,1 @@
+"""Functional core: the stage machine, task planning and escalation arithmetic. No I/O here."""

@@ -1,0 +1,125 @@
+"""The incident stage machine, built once with `transitions` and shared by every incident.
+
+Per the design notes we build one `Machine(model=None)` and attach a throw-away model
+holding the stage read from the database, fire the trigger, and read the new stage back.
+Guards get their facts (open required tasks, the decision, an override) as event kwargs,
+so the machine itself never touches the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from transitions import EventData, Machine, MachineError
+
+from crisis.errors import GuardFailed, IllegalTrigger, InputError
+
+STAGES = ("monitoring", "reported", "assessing", "responding", "media_liaison", "onsite", "follow_up",
+          "closed", "watch", "dismissed")
+FINAL = ("closed", "dismissed")
+DECISIONS = ("activate", "watch", "dismiss")
+STAGE_NAMES = {
+    "monitoring": ("事件监测", "Monitoring"),
+    "reported": ("已报告", "Reported"),
+    "assessing": ("评估与指令", "Assessment & instructions"),
+    "responding": ("应急响应与信息发布", "Response & information release"),
+    "media_liaison": ("媒体沟通与公众互动", "Media liaison & public interaction"),
+    "onsite": ("现场处置", "On-site handling"),
+    "follow_up": ("后续跟进", "Follow-up"),
+    "closed": ("已结案", "Closed"),
+    "watch": ("持续关注", "Watch"),
+    "dismissed": ("不予启动", "Dismissed"),
+}
+
+# (trigger, source(s), dest, condition on the decision or None)
+TRANSITIONS: list[dict[str, object]] = [
+    {"trigger": "report", "source": "monitoring", "dest": "reported"},
+    {"trigger": "assess", "source": ["reported", "watch"], "dest": "assessing", "conditions": "is_activate"},
+    {"trigger": "assess", "source": ["reported", "watch"], "dest": "watch", "conditions": "is_watch"},
+    {"trigger": "assess", "source": ["reported", "watch"], "dest": "dismissed", "conditions": "is_dismiss"},
+    {"trigger": "respond", "source": "assessing", "dest": "responding"},
+    {"trigger": "media", "source": "responding", "dest": "media_liaison"},
+    {"trigger": "onsite", "source": "media_liaison", "dest": "onsite"},
+    {"trigger": "skip_onsite", "source": "media_liaison", "dest": "follow_up"},
+    {"trigger": "follow_up", "source": "onsite", "dest": "follow_up"},
+    {"trigger": "close", "source": "follow_up", "dest": "closed"},
+    {"trigger": "reopen", "source": ["follow_up", "closed", "watch", "dismissed"], "dest": "reported"},
+]
+TRIGGERS = ("report", "assess", "respond", "media", "onsite", "skip_onsite", "follow_up", "close", "reopen")
+
+
+@dataclass
+class _Probe:
+    """Throw-away model: carries the stage in, the facts for guards, and the stage out."""
+
+    state: str
+    blocked_by: list[str] = field(default_factory=list)
+
+    def is_activate(self, event: EventData) -> bool:
+        return event.kwargs.get("decision") == "activate"
+
+    def is_watch(self, event: EventData) -> bool:
+        return event.kwargs.get("decision") == "watch"
+
+    def is_dismiss(self, event: EventData) -> bool:
+        return event.kwargs.get("decision") == "dismiss"
+
+    def tasks_done(self, event: EventData) -> bool:
+        """Guard on every transition: required tasks of the stage are done, or overridden."""
+        open_required: list[str] = event.kwargs.get("open_required", [])
+        if open_required and not event.kwargs.get("override"):
+            self.blocked_by = list(open_required)
+            return False
+        return True
+
+
+class StageMachine:
+    """Stateless facade over one shared `transitions.Machine`."""
+
+    def __init__(self) -> None:
+        transitions = [
+            {**t, "conditions": ["tasks_done", *([t["conditions"]] if "conditions" in t else [])]}
+            for t in TRANSITIONS
+        ]
+        self._machine = Machine(model=None, states=list(STAGES), transitions=transitions, initial="monitoring",
+                                send_event=True, auto_transitions=False, ignore_invalid_triggers=False)
+        self._lock = threading.Lock()
+
+    def allowed(self, stage: str) -> list[str]:
+        """Triggers that exist from `stage` (guards aside)."""
+        present = set(self._machine.get_triggers(stage))
+        return [t for t in TRIGGERS if t in present]
+
+    def target(self, stage: str, trigger: str, *, decision: str | None = None,
+               open_required: list[str] | None = None, override: bool = False) -> str:
+        """The stage the trigger leads to, or an error saying why not. Changes nothing."""
+        if stage not in STAGES:
+            raise InputError(f"unknown stage {stage!r}")
+        if trigger not in TRIGGERS:
+            raise InputError(f"unknown trigger {trigger!r} (triggers: {', '.join(TRIGGERS)})", field="trigger")
+        if trigger not in self.allowed(stage):
+            raise IllegalTrigger(trigger, stage, self.allowed(stage))
+        if trigger == "assess" and decision not in DECISIONS:
+            raise InputError(f"assess needs a decision: {', '.join(DECISIONS)} (got {decision!r})",
+                             field="decision")
+        probe = _Probe(stage)
+        with self._lock:
+            self._machine.add_model(probe, initial=stage)
+            try:
+                moved = probe.trigger(trigger, decision=decision, open_required=open_required or [],  # type: ignore[attr-defined]
+                                      override=override)
+            except MachineError:
+                raise IllegalTrigger(trigger, stage, self.allowed(stage)) from None
+            finally:
+                self._machine.remove_model(probe)
+        if not moved:
+            if probe.blocked_by:
+                raise GuardFailed(
+                    f"cannot leave stage '{stage}': required task(s) still open: {', '.join(probe.blocked_by)} "
+                    "(complete them, or a leadership member may override with --override --reason)")
+            raise IllegalTrigger(trigger, stage, self.allowed(stage))
+        return probe.state
+
+
+MACHINE = StageMachine()

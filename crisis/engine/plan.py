@@ -1,0 +1,64 @@
+"""Pure arithmetic for tasks and escalations: what a stage assigns, when it is due, when to chase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from crisis.playbook import Playbook, TaskSpec
+from crisis.roster import Roster
+from crisis.severity import Severity
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    stage: str
+    key: str
+    group: str
+    title_zh: str
+    title_en: str
+    required: bool
+    assignee: str
+    anchor: str
+    due_at: datetime | None
+    escalation_plan: list[tuple[str, int]]
+
+
+def due_at(spec: TaskSpec, severity: Severity, *, stage_entered_at: datetime,
+           incident_opened_at: datetime) -> datetime | None:
+    """Deadline of a task for a grade; anchored at stage entry or at the incident's opening."""
+    if spec.due is None:
+        return None
+    base = incident_opened_at if spec.anchor == "incident" else stage_entered_at
+    return base + spec.due[severity]
+
+
+def plan_stage(playbook: Playbook, stage: str, severity: Severity, *, stage_entered_at: datetime,
+               incident_opened_at: datetime, roster: Roster) -> list[PlannedTask]:
+    """The tasks a stage assigns on entry, with deadlines and escalation plans for this grade."""
+    policy = playbook.escalation_for(stage)
+    out = []
+    for spec in playbook.tasks_for(stage):
+        due = due_at(spec, severity, stage_entered_at=stage_entered_at, incident_opened_at=incident_opened_at)
+        out.append(PlannedTask(
+            stage=stage, key=spec.key, group=spec.group, title_zh=spec.title.zh, title_en=spec.title.en,
+            required=spec.required, assignee=roster.assignee_for(spec.group, spec.role), anchor=spec.anchor,
+            due_at=due, escalation_plan=policy.plan(severity) if (due and spec.escalate) else []))
+    return out
+
+
+def step_time(due: datetime, plan: list[tuple[str, int]], level: int) -> datetime | None:
+    """When escalation step `level` (0 = the deadline itself) fires; None past the last step."""
+    if level >= len(plan):
+        return None
+    return due + timedelta(seconds=plan[level][1])
+
+
+def due_steps(due: datetime, plan: list[tuple[str, int]], level: int, now: datetime) -> list[int]:
+    """Steps from `level` on that are due at `now` (several after downtime; each fires once)."""
+    out = []
+    while (t := step_time(due, plan, level)) is not None and t <= now:
+        out.append(level)
+        level += 1
+    return out
+

@@ -1,0 +1,49 @@
+"""Error types the shell turns into clear messages; raising one must leave state unchanged."""
+
+from __future__ import annotations
+
+
+class CrisisError(Exception):
+    """Base for errors shown to users (CLI exit code 2, HTTP 4xx)."""
+
+
+class InputError(CrisisError):
+    """Bad input file or argument, located by file, field and line where known."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None,
+                 line: int | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.field = field
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        elif self.line:
+            where = f"line {self.line}: "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class IllegalTrigger(CrisisError):
+    """A stage trigger that the incident's current stage does not allow."""
+
+    def __init__(self, trigger: str, stage: str, allowed: list[str]) -> None:
+        self.trigger, self.stage, self.allowed = trigger, stage, allowed
+        allowed_s = ", ".join(allowed) if allowed else "none (final stage)"
+        super().__init__(f"trigger '{trigger}' is not allowed from stage '{stage}'; allowed: {allowed_s}")
+
+
+class GuardFailed(CrisisError):
+    """Leaving a stage with required tasks still open, without a leadership override."""
+
+
+class NotFound(CrisisError):
+    """An incident, task or person that does not exist."""
+
+
+class Forbidden(CrisisError):
+    """The actor may not do this (e.g. an override by someone outside leadership)."""

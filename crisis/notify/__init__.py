@@ -1,0 +1,1 @@
+"""Notifications: the outbox table and the channels that deliver it."""

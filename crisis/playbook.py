@@ -1,0 +1,216 @@
+"""Playbooks: per incident category and stage, the tasks to assign, to whom, and by when.
+
+A playbook is YAML (see playbooks/). Deadlines are given per severity (I–IV) and are
+relative to the stage entry (default) or to the incident's opening (`anchor: incident`),
+for clocks such as "authoritative information within 5 h of the event".
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crisis.durations import parse_duration
+from crisis.errors import InputError, NotFound
+from crisis.roster import GROUPS
+from crisis.severity import Severity
+from crisis.yamlsrc import YamlDoc, load_yaml
+
+# Stages that can carry tasks (closed and dismissed are final and carry none).
+TASK_STAGES = ("monitoring", "reported", "assessing", "responding", "media_liaison", "onsite", "follow_up",
+               "watch")
+CHAIN_TARGETS = ("assignee", "group_head", "leadership_head", "on_call")
+_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(_Strict):
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+def _per_severity(value: Any, what: str) -> dict[Severity, timedelta]:
+    """A single duration for every grade, or a mapping with all four grades."""
+    if isinstance(value, dict):
+        out: dict[Severity, timedelta] = {}
+        for k, v in value.items():
+            try:
+                sev = Severity.parse(k)
+            except ValueError as exc:
+                raise ValueError(f"{what}: {exc}") from None
+            out[sev] = parse_duration(v)
+        missing = [s.value for s in Severity if s not in out]
+        if missing:
+            raise ValueError(f"{what} must give all four grades; missing {', '.join(missing)}")
+        return out
+    d = parse_duration(value)
+    return {s: d for s in Severity}
+
+
+class EscalationSpec(_Strict):
+    """Who is chased, in order, once a deadline passes, and how long each step waits."""
+
+    chain: list[str] = Field(default_factory=lambda: list(CHAIN_TARGETS), min_length=1)
+    wait: dict[Severity, timedelta]
+    repeat: int = Field(default=2, ge=0, le=20)
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _wait(cls, v: Any) -> dict[Severity, timedelta]:
+        waits = _per_severity(v, "wait")
+        if any(w <= timedelta(0) for w in waits.values()):
+            raise ValueError("wait must be longer than zero")
+        return waits
+
+    @field_validator("chain")
+    @classmethod
+    def _chain(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if t not in CHAIN_TARGETS and not re.match(r"^(role|person):[A-Za-z0-9_.-]+$", t):
+                raise ValueError(f"unknown chain step {t!r} (use {', '.join(CHAIN_TARGETS)}, role:X or person:X)")
+        return v
+
+    def plan(self, severity: Severity) -> list[tuple[str, int]]:
+        """Escalation steps as (target, seconds after the deadline); the last target repeats."""
+        wait = int(self.wait[severity].total_seconds())
+        steps = [(t, i * wait) for i, t in enumerate(self.chain)]
+        last = len(self.chain) - 1
+        steps += [(self.chain[-1], (last + r) * wait) for r in range(1, self.repeat + 1)]
+        return steps
+
+
+class TaskSpec(_Strict):
+    key: str
+    group: str
+    title: Text
+    required: bool = True
+    due: dict[Severity, timedelta] | None = None
+    anchor: Literal["stage", "incident"] = "stage"
+    role: str | None = None
+    escalate: bool = True
+    guide: Text | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not _KEY.match(v):
+            raise ValueError(f"task key {v!r} must be lower_snake_case")
+        return v
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str) -> str:
+        if v not in GROUPS:
+            raise ValueError(f"unknown group {v!r} (use {', '.join(GROUPS)})")
+        return v
+
+    @field_validator("due", mode="before")
+    @classmethod
+    def _due(cls, v: Any) -> dict[Severity, timedelta] | None:
+        return None if v is None else _per_severity(v, "due")
+
+
+class StageSpec(_Strict):
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    escalation: EscalationSpec | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> StageSpec:
+        keys = [t.key for t in self.tasks]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"duplicate task key(s) {', '.join(dup)}")
+        return self
+
+
+class Playbook(_Strict):
+    category: str
+    name: Text
+    description: Text | None = None
+    version: str = "1"
+    default_severity: Severity = Severity.II
+    escalation: EscalationSpec
+    stages: dict[str, StageSpec]
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, v: str) -> str:
+        if not _KEY.match(v):
+            raise ValueError(f"category {v!r} must be lower_snake_case")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v: dict[str, StageSpec]) -> dict[str, StageSpec]:
+        for name in v:
+            if name not in TASK_STAGES:
+                raise ValueError(f"unknown stage {name!r} (use {', '.join(TASK_STAGES)})")
+        return v
+
+    def tasks_for(self, stage: str) -> list[TaskSpec]:
+        spec = self.stages.get(stage)
+        return list(spec.tasks) if spec else []
+
+    def escalation_for(self, stage: str) -> EscalationSpec:
+        spec = self.stages.get(stage)
+        return spec.escalation if spec and spec.escalation else self.escalation
+
+
+class PlaybookSet:
+    """All playbooks of a folder, one per category."""
+
+    def __init__(self, playbooks: dict[str, Playbook], sources: dict[str, str] | None = None) -> None:
+        self._by_category = playbooks
+        self.sources = sources or {}
+
+    def get(self, category: str) -> Playbook:
+        try:
+            return self._by_category[category]
+        except KeyError:
+            raise NotFound(f"no playbook for category '{category}' "
+                           f"(known: {', '.join(sorted(self._by_category)) or 'none'})") from None
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(self._by_category)
+
+    def __iter__(self):  # noqa: ANN204 - iterator of playbooks
+        return iter(self._by_category.values())
+
+
+def parse_playbook(doc: YamlDoc) -> Playbook:
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "a playbook must be a mapping")
+    pb = doc.validate(Playbook)
+    return pb
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    return parse_playbook(load_yaml(path))
+
+
+def load_playbooks(folder: str | Path) -> PlaybookSet:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("playbook folder not found", file=str(folder))
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    if not files:
+        raise InputError("no playbooks (*.yaml) in folder", file=str(folder))
+    found: dict[str, Playbook] = {}
+    sources: dict[str, str] = {}
+    for f in files:
+        doc = load_yaml(f)
+        pb = parse_playbook(doc)
+        if pb.category in found:
+            raise doc.error(("category",), f"category '{pb.category}' is already defined in "
+                                           f"{sources[pb.category]}")
+        found[pb.category] = pb
+        sources[pb.category] = str(f)
+    return PlaybookSet(found, sources)

@@ -1,0 +1,151 @@
+"""The emergency team: people, the four groups with their heads, named roles, on-call rotation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crisis.clock import ensure_aware
+from crisis.errors import InputError, NotFound
+from crisis.yamlsrc import load_yaml
+
+GROUPS = ("leadership", "monitoring", "response", "logistics")
+GROUP_NAMES = {
+    "leadership": ("领导小组", "Leadership"),
+    "monitoring": ("监测与分析组", "Monitoring & analysis"),
+    "response": ("应急响应与处置组", "Emergency response & handling"),
+    "logistics": ("后勤保障组", "Logistics"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Person(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
+    title: str = ""
+    contacts: dict[str, str] = Field(default_factory=dict)
+
+
+class Group(_Strict):
+    head: str
+    deputies: list[str] = Field(default_factory=list)
+    members: list[str] = Field(default_factory=list)
+
+    @property
+    def everyone(self) -> list[str]:
+        return [self.head, *self.deputies, *self.members]
+
+
+class OnCall(_Strict):
+    person: str
+    start: datetime | None = Field(default=None, alias="from")
+    until: datetime | None = None
+
+    @field_validator("start", "until")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return ensure_aware(v) if v is not None else None
+
+    def covers(self, now: datetime) -> bool:
+        return (self.start is None or self.start <= now) and (self.until is None or now < self.until)
+
+
+class Roster(_Strict):
+    organisation: str = ""
+    people: list[Person]
+    groups: dict[str, Group]
+    roles: dict[str, str] = Field(default_factory=dict)
+    on_call: list[OnCall] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Roster:
+        ids = [p.id for p in self.people]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate person id(s): {', '.join(sorted(dup))}")
+        missing = [g for g in GROUPS if g not in self.groups]
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if missing or unknown:
+            raise ValueError(f"groups must be exactly {', '.join(GROUPS)}"
+                             + (f"; missing {', '.join(missing)}" if missing else "")
+                             + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        known = set(ids)
+        for gname, g in self.groups.items():
+            for pid in g.everyone:
+                if pid not in known:
+                    raise ValueError(f"group '{gname}' names unknown person '{pid}'")
+        for role, pid in self.roles.items():
+            if pid not in known:
+                raise ValueError(f"role '{role}' names unknown person '{pid}'")
+        for oc in self.on_call:
+            if oc.person not in known:
+                raise ValueError(f"on_call names unknown person '{oc.person}'")
+        return self
+
+    # --- look-ups -----------------------------------------------------------------
+    def person(self, pid: str) -> Person:
+        for p in self.people:
+            if p.id == pid:
+                return p
+        raise NotFound(f"unknown person '{pid}' (known: {', '.join(p.id for p in self.people)})")
+
+    def name(self, pid: str | None) -> str:
+        if not pid:
+            return "-"
+        try:
+            return self.person(pid).name
+        except NotFound:
+            return pid
+
+    def group_head(self, group: str) -> str:
+        return self.groups[group].head
+
+    def leadership_head(self) -> str:
+        return self.groups["leadership"].head
+
+    def is_leadership(self, pid: str) -> bool:
+        return pid in self.groups["leadership"].everyone
+
+    def groups_of(self, pid: str) -> list[str]:
+        return [g for g, grp in self.groups.items() if pid in grp.everyone]
+
+    def on_call_at(self, now: datetime) -> str:
+        """The on-call administrator whose window covers `now`; the first listed otherwise."""
+        for oc in self.on_call:
+            if oc.covers(now):
+                return oc.person
+        return self.on_call[0].person
+
+    def assignee_for(self, group: str, role: str | None) -> str:
+        """The person a task goes to: the named role if the roster has it, else the group head."""
+        if role and role in self.roles:
+            return self.roles[role]
+        return self.group_head(group)
+
+    def resolve(self, target: str, *, group: str, assignee: str, now: datetime) -> str:
+        """Turn an escalation target (assignee, group_head, leadership_head, on_call, role:X, person:X)."""
+        if target == "assignee":
+            return assignee
+        if target == "group_head":
+            return self.group_head(group)
+        if target == "leadership_head":
+            return self.leadership_head()
+        if target == "on_call":
+            return self.on_call_at(now)
+        if target.startswith("role:"):
+            return self.roles.get(target[5:], self.group_head(group))
+        if target.startswith("person:"):
+            return target[7:]
+        raise ValueError(f"unknown escalation target {target!r}")
+
+
+def load_roster(path: str | Path) -> Roster:
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise InputError("a roster must be a mapping", file=str(path), line=1)
+    return doc.validate(Roster)

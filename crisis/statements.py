@@ -1,0 +1,43 @@
+"""Release review for public statements (公众号管理制度): three levels, leadership for anything major.
+
+Level 1: information staff check completeness, accuracy and format (monitoring group).
+Level 2: the information-department head checks truth, legality, timeliness and fit.
+Level 3: leadership approves anything major, sensitive or likely to draw attention.
+"""
+
+from __future__ import annotations
+
+import re
+
+from crisis.roster import Roster
+
+LEVELS = ("information staff", "information department head", "leadership")
+SLANG = ("yyds", "绝绝子", "躺平", "内卷", "吃瓜", "破防", "666")
+
+
+def required_levels(major: bool) -> tuple[str, ...]:
+    return LEVELS if major else LEVELS[:2]
+
+
+def reviewer_qualifies(roster: Roster, person: str, level: int) -> bool:
+    if level == 1:
+        return person in roster.groups["monitoring"].everyone or person == roster.roles.get("info_staff")
+    if level == 2:
+        head = roster.roles.get("info_dept_head") or roster.group_head("monitoring")
+        return person == head or roster.is_leadership(person) and person != roster.leadership_head()
+    if level == 3:
+        return roster.is_leadership(person)
+    return False
+
+
+def lint_statement(title: str, body: str, next_update: str | None) -> list[str]:
+    """Warnings from the writing rules: short titles, no slang, say when the next update comes."""
+    warnings = []
+    if len(title) > 20:
+        warnings.append(f"title has {len(title)} characters (normally at most 20)")
+    found = [w for w in SLANG if w.lower() in (title + body).lower()]
+    if found:
+        warnings.append(f"internet slang: {', '.join(found)}")
+    if not next_update and not re.search(r"(后续|进展|next update|further updates)", body, re.I):
+        warnings.append("does not say when the next update will come")
+    return warnings

@@ -1,0 +1,131 @@
+"""Tables. Deadlines and escalation state live here, so nothing depends on an in-memory timer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from crisis.store.types import UTCDateTime
+
+
+def _ts(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+class Incident(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    category: str = Field(index=True)
+    source_url: str | None = None
+    signals: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stage: str = Field(index=True)
+    severity: str
+    decision: str | None = None
+    cycle: int = 1
+    opened_by: str
+    opened_at: datetime = _ts(nullable=False)
+    stage_entered_at: datetime = _ts(nullable=False)
+    closed_at: datetime | None = _ts()
+    playbook_version: str = ""
+    version: int = 0
+
+
+class Task(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("incident_id", "cycle", "stage", "key", name="uq_task_stage_key"),
+        Index("ix_task_next_escalation", "status", "next_escalation_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    cycle: int = 1
+    stage: str
+    key: str
+    group: str
+    title_zh: str
+    title_en: str
+    required: bool = True
+    assignee: str
+    anchor: str = "stage"
+    created_at: datetime = _ts(nullable=False)
+    due_at: datetime | None = _ts()
+    status: str = "open"  # open | done | waived | cancelled
+    done_at: datetime | None = _ts()
+    done_by: str | None = None
+    note: str | None = None
+    escalation_plan: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    escalation_level: int = 0  # steps fired so far
+    next_escalation_at: datetime | None = _ts()
+    acked_at: datetime | None = _ts()
+    acked_by: str | None = None
+
+
+class Escalation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("task_id", "level", name="uq_escalation_step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    level: int
+    target: str
+    recipient: str
+    scheduled_at: datetime = _ts(nullable=False)
+    fired_at: datetime = _ts(nullable=False)
+    late_seconds: float = 0.0
+    acked_at: datetime | None = _ts()
+    acked_by: str | None = None
+
+
+class Event(SQLModel, table=True):
+    """Append-only audit timeline (updates and deletes are refused, see store.db)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    at: datetime = _ts(nullable=False, index=True)
+    actor: str
+    kind: str
+    from_state: str | None = None
+    to_state: str | None = None
+    task_id: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Statement(SQLModel, table=True):
+    """A public statement and where it stands in the three-level release review."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    title: str
+    body: str
+    channel: str = "official_account"
+    major: bool = True
+    status: str = "draft"  # draft | in_review | approved | rejected | released
+    drafted_by: str
+    drafted_at: datetime = _ts(nullable=False)
+    released_at: datetime | None = _ts()
+    released_by: str | None = None
+    next_update: str | None = None
+    reviews: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A notification to deliver; written in the same transaction as what caused it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True)
+    channel: str
+    recipient: str
+    incident_id: int | None = Field(default=None, index=True)
+    subject: str
+    body: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    delivered_at: datetime | None = _ts(index=True)
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class SchemaVersion(SQLModel, table=True):
+    id: int = Field(default=1, primary_key=True)
+    version: int
