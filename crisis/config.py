@@ -1,0 +1,55 @@
+"""Where things are: database URL, playbooks, roster, notification file. Environment overrides defaults.
+
+CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from crisis.clock import Clock
+from crisis.notify.channels import Channel, FileChannel, LogChannel
+from crisis.playbook import load_playbooks
+from crisis.roster import load_roster
+from crisis.service import CrisisService
+from crisis.store.db import ROOT, default_url, init_db, make_engine
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str
+    playbooks_dir: Path
+    roster_path: Path
+    notify_file: Path
+    log_path: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            db_url=default_url(),
+            playbooks_dir=Path(env.get("CRISIS_PLAYBOOKS", ROOT / "playbooks")),
+            roster_path=Path(env.get("CRISIS_ROSTER", ROOT / "examples" / "roster.yaml")),
+            notify_file=Path(env.get("CRISIS_NOTIFY_FILE", ROOT / "store" / "notifications.jsonl")),
+            log_path=Path(env.get("CRISIS_LOG", ROOT / "store" / "crisis.log")),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    return {"log": LogChannel(), "file": FileChannel(settings.notify_file)}
+
+
+def build_service(settings: Settings, clock: Clock, *, engine: Engine | None = None) -> CrisisService:
+    """Load playbooks and roster (validating them) and open the database."""
+    playbooks = load_playbooks(settings.playbooks_dir)
+    roster = load_roster(settings.roster_path)
+    engine = engine or make_engine(settings.db_url)
+    init_db(engine)
+    return CrisisService(engine, playbooks, roster, clock)
