@@ -1,0 +1,1 @@
+"""Tabletop drills: scripted scenarios replayed by the real engine under a virtual clock."""

@@ -1,0 +1,176 @@
+"""Scorecard of one incident (drill or real): per-task timeliness, escalations, response-time metrics.
+
+Pure over the rows read through the service, so the same figures feed the CLI, the JSON
+output and the rendered reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import median
+from typing import Any
+
+from crisis.service import CrisisService
+from crisis.store.models import Escalation, Event, Incident, Statement, Task
+
+METRICS = ("time_to_report", "time_to_assessment", "time_to_first_statement", "time_to_close")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A facilitator's expectation: a metric or a task done within a time (OpenEx-style statuses)."""
+
+    name: str
+    within: timedelta
+    metric: str | None = None
+    task: str | None = None
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _secs(a: datetime | None, b: datetime | None) -> float | None:
+    return (b - a).total_seconds() if a and b else None
+
+
+def first_times(inc: Incident, events: list[Event]) -> dict[str, datetime | None]:
+    """When the incident first reached each milestone."""
+    out: dict[str, datetime | None] = dict.fromkeys(METRICS)
+    for ev in events:
+        if ev.kind == "stage_changed":
+            if ev.to_state == "reported" and out["time_to_report"] is None:
+                out["time_to_report"] = ev.at
+            if ev.data.get("trigger") == "assess" and out["time_to_assessment"] is None:
+                out["time_to_assessment"] = ev.at
+            if ev.to_state in ("closed", "dismissed") and out["time_to_close"] is None:
+                out["time_to_close"] = ev.at
+        elif ev.kind == "statement_released" and out["time_to_first_statement"] is None:
+            out["time_to_first_statement"] = ev.at
+    return out
+
+
+def task_row(task: Task, escalations: list[Escalation], names: dict[str, str]) -> dict[str, Any]:
+    late = None
+    if task.due_at is not None:
+        if task.done_at is not None:
+            late = max(0.0, (task.done_at - task.due_at).total_seconds())
+    mine = [e for e in escalations if e.task_id == task.id]
+    if task.status == "done":
+        outcome = "late" if late else "on_time"
+    elif task.status == "open":
+        outcome = "open"
+    elif task.status == "cancelled" and not task.required:
+        outcome = "skipped"
+    else:
+        outcome = "missed"  # waived by override, or cancelled by closure while required
+    return {
+        "id": task.id, "cycle": task.cycle, "stage": task.stage, "group": task.group, "key": task.key,
+        "title": task.title_zh, "title_en": task.title_en, "required": task.required,
+        "assignee": task.assignee, "assignee_name": names.get(task.assignee, task.assignee),
+        "status": task.status, "outcome": outcome, "due_at": _iso(task.due_at), "done_at": _iso(task.done_at),
+        "done_by": task.done_by, "late_seconds": late, "escalation_level": task.escalation_level,
+        "escalations": len(mine), "acked_by": task.acked_by, "acked_at": _iso(task.acked_at),
+    }
+
+
+def escalation_row(esc: Escalation, tasks: dict[int, Task], names: dict[str, str]) -> dict[str, Any]:
+    task = tasks.get(esc.task_id)
+    return {
+        "id": esc.id, "task": task.key if task else esc.task_id, "task_id": esc.task_id,
+        "task_title": task.title_zh if task else "", "task_title_en": task.title_en if task else "",
+        "level": esc.level, "target": esc.target, "recipient": esc.recipient,
+        "recipient_name": names.get(esc.recipient, esc.recipient), "scheduled_at": _iso(esc.scheduled_at),
+        "fired_at": _iso(esc.fired_at), "late_seconds": esc.late_seconds, "acked_at": _iso(esc.acked_at),
+        "acked_by": esc.acked_by,
+    }
+
+
+def evaluate(exp: Expectation, opened_at: datetime, milestones: dict[str, datetime | None],
+             tasks: list[Task], finished: bool) -> dict[str, Any]:
+    """SUCCESS within the time, PARTIAL within twice the time, FAILED otherwise, PENDING if undecided."""
+    value: float | None = None
+    if exp.metric:
+        value = _secs(opened_at, milestones.get(exp.metric))
+    elif exp.task:
+        done = [t for t in tasks if t.key == exp.task and t.done_at is not None]
+        value = _secs(opened_at, min(t.done_at for t in done if t.done_at)) if done else None
+    limit = exp.within.total_seconds()
+    if value is None:
+        status = "FAILED" if finished else "PENDING"
+    elif value <= limit:
+        status = "SUCCESS"
+    elif value <= 2 * limit:
+        status = "PARTIAL"
+    else:
+        status = "FAILED"
+    return {"name": exp.name, "metric": exp.metric, "task": exp.task, "within_seconds": limit,
+            "value_seconds": value, "status": status}
+
+
+def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectation] | None = None,
+          finished: bool = True) -> dict[str, Any]:
+    inc = svc.incident(incident_id)
+    tasks = svc.tasks(incident_id)
+    escalations = svc.escalations(incident_id)
+    events = svc.timeline(incident_id)
+    statements = svc.statements(incident_id)
+    names = {p.id: p.name for p in svc.roster.people}
+    by_id = {t.id: t for t in tasks if t.id is not None}
+    milestones = first_times(inc, events)
+    rows = [task_row(t, escalations, names) for t in tasks]
+    with_due = [r for r in rows if r["due_at"]]
+    acked = [e for e in escalations if e.acked_at]
+    ack_delays = [(e.acked_at - e.fired_at).total_seconds() for e in acked if e.acked_at]
+    lates = [e.late_seconds for e in escalations]
+    metrics: dict[str, Any] = {f"{k}_seconds": _secs(inc.opened_at, v) for k, v in milestones.items()}
+    metrics.update({
+        "tasks_total": len(rows),
+        "tasks_done": sum(r["status"] == "done" for r in rows),
+        "tasks_on_time": sum(r["outcome"] == "on_time" for r in rows),
+        "tasks_late": sum(r["outcome"] == "late" for r in rows),
+        "tasks_missed": sum(r["outcome"] == "missed" for r in rows),
+        "tasks_open": sum(r["outcome"] == "open" for r in rows),
+        "tasks_skipped": sum(r["outcome"] == "skipped" for r in rows),
+        "on_time_rate": (sum(r["outcome"] == "on_time" for r in with_due) / len(with_due)) if with_due else None,
+        "escalations_fired": len(escalations),
+        "escalations_acknowledged": len(acked),
+        "max_escalation_level": max((e.level for e in escalations), default=None),
+        "reached_on_call": sum(e.target == "on_call" for e in escalations),
+        "median_ack_seconds": median(ack_delays) if ack_delays else None,
+        "max_timer_lateness_seconds": max(lates, default=None),
+        "statements_released": sum(s.status == "released" for s in statements),
+        "overrides": sum(ev.kind == "override" for ev in events),
+        "rejected_actions": sum(ev.kind == "drill_action_rejected" for ev in events),
+        "final_stage": inc.stage,
+        "severity": inc.severity,
+    })
+    judged = [evaluate(x, inc.opened_at, milestones, tasks, finished) for x in expectations or []]
+    if judged:
+        points = sum({"SUCCESS": 1.0, "PARTIAL": 0.5}.get(j["status"], 0.0) for j in judged)
+        metrics["expectation_score"] = round(100 * points / len(judged), 1)
+    return {
+        "incident": {"id": inc.id, "title": inc.title, "category": inc.category, "severity": inc.severity,
+                     "stage": inc.stage, "cycle": inc.cycle, "opened_at": _iso(inc.opened_at),
+                     "closed_at": _iso(inc.closed_at), "source_url": inc.source_url, "signals": inc.signals},
+        "tasks": rows,
+        "escalations": [escalation_row(e, by_id, names) for e in escalations],
+        "statements": [statement_row(s) for s in statements],
+        "expectations": judged,
+        "metrics": metrics,
+        "timeline": [event_row(ev, inc.opened_at) for ev in events],
+    }
+
+
+def statement_row(st: Statement) -> dict[str, Any]:
+    return {"id": st.id, "title": st.title, "status": st.status, "major": st.major, "channel": st.channel,
+            "drafted_by": st.drafted_by, "drafted_at": _iso(st.drafted_at), "released_at": _iso(st.released_at),
+            "released_by": st.released_by, "next_update": st.next_update, "reviews": st.reviews,
+            "body": st.body}
+
+
+def event_row(ev: Event, opened_at: datetime) -> dict[str, Any]:
+    return {"at": _iso(ev.at), "offset_seconds": (ev.at - opened_at).total_seconds(), "actor": ev.actor,
+            "kind": ev.kind, "from_state": ev.from_state, "to_state": ev.to_state, "task_id": ev.task_id,
+            "data": ev.data}
