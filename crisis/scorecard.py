@@ -53,9 +53,8 @@ def first_times(inc: Incident, events: list[Event]) -> dict[str, datetime | None
 
 def task_row(task: Task, escalations: list[Escalation], names: dict[str, str]) -> dict[str, Any]:
     late = None
-    if task.due_at is not None:
-        if task.done_at is not None:
-            late = max(0.0, (task.done_at - task.due_at).total_seconds())
+    if task.due_at is not None and task.done_at is not None:
+        late = max(0.0, (task.done_at - task.due_at).total_seconds())
     mine = [e for e in escalations if e.task_id == task.id]
     if task.status == "done":
         outcome = "late" if late else "on_time"

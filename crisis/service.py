@@ -7,11 +7,13 @@ messages) or nothing. Audit events are logged as structlog JSON only after the c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -21,7 +23,7 @@ from crisis.engine.fsm import FINAL, MACHINE
 from crisis.engine.plan import due_at, due_steps, plan_stage, step_time
 from crisis.errors import CrisisError, Forbidden, InputError, NotFound
 from crisis.logs import get_logger
-from crisis.notify.outbox import DEFAULT_CHANNELS, enqueue
+from crisis.notify.outbox import DEFAULT_CHANNELS, messages
 from crisis.playbook import PlaybookSet
 from crisis.roster import GROUP_NAMES, Roster
 from crisis.severity import Severity
@@ -34,9 +36,18 @@ SYSTEM = "system"
 
 @dataclass
 class _Tx:
-    """What one command wrote, for logging after commit."""
+    """What one command writes besides the ORM rows: audit events and outbox messages, inserted in
+    bulk just before commit (one statement each instead of an ORM flush per row)."""
 
-    events: list[Event] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, s: Session) -> None:
+        conn = s.connection()  # Core executemany: the ORM bulk path costs more than the rows
+        if self.events:
+            conn.execute(insert(Event.__table__), self.events)  # type: ignore[attr-defined]
+        if self.outbox:
+            conn.execute(insert(OutboxMessage.__table__), self.outbox)  # type: ignore[attr-defined]
 
 
 def _signals(value: dict[str, Any] | None) -> dict[str, Any]:
@@ -69,19 +80,22 @@ class CrisisService:
         self.roster.person(actor)
         return actor
 
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Session, _Tx]]:
+        """One command's transaction; its audit events are logged only once committed."""
+        tx = _Tx()
+        with write_session(self.engine) as s:
+            yield s, tx
+            tx.flush(s)
+        for ev in tx.events:
+            self.log.info(ev["kind"], incident=ev["incident_id"], actor=ev["actor"], at=ev["at"].isoformat(),
+                          from_state=ev["from_state"], to_state=ev["to_state"], task=ev["task_id"], **ev["data"])
+
     def _event(self, s: Session, tx: _Tx, *, at: datetime, actor: str, kind: str, incident_id: int | None,
                from_state: str | None = None, to_state: str | None = None, task_id: int | None = None,
-               **data: Any) -> Event:
-        ev = Event(incident_id=incident_id, at=at, actor=actor, kind=kind, from_state=from_state,
-                   to_state=to_state, task_id=task_id, data=data)
-        s.add(ev)
-        tx.events.append(ev)
-        return ev
-
-    def _emit(self, tx: _Tx) -> None:
-        for ev in tx.events:
-            self.log.info(ev.kind, incident=ev.incident_id, actor=ev.actor, at=ev.at.isoformat(),
-                          from_state=ev.from_state, to_state=ev.to_state, task=ev.task_id, **ev.data)
+               **data: Any) -> None:
+        tx.events.append({"incident_id": incident_id, "at": at, "actor": actor, "kind": kind,
+                          "from_state": from_state, "to_state": to_state, "task_id": task_id, "data": data})
 
     def _incident(self, s: Session, incident_id: int, *, lock: bool = False) -> Incident:
         stmt = select(Incident).where(Incident.id == incident_id)
@@ -122,8 +136,7 @@ class CrisisService:
         except ValueError as exc:
             raise InputError(str(exc), field="severity") from None
         sig = _signals(signals)
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             inc = Incident(title=title.strip(), category=category, source_url=source_url, signals=sig,
                            stage="monitoring", severity=sev.value, opened_by=actor, opened_at=now,
                            stage_entered_at=now, playbook_version=playbook.version)
@@ -134,7 +147,6 @@ class CrisisService:
                         to_state="monitoring", title=inc.title, category=category, severity=sev.value,
                         source_url=source_url, signals=sig)
             self._enter_stage(s, tx, inc, "monitoring", now, actor)
-        self._emit(tx)
         return inc
 
     def fire(self, incident_id: int, trigger: str, *, actor: str, decision: str | None = None,
@@ -156,8 +168,7 @@ class CrisisService:
                 raise Forbidden(f"only a leadership member may override; {actor} is not in the leadership group")
         if trigger == "assess" and not self.roster.is_leadership(actor):
             raise Forbidden(f"assessment is leadership's decision; {actor} is not in the leadership group")
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             open_required = [t.key for t in self._stage_tasks(s, inc) if t.status == "open" and t.required]
             target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=open_required,
@@ -189,7 +200,6 @@ class CrisisService:
                 self._enter_stage(s, tx, inc, target, now, actor)
             inc.version += 1
             s.add(inc)
-        self._emit(tx)
         return inc
 
     def update_signals(self, incident_id: int, signals: dict[str, Any], *, actor: str, note: str | None = None,
@@ -197,8 +207,7 @@ class CrisisService:
         now = self._now(now)
         actor = self._actor(actor)
         sig = _signals(signals)
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             merged = {**inc.signals, **sig}
             self._event(s, tx, at=now, actor=actor, kind="signals_updated", incident_id=inc.id,
@@ -206,7 +215,6 @@ class CrisisService:
             inc.signals = merged
             inc.version += 1
             s.add(inc)
-        self._emit(tx)
         return inc
 
     def note(self, incident_id: int, kind: str, text: str, *, actor: str, now: datetime | None = None,
@@ -214,11 +222,9 @@ class CrisisService:
         """A free timeline entry (drill injects, media calls, a family arriving on site)."""
         now = self._now(now)
         actor = self._actor(actor)
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             inc = self._incident(s, incident_id)
             self._event(s, tx, at=now, actor=actor, kind=kind, incident_id=inc.id, text=text, **data)
-        self._emit(tx)
 
     # ------------------------------------------------------------------ stage mechanics
     def _stage_tasks(self, s: Session, inc: Incident) -> list[Task]:
@@ -230,21 +236,21 @@ class CrisisService:
         inc.stage_entered_at = now
         playbook = self.playbooks.get(inc.category)
         existing = {t.key for t in self._stage_tasks(s, inc)}
-        for p in plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
-                            incident_opened_at=inc.opened_at, roster=self.roster):
-            if p.key in existing:  # e.g. watch re-assessed as watch: keep the running tasks
-                continue
-            task = Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
-                        title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
-                        anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
-                        next_escalation_at=p.due_at if p.escalation_plan else None)
-            s.add(task)
-            s.flush()
+        planned = [p for p in plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
+                                         incident_opened_at=inc.opened_at, roster=self.roster)
+                   if p.key not in existing]  # e.g. watch re-assessed as watch keeps its running tasks
+        tasks = [Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
+                      title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
+                      anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
+                      next_escalation_at=p.due_at if p.escalation_plan else None) for p in planned]
+        s.add_all(tasks)
+        s.flush()  # one flush for the ids the events and notifications refer to
+        for p, task in zip(planned, tasks, strict=True):
             self._event(s, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task.id,
                         key=p.key, group=p.group, assignee=p.assignee, required=p.required,
                         due_at=p.due_at.isoformat() if p.due_at else None)
             due_txt = p.due_at.isoformat() if p.due_at else "no deadline"
-            self._notify(s, inc, key=f"task:{task.id}:assigned", recipient=p.assignee, now=now,
+            self._notify(tx, inc, key=f"task:{task.id}:assigned", recipient=p.assignee, now=now,
                          subject=f"[舆情#{inc.id} {inc.severity}级] 新任务 New task: {p.title_zh}",
                          body=(f"{p.title_zh} / {p.title_en}\n"
                                f"组别 Group: {GROUP_NAMES[p.group][0]} / {GROUP_NAMES[p.group][1]}\n"
@@ -294,18 +300,18 @@ class CrisisService:
             task.next_escalation_at = new_due if plan else None
             s.add(task)
 
-    def _notify(self, s: Session, inc: Incident | None, *, key: str, recipient: str, subject: str, body: str,
+    def _notify(self, tx: _Tx, inc: Incident | None, *, key: str, recipient: str, subject: str, body: str,
                 now: datetime, payload: dict[str, Any]) -> None:
-        enqueue(s, channels=self.channels, key=key, recipient=recipient,
-                incident_id=inc.id if inc else None, subject=subject, body=body, now=now, payload=payload)
+        tx.outbox.extend(messages(channels=self.channels, key=key, recipient=recipient,
+                                  incident_id=inc.id if inc else None, subject=subject, body=body, now=now,
+                                  payload=payload))
 
     # ------------------------------------------------------------------ tasks
     def complete_task(self, task_id: int, *, actor: str, note: str | None = None,
                       now: datetime | None = None) -> Task:
         now = self._now(now)
         actor = self._actor(actor)
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             task = self._task(s, task_id)
             inc = self._incident(s, task.incident_id, lock=True)
             if task.status != "open":
@@ -321,7 +327,6 @@ class CrisisService:
             late = (now - task.due_at).total_seconds() if task.due_at else None
             self._event(s, tx, at=now, actor=actor, kind="task_done", incident_id=inc.id, task_id=task.id,
                         key=task.key, late_seconds=max(0.0, late) if late is not None else None, note=note)
-        self._emit(tx)
         return task
 
     def acknowledge(self, *, actor: str, escalation_id: int | None = None, task_id: int | None = None,
@@ -331,8 +336,7 @@ class CrisisService:
         actor = self._actor(actor)
         if (escalation_id is None) == (task_id is None):
             raise InputError("give exactly one of an escalation id or a task id")
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             if escalation_id is not None:
                 esc = s.get(Escalation, escalation_id)
                 if esc is None:
@@ -363,11 +367,10 @@ class CrisisService:
                         task_id=task.id, key=task.key, level=latest.level, escalation=latest.id,
                         after_seconds=(now - latest.fired_at).total_seconds())
             for person in sorted(paged - {actor}):
-                self._notify(s, inc, key=f"ack:{task.id}:{person}", recipient=person, now=now,
+                self._notify(tx, inc, key=f"ack:{task.id}:{person}", recipient=person, now=now,
                              subject=f"[舆情#{inc.id}] 已确认 Acknowledged: {task.title_zh}",
                              body=f"{self.roster.name(actor)} acknowledged the escalation of '{task.title_en}'.",
                              payload={"type": "acknowledged", "task": task.id})
-        self._emit(tx)
         return latest
 
     # ------------------------------------------------------------------ escalation clock
@@ -386,9 +389,8 @@ class CrisisService:
         return fired
 
     def _escalate(self, task_id: int, now: datetime) -> list[Escalation]:
-        tx = _Tx()
         out: list[Escalation] = []
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             task = s.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
             if task is None or task.status != "open" or task.acked_at is not None or task.due_at is None:
                 return []
@@ -418,7 +420,7 @@ class CrisisService:
                             task_id=task.id, key=task.key, level=step, target=target, recipient=recipient,
                             escalation=esc.id, late_seconds=esc.late_seconds)
                 self._notify(
-                    s, inc, key=f"esc:{task.id}:{step}", recipient=recipient, now=now,
+                    tx, inc, key=f"esc:{task.id}:{step}", recipient=recipient, now=now,
                     subject=f"[舆情#{inc.id} {inc.severity}级 升级{step}] 超时 Overdue {overdue}: {task.title_zh}",
                     body=(f"{task.title_zh} / {task.title_en}\n"
                           f"事件 Incident: #{inc.id} {inc.title} ({inc.stage})\n"
@@ -426,7 +428,6 @@ class CrisisService:
                           f"确认 Acknowledge: crisis ack {esc.id} --by {recipient}"),
                     payload={"type": "escalation", "task": task.id, "level": step, "escalation": esc.id})
             s.expire(task)
-        self._emit(tx)
         return out
 
     def next_due(self) -> datetime | None:
@@ -444,8 +445,7 @@ class CrisisService:
         actor = self._actor(actor)
         if not title.strip() or not body.strip():
             raise InputError("a statement needs a title and a body")
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             if inc.stage in FINAL:
                 raise CrisisError(f"incident #{inc.id} is {inc.stage}")
@@ -458,15 +458,13 @@ class CrisisService:
             self._event(s, tx, at=now, actor=actor, kind="statement_drafted", incident_id=inc.id,
                         statement=st.id, title=st.title, major=is_major,
                         warnings=lint_statement(st.title, st.body, next_update))
-        self._emit(tx)
         return st
 
     def review_statement(self, statement_id: int, *, actor: str, approve: bool, comment: str | None = None,
                          now: datetime | None = None) -> Statement:
         now = self._now(now)
         actor = self._actor(actor)
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             st = s.get(Statement, statement_id)
             if st is None:
                 raise NotFound(f"no statement #{statement_id}")
@@ -487,14 +485,12 @@ class CrisisService:
             s.add(st)
             self._event(s, tx, at=now, actor=actor, kind="statement_reviewed", incident_id=st.incident_id,
                         statement=st.id, level=level, approve=approve, comment=comment, status=st.status)
-        self._emit(tx)
         return st
 
     def release_statement(self, statement_id: int, *, actor: str, now: datetime | None = None) -> Statement:
         now = self._now(now)
         actor = self._actor(actor)
-        tx = _Tx()
-        with write_session(self.engine) as s:
+        with self._write() as (s, tx):
             st = s.get(Statement, statement_id)
             if st is None:
                 raise NotFound(f"no statement #{statement_id}")
@@ -503,13 +499,12 @@ class CrisisService:
                 need = len(required_levels(st.major))
                 raise CrisisError(f"statement #{st.id} is {st.status} ({done}/{need} review levels approved); "
                                   "only an approved statement can be released")
-            st.status, st.released_at, st.released_by = "released", now, actor
-            s.add(st)
             first = s.exec(select(func.count()).select_from(Statement).where(
                 Statement.incident_id == st.incident_id, Statement.status == "released")).one() == 0
+            st.status, st.released_at, st.released_by = "released", now, actor
+            s.add(st)
             self._event(s, tx, at=now, actor=actor, kind="statement_released", incident_id=st.incident_id,
                         statement=st.id, title=st.title, first=first, next_update=st.next_update)
-        self._emit(tx)
         return st
 
     # ------------------------------------------------------------------ queries

@@ -24,7 +24,7 @@ def reviewer_qualifies(roster: Roster, person: str, level: int) -> bool:
         return person in roster.groups["monitoring"].everyone or person == roster.roles.get("info_staff")
     if level == 2:
         head = roster.roles.get("info_dept_head") or roster.group_head("monitoring")
-        return person == head or roster.is_leadership(person) and person != roster.leadership_head()
+        return person == head or (roster.is_leadership(person) and person != roster.leadership_head())
     if level == 3:
         return roster.is_leadership(person)
     return False

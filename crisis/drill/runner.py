@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class DrillResult:
     incident_id: int
     scorecard: dict[str, Any]
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    service: CrisisService | None = None
     steps_applied: int = 0
     steps_rejected: int = 0
     wakeups: int = 0
@@ -46,49 +47,92 @@ def run_drill(loaded: LoadedScenario, *, engine: Engine, playbooks: PlaybookSet,
               speed: float | None = None, sleep: Callable[[float], None] = time.sleep,
               on_event: Callable[[datetime, str], None] | None = None) -> DrillResult:
     """Run the whole scenario; `speed=None` is instant (no sleeping)."""
-    sc = loaded.scenario
-    loaded.check_against(playbooks, roster)
+    return run_drills([(loaded, timedelta(0))], engine=engine, playbooks=playbooks, roster=roster, speed=speed,
+                      sleep=sleep, on_event=on_event)[0]
+
+
+@dataclass
+class _Track:
+    loaded: LoadedScenario
+    start: datetime
+    incident_id: int = 0
+    pos: int = 0
+    steps: list[tuple[int, Step]] = field(default_factory=list)
+    result: DrillResult | None = None
+
+    def next_at(self) -> datetime | None:
+        return self.start + self.steps[self.pos][1].at if self.pos < len(self.steps) else None
+
+
+def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine, playbooks: PlaybookSet,
+               roster: Roster, speed: float | None = None, sleep: Callable[[float], None] = time.sleep,
+               on_event: Callable[[datetime, str], None] | None = None) -> list[DrillResult]:
+    """Run several scenarios at once (each shifted by its offset) on one engine and one virtual clock:
+    a surge drill with concurrent incidents competing for the same people."""
+    if not tracks:
+        raise CrisisError("no scenario to run")
+    for loaded, _ in tracks:
+        loaded.check_against(playbooks, roster)
     init_db(engine)
-    clock = VirtualClock(sc.start)
+    runs = [_Track(loaded, loaded.scenario.start + offset,
+                   steps=sorted(enumerate(loaded.scenario.steps), key=lambda p: (p[1].at, p[0])))
+            for loaded, offset in tracks]
+    clock = VirtualClock(min(t.start for t in runs))
     svc = CrisisService(engine, playbooks, roster, clock, channels=(DRILL_CHANNEL,))
     channel = MemoryChannel(DRILL_CHANNEL)
-    inc = svc.open_incident(title=sc.incident.title, category=sc.incident.category,
-                            source_url=sc.incident.source_url, signals=dict(sc.incident.signals),
-                            severity=sc.incident.severity, actor=sc.incident.opened_by)
-    assert inc.id is not None
-    result = DrillResult(incident_id=inc.id, scorecard={})
-    end = sc.start + sc.duration
-    steps = sorted(enumerate(sc.steps), key=lambda p: (p[1].at, p[0]))
-    pos = 0
+    end = max(t.start + t.loaded.scenario.duration for t in runs)
+    wakeups = 0
     while True:
-        candidates = [t for t in (
-            sc.start + steps[pos][1].at if pos < len(steps) else None,
-            svc.next_due(),
-        ) if t is not None and t <= end]
+        pending_opens = [t.start for t in runs if t.result is None]
+        candidates = [x for x in (*pending_opens, *(t.next_at() for t in runs if t.result is not None),
+                                  svc.next_due()) if x is not None and x <= end]
         if not candidates:
             break
         when = max(min(candidates), clock.now())
         if speed:
             sleep((when - clock.now()).total_seconds() / speed)
         clock.advance_to(when)
-        while pos < len(steps) and sc.start + steps[pos][1].at <= when:
-            index, step = steps[pos]
-            pos += 1
-            if _apply(svc, inc.id, step, index, loaded):
-                result.steps_applied += 1
-            else:
-                result.steps_rejected += 1
+        busy = False
+        for t in runs:
+            if t.result is None and t.start <= when:
+                inc = t.loaded.scenario.incident
+                opened = svc.open_incident(title=inc.title, category=inc.category, source_url=inc.source_url,
+                                           signals=dict(inc.signals), severity=inc.severity, actor=inc.opened_by)
+                assert opened.id is not None
+                t.incident_id = opened.id
+                t.result = DrillResult(incident_id=opened.id, scorecard={}, service=svc)
+                busy = True
+            while t.result is not None and (at := t.next_at()) is not None and at <= when:
+                index, step = t.steps[t.pos]
+                t.pos += 1
+                busy = True
+                ok = _apply(svc, t.incident_id, step, index, t.loaded)
+                t.result.steps_applied += ok
+                t.result.steps_rejected += not ok
+                if on_event:
+                    what = step.inject or step.do
+                    on_event(clock.now(), f"#{t.incident_id} {'inject' if step.inject else step.by}: {what}"
+                             + (f" {step.task}" if step.task else "") + ("" if ok else "  [rejected]"))
         for esc in svc.tick():
+            busy = True
             if on_event:
-                on_event(esc.fired_at, f"escalation L{esc.level} → {esc.recipient} (task #{esc.task_id})")
-        result.wakeups += 1
-        dispatch(engine, {DRILL_CHANNEL: channel}, clock.now())
+                on_event(esc.fired_at, f"#{esc.incident_id} escalation L{esc.level} → {esc.recipient} "
+                                       f"(task #{esc.task_id})")
+        wakeups += 1
+        if busy:  # only a step or an escalation queues notifications
+            dispatch(engine, {DRILL_CHANNEL: channel}, clock.now())
     clock.advance_to(end)
-    result.notifications = [
-        {"key": m.dedupe_key, "to": m.recipient, "subject": m.subject, "at": m.created_at.isoformat()}
-        for m in channel.delivered]
-    result.scorecard = build(svc, inc.id, expectations=sc.expectations(), finished=True)
-    return result
+    results = []
+    for t in runs:
+        assert t.result is not None
+        t.result.wakeups = wakeups
+        t.result.notifications = [
+            {"key": m.dedupe_key, "to": m.recipient, "subject": m.subject, "at": m.created_at.isoformat()}
+            for m in channel.delivered if m.incident_id == t.incident_id]
+        t.result.scorecard = build(svc, t.incident_id, expectations=t.loaded.scenario.expectations(),
+                                   finished=True)
+        results.append(t.result)
+    return results
 
 
 def _apply(svc: CrisisService, incident_id: int, step: Step, index: int, loaded: LoadedScenario) -> bool:

@@ -164,7 +164,7 @@ class LoadedScenario:
             if step.at > sc.duration:
                 raise self.doc.error(("steps", i, "at"), f"step at {step.at} is after the drill's end "
                                                          f"({sc.duration})")
-            for field, pid in (("by", step.by), *((("reviewers", r) for r in step.reviewers))):
+            for field, pid in (("by", step.by), *(("reviewers", r) for r in step.reviewers)):
                 if pid is not None and pid not in people:
                     raise self.doc.error(("steps", i, field), f"unknown person '{pid}'")
             if step.task is not None and step.task not in keys:

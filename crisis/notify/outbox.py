@@ -18,16 +18,18 @@ from crisis.store.models import OutboxMessage
 DEFAULT_CHANNELS: tuple[str, ...] = ("log", "file")
 
 
-def enqueue(s: Session, *, channels: tuple[str, ...], key: str, recipient: str, incident_id: int | None,
-            subject: str, body: str, now: datetime, payload: dict[str, Any]) -> None:
-    for channel in channels:
-        dedupe = f"{key}:{channel}"
-        if s.exec(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe)).first() is not None:
-            continue
-        s.add(OutboxMessage(dedupe_key=dedupe, channel=channel, recipient=recipient, incident_id=incident_id,
-                            subject=subject, body=body, payload=payload, created_at=now))
+def messages(*, channels: tuple[str, ...], key: str, recipient: str, incident_id: int | None, subject: str,
+             body: str, now: datetime, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Outbox rows, one per channel, to insert with the command that caused them. Keys derive from unique
+    facts (task id and escalation level, ...); the unique constraint turns an impossible duplicate into a
+    rolled-back command, never a double page."""
+    return [{"dedupe_key": f"{key}:{channel}", "channel": channel, "recipient": recipient,
+             "incident_id": incident_id, "subject": subject, "body": body, "payload": payload, "created_at": now,
+             "attempts": 0} for channel in channels]
 
 
-def pending(s: Session, limit: int = 500) -> list[OutboxMessage]:
-    return list(s.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
+def pending(s: Session, limit: int = 500, max_attempts: int = 10) -> list[OutboxMessage]:
+    """Undelivered messages still worth trying, oldest first."""
+    return list(s.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None),
+                                                   col(OutboxMessage.attempts) < max_attempts)
                        .order_by(col(OutboxMessage.id)).limit(limit)).all())

@@ -1,0 +1,112 @@
+"""The `crisis drill run` command body: run, print timeline and scorecard, write reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from crisis import logs
+from crisis.clock import SystemClock
+from crisis.config import Settings
+from crisis.drill.runner import drill_db_url, run_drill
+from crisis.drill.scenario import load_scenario
+from crisis.durations import format_duration
+from crisis.playbook import load_playbooks
+from crisis.roster import load_roster
+from crisis.store.db import ROOT, make_engine
+
+
+def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path | None, db_url: str | None,
+                      tz: str, as_json: bool, settings: Settings, console: Console) -> dict[str, Any]:
+    from crisis import reports
+
+    loaded = load_scenario(scenario_path)
+    sc = loaded.scenario
+    playbooks = load_playbooks(settings.playbooks_dir)
+    roster = load_roster(loaded.roster_path() or settings.roster_path)
+    loaded.check_against(playbooks, roster)
+    wall = SystemClock()
+    run_id = f"{sc.name}-{wall.now():%Y%m%d-%H%M%S-%f}"
+    out_dir = out_dir or ROOT / "reports" / "drills" / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db_url = db_url or drill_db_url(ROOT / "store", run_id)
+    logs.configure(out_dir / "audit.log")
+
+    def live(when: datetime, text: str) -> None:
+        offset = format_duration(when - sc.start)
+        console.print(f"[dim]T+{offset:>7}[/] {when.astimezone():%m-%d %H:%M}  {text}", highlight=False)
+
+    started = wall.monotonic()
+    result = run_drill(loaded, engine=make_engine(db_url), playbooks=playbooks, roster=roster, speed=speed,
+                       on_event=live if (speed and not as_json) else None)
+    elapsed = wall.monotonic() - started
+    simulated = sc.duration.total_seconds()
+    run = {"id": run_id, "mode": "speed" if speed else "instant", "speed": speed, "wall_seconds": round(elapsed, 4),
+           "simulated_seconds": simulated, "db": db_url, "reports_dir": str(out_dir)}
+    scenario = {"name": sc.name, "title_zh": sc.title.zh, "title_en": sc.title.en, "file": str(scenario_path),
+                "start": sc.start.isoformat(), "duration_seconds": simulated, "category": sc.incident.category}
+    assert result.service is not None
+    written = reports.write_reports(result.service, result.incident_id, out_dir, scenario=scenario, run=run,
+                                    tz=tz, expectations=sc.expectations())
+    (out_dir / "notifications.jsonl").write_text(
+        "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
+    card = {"scenario": scenario, "run": run, **result.scorecard}
+    if as_json:
+        print(json.dumps(card, ensure_ascii=False, indent=2, default=str))
+    else:
+        print_summary(console, card, [*written, out_dir / "notifications.jsonl"])
+    return card
+
+
+def print_summary(console: Console, card: dict[str, Any], written: list[Path]) -> None:
+    sc, run, m = card["scenario"], card["run"], card["metrics"]
+    console.rule(f"[bold]{sc['title_zh']} / {sc['title_en']}")
+    tl = Table("T+", "who", "what", "detail", title="Timeline")
+    skip = {"task_assigned", "task_cancelled"}
+    for ev in card["timeline"]:
+        if ev["kind"] in skip:
+            continue
+        d = ev["data"]
+        if ev["kind"] == "stage_changed":
+            detail = f"{ev['from_state']} → {ev['to_state']}"
+        elif ev["kind"] == "escalation_fired":
+            detail = f"{d.get('key')} L{d.get('level')} → {d.get('recipient')}"
+        else:
+            detail = str(d.get("key") or d.get("text") or d.get("title") or d.get("reason") or "")
+        tl.add_row(format_duration(ev["offset_seconds"]), ev["actor"], ev["kind"], detail)
+    console.print(tl)
+    tt = Table("stage", "group", "task", "due", "done", "late by", "esc", "outcome", title="Tasks")
+    for t in card["tasks"]:
+        colour = {"on_time": "green", "late": "yellow", "missed": "red", "open": "red"}.get(t["outcome"], "dim")
+        tt.add_row(t["stage"], t["group"], t["title"], _hm(t["due_at"]), _hm(t["done_at"]),
+                   format_duration(t["late_seconds"]) if t["late_seconds"] else "-", str(t["escalations"]),
+                   f"[{colour}]{t['outcome']}[/]")
+    console.print(tt)
+    if card["expectations"]:
+        et = Table("expectation", "value", "limit", "status", title="Expectations")
+        for e in card["expectations"]:
+            et.add_row(e["name"], format_duration(e["value_seconds"]), format_duration(e["within_seconds"]),
+                       e["status"])
+        console.print(et)
+    console.print(
+        f"time to report {format_duration(m['time_to_report_seconds'])} · to assessment "
+        f"{format_duration(m['time_to_assessment_seconds'])} · to first statement "
+        f"{format_duration(m['time_to_first_statement_seconds'])}\n"
+        f"tasks {m['tasks_total']}: on time {m['tasks_on_time']}, late {m['tasks_late']}, missed {m['tasks_missed']}, "
+        f"open {m['tasks_open']} · escalations fired {m['escalations_fired']} (acknowledged "
+        f"{m['escalations_acknowledged']}, reached on-call {m['reached_on_call']}) · final stage {m['final_stage']}"
+        + (f" · expectation score {m['expectation_score']}%" if "expectation_score" in m else ""))
+    console.print(f"replayed {format_duration(run['simulated_seconds'])} of drill time in {run['wall_seconds']:.3f} s "
+                  f"({run['mode']}); database {run['db']}")
+    console.print(f"reports written to [bold]{run['reports_dir']}[/]:")
+    for p in written:
+        console.print(f"  {p}")
+
+
+def _hm(iso: str | None) -> str:
+    return datetime.fromisoformat(iso).astimezone().strftime("%m-%d %H:%M") if iso else "-"
