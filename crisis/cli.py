@@ -106,6 +106,11 @@ def dump(row: Any) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
 
+def iso(dt: datetime | None) -> str | None:
+    """UTC ISO 8601 as pydantic writes it in the rows (…Z), so JSON output is uniform."""
+    return dt.isoformat().replace("+00:00", "Z") if dt else None
+
+
 def local(dt: datetime | None) -> str:
     return dt.astimezone().strftime("%m-%d %H:%M") if dt else "-"
 
@@ -159,7 +164,7 @@ def list_cmd(
         incs = svc.incidents(include_final=all_)
         nxt = svc.next_deadlines()
         if as_json:
-            emit([{**dump(i), "next_deadline": nxt[i.id].isoformat() if i.id in nxt else None} for i in incs])
+            emit([{**dump(i), "next_deadline": iso(nxt.get(i.id or 0))} for i in incs])
             return
         t = Table("#", "title", "category", "grade", "stage", "next deadline", "opened")
         now = svc.clock.now()
@@ -311,7 +316,7 @@ def tick_cmd(as_json: JsonOpt = False) -> None:
         fired = svc.tick()
         deliver()
         if as_json:
-            emit({"fired": [dump(e) for e in fired], "next_due": svc.next_due()})
+            emit({"fired": [dump(e) for e in fired], "next_due": iso(svc.next_due())})
         else:
             out.print(f"fired {len(fired)} escalation step(s); next due {local(svc.next_due())}")
     run(body, as_json)

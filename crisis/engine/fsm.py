@@ -35,9 +35,9 @@ STAGE_NAMES = {
 # (trigger, source(s), dest, condition on the decision or None)
 TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "report", "source": "monitoring", "dest": "reported"},
-    {"trigger": "assess", "source": ["reported", "watch"], "dest": "assessing", "conditions": "is_activate"},
-    {"trigger": "assess", "source": ["reported", "watch"], "dest": "watch", "conditions": "is_watch"},
-    {"trigger": "assess", "source": ["reported", "watch"], "dest": "dismissed", "conditions": "is_dismiss"},
+    {"trigger": "assess", "source": ["reported", "watch"], "dest": "assessing", "conditions": "decided_activate"},
+    {"trigger": "assess", "source": ["reported", "watch"], "dest": "watch", "conditions": "decided_watch"},
+    {"trigger": "assess", "source": ["reported", "watch"], "dest": "dismissed", "conditions": "decided_dismiss"},
     {"trigger": "respond", "source": "assessing", "dest": "responding"},
     {"trigger": "media", "source": "responding", "dest": "media_liaison"},
     {"trigger": "onsite", "source": "media_liaison", "dest": "onsite"},
@@ -56,13 +56,13 @@ class _Probe:
     state: str
     blocked_by: list[str] = field(default_factory=list)
 
-    def is_activate(self, event: EventData) -> bool:
+    def decided_activate(self, event: EventData) -> bool:
         return event.kwargs.get("decision") == "activate"
 
-    def is_watch(self, event: EventData) -> bool:
+    def decided_watch(self, event: EventData) -> bool:
         return event.kwargs.get("decision") == "watch"
 
-    def is_dismiss(self, event: EventData) -> bool:
+    def decided_dismiss(self, event: EventData) -> bool:
         return event.kwargs.get("decision") == "dismiss"
 
     def tasks_done(self, event: EventData) -> bool:

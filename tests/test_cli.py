@@ -1,0 +1,94 @@
+"""The duty-officer CLI end to end (typer's runner, a temp database, --json output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crisis import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pb = tmp_path / "playbooks"
+    pb.mkdir()
+    (pb / "medical_dispute.yaml").write_text((ROOT / "playbooks" / "medical_dispute.yaml").read_text("utf-8"), "utf-8")
+    monkeypatch.setenv("CRISIS_DB_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("CRISIS_PLAYBOOKS", str(pb))
+    monkeypatch.setenv("CRISIS_ROSTER", str(ROOT / "examples" / "roster.yaml"))
+    monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "notify.jsonl"))
+    monkeypatch.setenv("CRISIS_LOG", str(tmp_path / "crisis.log"))
+    monkeypatch.delenv("CRISIS_USER", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0):
+        cli._state.clear()
+        result = runner.invoke(cli.app, list(args))
+        assert result.exit_code == code, result.output
+        return result
+
+    def data(*args: str, code: int = 0):
+        return json.loads(invoke(*args, "--json", code=code).stdout)
+
+    invoke.json = data  # type: ignore[attr-defined]
+    invoke.tmp = tmp_path  # type: ignore[attr-defined]
+    return invoke
+
+
+def test_open_list_show_fire_done_ack(crisis):
+    opened = crisis.json("open", "--title", "网传候诊5小时", "--category", "medical_dispute", "--signal", "reposts=120",
+                         "--signal", "views=15000", "--source-url", "https://x.example/1")
+    inc = opened["incident"]
+    assert inc["stage"] == "monitoring" and inc["severity"] == "II"
+    assert inc["signals"] == {"reposts": 120, "views": 15000} and inc["opened_by"] == "duty_officer"
+    assert [t["key"] for t in opened["tasks"]] == ["compile_report", "preserve_evidence"]
+
+    listed = crisis.json("list")
+    assert [(i["id"], i["stage"]) for i in listed] == [(inc["id"], "monitoring")]
+    assert listed[0]["next_deadline"] == opened["tasks"][0]["due_at"]
+
+    err = crisis.json("fire", str(inc["id"]), "assess", "--decision", "activate", "--by", "president", code=2)
+    assert err["type"] == "IllegalTrigger" and "allowed: report" in err["error"]
+    err = crisis.json("fire", str(inc["id"]), "report", code=2)
+    assert err["type"] == "GuardFailed" and "compile_report" in err["error"]
+
+    task_id = opened["tasks"][0]["id"]
+    done = crisis.json("task", "done", str(task_id), "--by", "publicity_head")
+    assert done["status"] == "done" and done["done_by"] == "publicity_head"
+    moved = crisis.json("fire", str(inc["id"]), "report")
+    assert (moved["from"], moved["to"], moved["allowed_triggers"]) == ("monitoring", "reported", ["assess"])
+
+    shown = crisis.json("show", str(inc["id"]))
+    kinds = [e["kind"] for e in shown["timeline"]]
+    assert kinds[0] == "incident_opened" and "task_done" in kinds and kinds.count("stage_changed") == 1
+    assert {t["key"] for t in shown["tasks"] if t["status"] == "open"} == {"assess_severity", "verify_facts"}
+
+    # task-assignment notifications reached the file channel once each
+    lines = [json.loads(x) for x in (crisis.tmp / "notify.jsonl").read_text("utf-8").splitlines()]
+    keys = [x["key"] for x in lines]
+    assert len(keys) == len(set(keys)) and f"task:{task_id}:assigned:file" in keys
+
+    err = crisis.json("ack", "99", "--by", "oncall_admin", code=2)
+    assert err["type"] == "NotFound"
+
+
+def test_bad_arguments_change_nothing(crisis):
+    crisis("open", "--title", "x", "--category", "nope", code=2)
+    crisis("open", "--title", "x", "--category", "medical_dispute", "--signal", "reposts=lots", code=2)
+    crisis("open", "--title", "x", "--category", "medical_dispute", "--severity", "V", code=2)
+    crisis("open", "--title", "x", "--category", "medical_dispute", "--by", "stranger", code=2)
+    assert crisis.json("list", "--all") == []
+
+
+def test_playbook_validate_reports_location(crisis, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "playbooks" / "medical_dispute.yaml").read_text("utf-8")
+                   .replace("group: logistics", "group: logstics", 1), "utf-8")
+    result = crisis("playbook", "validate", str(bad), code=2)
+    line = next(i for i, t in enumerate(bad.read_text("utf-8").splitlines(), 1) if "logstics" in t)
+    assert f"bad.yaml:{line}:" in result.output and "unknown group 'logstics'" in result.output
