@@ -23,7 +23,7 @@ DEFAULT_SCENARIO = "examples/drills/medical-dispute-viral.yaml"
 
 def ensure_venv() -> None:
     """Create the venv and (re)install the project when pyproject.toml changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under whatever python3 the machine has
         sys.exit(f"crisis needs Python >= 3.11, this is {sys.version.split()[0]}")
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:
