@@ -20,7 +20,7 @@ from rich.table import Table
 
 from crisis import logs
 from crisis.clock import SystemClock
-from crisis.config import Settings, build_channels, build_service
+from crisis.config import Settings, build_channels, build_service, zone
 from crisis.durations import format_duration
 from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
 from crisis.errors import CrisisError, InputError
@@ -112,7 +112,8 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def local(dt: datetime | None) -> str:
-    return dt.astimezone().strftime("%m-%d %H:%M") if dt else "-"
+    """Times on screen are in the hospital's zone (CRISIS_TZ), not the server's."""
+    return dt.astimezone(zone(settings().tz)).strftime("%m-%d %H:%M") if dt else "-"
 
 
 def parse_kv(pairs: list[str], what: str) -> dict[str, float]:

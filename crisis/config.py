@@ -1,6 +1,6 @@
 """Where things are: database URL, playbooks, roster, notification file. Environment overrides defaults.
 
-CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG.
+CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (display time zone).
 """
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import Engine
 
 from crisis.clock import Clock
+from crisis.errors import InputError
 from crisis.notify.channels import Channel, FileChannel, LogChannel
 from crisis.playbook import load_playbooks
 from crisis.roster import load_roster
@@ -26,6 +28,7 @@ class Settings:
     roster_path: Path
     notify_file: Path
     log_path: Path
+    tz: str = "Asia/Shanghai"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,10 +39,19 @@ class Settings:
             roster_path=Path(env.get("CRISIS_ROSTER", ROOT / "examples" / "roster.yaml")),
             notify_file=Path(env.get("CRISIS_NOTIFY_FILE", ROOT / "store" / "notifications.jsonl")),
             log_path=Path(env.get("CRISIS_LOG", ROOT / "store" / "crisis.log")),
+            tz=env.get("CRISIS_TZ", "Asia/Shanghai"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)",
+                         field="CRISIS_TZ") from None
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from rich.table import Table
 
 from crisis import logs
 from crisis.clock import SystemClock
-from crisis.config import Settings
+from crisis.config import Settings, zone
 from crisis.drill.runner import drill_db_url, run_drill
 from crisis.drill.scenario import load_scenario
 from crisis.durations import format_duration
@@ -39,7 +39,7 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
 
     def live(when: datetime, text: str) -> None:
         offset = format_duration(when - sc.start)
-        console.print(f"[dim]T+{offset:>7}[/] {when.astimezone():%m-%d %H:%M}  {text}", highlight=False)
+        console.print(f"[dim]T+{offset:>7}[/] {when.astimezone(zone(tz)):%m-%d %H:%M}  {text}", highlight=False)
 
     started = wall.monotonic()
     result = run_drill(loaded, engine=make_engine(db_url), playbooks=playbooks, roster=roster, speed=speed,
@@ -59,11 +59,11 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
     if as_json:
         print(json.dumps(card, ensure_ascii=False, indent=2, default=str))
     else:
-        print_summary(console, card, [*written, out_dir / "notifications.jsonl"])
+        print_summary(console, card, [*written, out_dir / "notifications.jsonl"], zone(tz))
     return card
 
 
-def print_summary(console: Console, card: dict[str, Any], written: list[Path]) -> None:
+def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo) -> None:
     sc, run, m = card["scenario"], card["run"], card["metrics"]
     console.rule(f"[bold]{sc['title_zh']} / {sc['title_en']}")
     tl = Table("T+", "who", "what", "detail", title="Timeline")
@@ -83,7 +83,7 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path]) -
     tt = Table("stage", "group", "task", "due", "done", "late by", "esc", "outcome", title="Tasks")
     for t in card["tasks"]:
         colour = {"on_time": "green", "late": "yellow", "missed": "red", "open": "red"}.get(t["outcome"], "dim")
-        tt.add_row(t["stage"], t["group"], t["title"], _hm(t["due_at"]), _hm(t["done_at"]),
+        tt.add_row(t["stage"], t["group"], t["title"], _hm(t["due_at"], tz), _hm(t["done_at"], tz),
                    format_duration(t["late_seconds"]) if t["late_seconds"] else "-", str(t["escalations"]),
                    f"[{colour}]{t['outcome']}[/]")
     console.print(tt)
@@ -108,5 +108,5 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path]) -
         console.print(f"  {p}")
 
 
-def _hm(iso: str | None) -> str:
-    return datetime.fromisoformat(iso).astimezone().strftime("%m-%d %H:%M") if iso else "-"
+def _hm(iso: str | None, tz: tzinfo) -> str:
+    return datetime.fromisoformat(iso).astimezone(tz).strftime("%m-%d %H:%M") if iso else "-"

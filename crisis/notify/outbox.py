@@ -32,4 +32,6 @@ def pending(s: Session, limit: int = 500, max_attempts: int = 10) -> list[Outbox
     """Undelivered messages still worth trying, oldest first."""
     return list(s.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None),
                                                    col(OutboxMessage.attempts) < max_attempts)
-                       .order_by(col(OutboxMessage.id)).limit(limit)).all())
+                       .order_by(col(OutboxMessage.id)).limit(limit)
+                       .with_for_update(skip_locked=True)).all())  # PostgreSQL: concurrent dispatchers
+                                                                   # split the rows; SQLite: BEGIN IMMEDIATE
