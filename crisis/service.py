@@ -170,7 +170,9 @@ class CrisisService:
             raise Forbidden(f"assessment is leadership's decision; {actor} is not in the leadership group")
         with self._write() as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
-            open_required = [t.key for t in self._stage_tasks(s, inc) if t.status == "open" and t.required]
+            # A flare-up interrupts whatever stage it finds: reopening is never blocked by open tasks.
+            open_required = [] if trigger == "reopen" else [
+                t.key for t in self._stage_tasks(s, inc) if t.status == "open" and t.required]
             target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=open_required,
                                     override=override)
             source = inc.stage
@@ -187,7 +189,8 @@ class CrisisService:
                         to_state=target, trigger=trigger, decision=decision, note=note, cycle=inc.cycle)
             moving = target != source or trigger == "reopen"
             if moving:
-                self._leave_stage(s, tx, inc, now, actor, reason=reason if override else None)
+                self._leave_stage(s, tx, inc, now, actor, reason=reason if override else None,
+                                  interrupted=trigger == "reopen")
             if sev is not None and sev.value != inc.severity:
                 self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
                             **{"from": inc.severity, "to": sev.value})
@@ -258,13 +261,18 @@ class CrisisService:
                          payload={"type": "task_assigned", "task": task.id})
 
     def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, now: datetime, actor: str,
-                     reason: str | None) -> None:
+                     reason: str | None, interrupted: bool = False) -> None:
+        """Close out the stage's open tasks: required ones were overridden (waived), optional ones
+        lapse (cancelled); a flare-up reopening the incident cancels them all."""
         for task in self._stage_tasks(s, inc):
             if task.status != "open":
                 continue
-            task.status = "waived" if task.required else "cancelled"
+            task.status = "waived" if task.required and not interrupted else "cancelled"
             task.next_escalation_at = None
-            task.note = reason if task.required else "stage left before completion"
+            if interrupted:
+                task.note = "incident reopened on a flare-up"
+            else:
+                task.note = reason if task.required else "stage left before completion"
             s.add(task)
             self._event(s, tx, at=now, actor=actor, kind=f"task_{task.status}", incident_id=inc.id,
                         task_id=task.id, key=task.key, reason=task.note)
