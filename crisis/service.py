@@ -416,8 +416,9 @@ class CrisisService:
                 if res.rowcount != 1:  # someone else fired or stopped it: a double wake-up changes nothing
                     break
                 target = plan[step][0]
+                level_no = step + 1  # people count reminders from 1: level 1 = the assignee at the deadline
                 recipient = self.roster.resolve(target, group=task.group, assignee=task.assignee, now=now)
-                esc = Escalation(task_id=task.id, incident_id=inc.id, level=step, target=target,
+                esc = Escalation(task_id=task.id, incident_id=inc.id, level=level_no, target=target,
                                  recipient=recipient, scheduled_at=scheduled, fired_at=now,
                                  late_seconds=(now - scheduled).total_seconds())
                 s.add(esc)
@@ -425,16 +426,16 @@ class CrisisService:
                 out.append(esc)
                 overdue = format_duration(now - task.due_at)
                 self._event(s, tx, at=now, actor=SYSTEM, kind="escalation_fired", incident_id=inc.id,
-                            task_id=task.id, key=task.key, level=step, target=target, recipient=recipient,
+                            task_id=task.id, key=task.key, level=level_no, target=target, recipient=recipient,
                             escalation=esc.id, late_seconds=esc.late_seconds)
                 self._notify(
-                    tx, inc, key=f"esc:{task.id}:{step}", recipient=recipient, now=now,
-                    subject=f"[舆情#{inc.id} {inc.severity}级 升级{step}] 超时 Overdue {overdue}: {task.title_zh}",
+                    tx, inc, key=f"esc:{task.id}:{level_no}", recipient=recipient, now=now,
+                    subject=f"[舆情#{inc.id} {inc.severity}级 升级{level_no}] 超时 Overdue {overdue}: {task.title_zh}",
                     body=(f"{task.title_zh} / {task.title_en}\n"
                           f"事件 Incident: #{inc.id} {inc.title} ({inc.stage})\n"
                           f"负责人 Assignee: {self.roster.name(task.assignee)}; 截止 Due {task.due_at.isoformat()}\n"
                           f"确认 Acknowledge: crisis ack {esc.id} --by {recipient}"),
-                    payload={"type": "escalation", "task": task.id, "level": step, "escalation": esc.id})
+                    payload={"type": "escalation", "task": task.id, "level": level_no, "escalation": esc.id})
             s.expire(task)
         return out
 

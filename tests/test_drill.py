@@ -132,10 +132,10 @@ def test_scorecard_field_by_field(setup):
     rs = tasks["release_statement"]  # anchored at the incident: grade I → 5 h after opening
     assert rs["due_at"] == at("5:00") and rs["done_at"] == at("3:05") and rs["outcome"] == "on_time"
 
-    # escalations: compile_report L0 at +30m to the assignee (info_staff), acknowledged? no → L1 not reached
+    # escalations: compile_report L1 at +30m to the assignee (info_staff), acknowledged? no → L2 not reached
     # because it was done at +40m (< +45m)
     assert [(e["task"], e["level"], e["recipient"], e["fired_at"], e["late_seconds"]) for e in card["escalations"]] \
-        == [("compile_report", 0, "info_staff", at("0:30"), 0.0)]
+        == [("compile_report", 1, "info_staff", at("0:30"), 0.0)]
 
     m = card["metrics"]
     assert m["time_to_report_seconds"] == 41 * 60
@@ -171,11 +171,11 @@ def test_nobody_acts_escalates_to_on_call(setup):
     chain = [(e["level"], e["target"], e["recipient"], e["fired_at"]) for e in r.scorecard["escalations"]]
     # due +30m, wait 15m for grade III, chain of 4 plus 1 repeat
     assert chain == [
-        (0, "assignee", "info_staff", at("0:30")),
-        (1, "group_head", "publicity_head", at("0:45")),
-        (2, "leadership_head", "president", at("1:00")),
-        (3, "on_call", "oncall_admin", at("1:15")),
-        (4, "on_call", "oncall_admin", at("1:30")),
+        (1, "assignee", "info_staff", at("0:30")),
+        (2, "group_head", "publicity_head", at("0:45")),
+        (3, "leadership_head", "president", at("1:00")),
+        (4, "on_call", "oncall_admin", at("1:15")),
+        (5, "on_call", "oncall_admin", at("1:30")),
     ]
     assert r.scorecard["metrics"]["reached_on_call"] == 2
     assert r.scorecard["metrics"]["final_stage"] == "monitoring"

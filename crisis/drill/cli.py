@@ -102,10 +102,10 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path], t
         f"{m['escalations_acknowledged']}, reached on-call {m['reached_on_call']}) · final stage {m['final_stage']}"
         + (f" · expectation score {m['expectation_score']}%" if "expectation_score" in m else ""))
     console.print(f"replayed {format_duration(run['simulated_seconds'])} of drill time in {run['wall_seconds']:.3f} s "
-                  f"({run['mode']}); database {run['db']}")
-    console.print(f"reports written to [bold]{run['reports_dir']}[/]:")
+                  f"({run['mode']}); database {run['db']}", soft_wrap=True)
+    console.print(f"reports written to [bold]{run['reports_dir']}[/]:", soft_wrap=True)
     for p in written:
-        console.print(f"  {p}")
+        console.print(f"  {p}", soft_wrap=True, highlight=False)
 
 
 def _hm(iso: str | None, tz: tzinfo) -> str:
