@@ -326,21 +326,26 @@ def tick_cmd(as_json: JsonOpt = False) -> None:
 @app.command("report")
 def report_cmd(
     incident_id: int,
-    kind: Annotated[str, typer.Option(help="incident_report or after_action.")] = "incident_report",
+    kind: Annotated[str, typer.Option(help="incident_report, after_action or scorecard.")] = "incident_report",
     lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write all reports to this folder.")] = None,
-    tz: Annotated[str, typer.Option(help="Time zone for times in reports.")] = "Asia/Shanghai",
+    tz: Annotated[str | None, typer.Option(help="Time zone for times in reports (default CRISIS_TZ).")] = None,
 ) -> None:
-    """Render the incident report (舆情专报) or after-action review."""
+    """Render the incident report (舆情专报), the after-action review or the scorecard as Markdown."""
     def body() -> None:
         from crisis import reports
 
+        zone_name = tz or settings().tz
+        if kind not in reports.KINDS:  # check before touching the database
+            raise InputError(f"unknown report {kind!r} (use {', '.join(reports.KINDS)})", field="--kind")
+        if lang not in reports.LANGS:
+            raise InputError(f"unknown language {lang!r} (use {', '.join(reports.LANGS)})", field="--lang")
         svc = service()
         if out_dir is not None:
-            for p in reports.write_reports(svc, incident_id, out_dir, tz=tz):
-                out.print(str(p))
+            for p in reports.write_reports(svc, incident_id, out_dir, tz=zone_name):
+                out.print(str(p), soft_wrap=True, highlight=False)
             return
-        sys.stdout.write(reports.render(kind, reports.report_context(svc, incident_id, tz=tz), lang))
+        sys.stdout.write(reports.render(kind, reports.report_context(svc, incident_id, tz=zone_name), lang))
     run(body, False)
 
 
@@ -463,7 +468,7 @@ def drill_run(
     instant: Annotated[bool, typer.Option(help="Jump from event to event (default).")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Reports folder (default reports/drills/RUN).")] = None,
     db: Annotated[str | None, typer.Option(help="Database URL for the drill (default store/drills/RUN.db).")] = None,
-    tz: Annotated[str, typer.Option(help="Time zone for reports.")] = "Asia/Shanghai",
+    tz: Annotated[str | None, typer.Option(help="Time zone for reports (default CRISIS_TZ).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a drill scenario on the embedded store; print the timeline and a scorecard, write reports."""
@@ -475,7 +480,8 @@ def drill_run(
     if speed is not None and speed <= 0:
         err.print("[bold red]error:[/] --speed must be greater than zero")
         raise typer.Exit(2)
-    run(lambda: run_drill_command(scenario, speed=speed, out_dir=out_dir, db_url=db, tz=tz, as_json=as_json,
+    run(lambda: run_drill_command(scenario, speed=speed, out_dir=out_dir, db_url=db, tz=tz or settings().tz,
+                                  as_json=as_json,
                                   settings=settings(), console=out), as_json)
 
 

@@ -88,8 +88,30 @@ def _helpers(lang: str, tz_name: str, names: dict[str, str]) -> dict[str, Callab
     def text(pair: dict[str, str]) -> str:
         return pair["zh" if zh else "en"]
 
-    return {"when": when, "stage": stage, "group": group, "sev": sev, "person": person, "text": text}
+    def kind(key: str) -> str:
+        pair = EVENT_NAMES.get(key)
+        return (pair[0] if zh else pair[1]) if pair else key
 
+    return {"when": when, "stage": stage, "group": group, "sev": sev, "person": person, "text": text,
+            "kind": kind}
+
+
+EVENT_NAMES = {
+    "incident_opened": ("事件登记", "incident opened"),
+    "stage_changed": ("阶段变更", "stage changed"),
+    "severity_changed": ("等级调整", "grade changed"),
+    "override": ("越级推进", "override"),
+    "signals_updated": ("舆情数据更新", "signals updated"),
+    "task_done": ("任务完成", "task done"),
+    "task_waived": ("任务豁免", "task waived"),
+    "escalation_fired": ("超时升级", "escalation"),
+    "escalation_acknowledged": ("升级已确认", "escalation acknowledged"),
+    "statement_drafted": ("声明起草", "statement drafted"),
+    "statement_reviewed": ("声明审核", "statement reviewed"),
+    "statement_released": ("声明发布", "statement released"),
+    "inject": ("演练注入", "drill inject"),
+    "drill_action_rejected": ("操作被拒", "action refused"),
+}
 
 _COLOUR_ZH = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
 
@@ -103,13 +125,16 @@ def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shan
     card = scorecard.build(svc, incident_id, expectations=expectations, finished=finished)
     inc = card["incident"]
     names = {p.id: p.name for p in svc.roster.people}
-    issued = (now or svc.clock.now()).isoformat()  # drill time in a drill, wall time otherwise
+    at = now or svc.clock.now()  # drill time in a drill, wall time otherwise
+    issued = at.isoformat()
     events = card["timeline"]
     playbook = svc.playbooks.get(inc["category"]) if inc["category"] in svc.playbooks.categories else None
     signal_history = [{"at": e["at"], "offset_seconds": e["offset_seconds"],
                        "signals": e["data"].get("after" if e["kind"] == "signals_updated" else "signals") or {}}
                       for e in events if e["kind"] in ("incident_opened", "signals_updated")]
-    tasks = card["tasks"]
+    tasks = [{**t, "overdue": t["status"] == "open" and t["due_at"] is not None
+              and datetime.fromisoformat(t["due_at"]) < at} for t in card["tasks"]]
+    card = {**card, "tasks": tasks}
     by_group = {g: [t for t in tasks if t["group"] == g] for g in GROUP_NAMES}
     open_tasks = sorted((t for t in tasks if t["status"] == "open"), key=lambda t: t["due_at"] or "~")
     released = [s for s in card["statements"] if s["status"] == "released"]
@@ -124,6 +149,7 @@ def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shan
         {"zh": inc["category"], "en": inc["category"]},
         "tasks": tasks,
         "tasks_by_group": by_group,
+        "group_summary": group_summary(tasks),
         "open_tasks": open_tasks,
         "escalations": card["escalations"],
         "statements": card["statements"],
@@ -138,6 +164,23 @@ def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shan
         "findings": findings(card),
         "names": names,
     }
+
+
+def _not_done(t: dict[str, Any]) -> bool:
+    """Required and not done: missed outright, or still open past its deadline."""
+    return bool(t["required"] and (t["outcome"] == "missed" or t.get("overdue")))
+
+
+def group_summary(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for g in GROUP_NAMES:
+        mine = [t for t in tasks if t["group"] == g]
+        if mine:
+            out.append({"group": g, "on_time": sum(t["outcome"] == "on_time" for t in mine),
+                        "late": sum(t["outcome"] == "late" for t in mine),
+                        "not_done": sum(_not_done(t) for t in mine),
+                        "worst_late_seconds": max((t["late_seconds"] or 0 for t in mine), default=0) or None})
+    return out
 
 
 def clock_checks(card: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,7 +212,7 @@ def findings(card: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"kind": kind, "zh": zh, "en": en})
 
     late = [t for t in tasks if t["outcome"] == "late"]
-    missed = [t for t in tasks if t["outcome"] in ("missed", "open") and t["required"]]
+    missed = [t for t in tasks if _not_done(t)]
     on_time = [t for t in tasks if t["outcome"] == "on_time"]
     if on_time:
         add("good", f"{len(on_time)} 项任务按时完成。", f"{len(on_time)} task(s) were done on time.")
@@ -178,11 +221,12 @@ def findings(card: dict[str, Any]) -> list[dict[str, Any]]:
         g_missed = [t for t in missed if t["group"] == g]
         if g_late or g_missed:
             zh_g, en_g = GROUP_NAMES[g]
-            worst = max((t["late_seconds"] or 0 for t in g_late), default=0)
-            add("gap", f"{zh_g}：{len(g_late)} 项任务超时（最长 {format_duration(worst)}），"
-                f"{len(g_missed)} 项必做任务未完成。",
-                f"{en_g}: {len(g_late)} task(s) late (worst {format_duration(worst)}), "
-                f"{len(g_missed)} required task(s) not done.")
+            worst = format_duration(max((t["late_seconds"] or 0 for t in g_late), default=0))
+            zh_parts = ([f"{len(g_late)} 项任务超时（最长 {worst}）"] if g_late else []) + \
+                ([f"{len(g_missed)} 项必做任务未完成或已逾期"] if g_missed else [])
+            en_parts = ([f"{len(g_late)} task(s) late (worst {worst})"] if g_late else []) + \
+                ([f"{len(g_missed)} required task(s) missed or overdue"] if g_missed else [])
+            add("gap", f"{zh_g}：{'，'.join(zh_parts)}。", f"{en_g}: {', '.join(en_parts)}.")
     if m["reached_on_call"]:
         add("gap", f"{m['reached_on_call']} 次升级到达值班管理员，说明责任人、组长和领导小组均未及时响应。",
             f"{m['reached_on_call']} escalation(s) reached the on-call administrator: assignee, group head and "

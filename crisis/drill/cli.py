@@ -25,6 +25,7 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
                       tz: str, as_json: bool, settings: Settings, console: Console) -> dict[str, Any]:
     from crisis import reports
 
+    zone(tz)  # a bad time zone fails before anything is replayed or written
     loaded = load_scenario(scenario_path)
     sc = loaded.scenario
     playbooks = load_playbooks(settings.playbooks_dir)
