@@ -179,18 +179,20 @@ class CrisisService:
             if override and open_required:
                 self._event(s, tx, at=now, actor=actor, kind="override", incident_id=inc.id, from_state=source,
                             to_state=target, reason=reason.strip() if reason else "", waived=open_required)
+            reopening = trigger == "reopen"
+            self._event(s, tx, at=now, actor=actor, kind="stage_changed", incident_id=inc.id, from_state=source,
+                        to_state=target, trigger=trigger, decision=decision, note=note,
+                        cycle=inc.cycle + 1 if reopening else inc.cycle)
+            moving = target != source or reopening
+            if moving:  # leave within the current cycle, so the stage's own open tasks are the ones stopped
+                self._leave_stage(s, tx, inc, now, actor, reason=reason if override else None,
+                                  interrupted=reopening)
             if decision:
                 inc.decision = decision
-            if trigger == "reopen":
+            if reopening:
                 inc.cycle += 1
                 inc.closed_at = None
                 inc.decision = None
-            self._event(s, tx, at=now, actor=actor, kind="stage_changed", incident_id=inc.id, from_state=source,
-                        to_state=target, trigger=trigger, decision=decision, note=note, cycle=inc.cycle)
-            moving = target != source or trigger == "reopen"
-            if moving:
-                self._leave_stage(s, tx, inc, now, actor, reason=reason if override else None,
-                                  interrupted=trigger == "reopen")
             if sev is not None and sev.value != inc.severity:
                 self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
                             **{"from": inc.severity, "to": sev.value})
@@ -298,7 +300,7 @@ class CrisisService:
             entered = inc.stage_entered_at if task.stage == inc.stage else task.created_at
             new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.opened_at)
             plan = playbook.escalation_for(task.stage).plan(sev) if spec.escalate else []
-            if new_due == task.due_at and plan == [list(x) for x in task.escalation_plan]:
+            if new_due == task.due_at and [list(x) for x in plan] == [list(x) for x in task.escalation_plan]:
                 continue
             self._event(s, tx, at=now, actor=SYSTEM, kind="task_regraded", incident_id=inc.id, task_id=task.id,
                         key=task.key, old_due=task.due_at.isoformat() if task.due_at else None,
@@ -504,7 +506,7 @@ class CrisisService:
             if st is None:
                 raise NotFound(f"no statement #{statement_id}")
             if st.status != "approved":
-                done = len(st.reviews)
+                done = sum(1 for r in st.reviews if r["approve"])
                 need = len(required_levels(st.major))
                 raise CrisisError(f"statement #{st.id} is {st.status} ({done}/{need} review levels approved); "
                                   "only an approved statement can be released")

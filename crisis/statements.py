@@ -35,7 +35,9 @@ def lint_statement(title: str, body: str, next_update: str | None) -> list[str]:
     warnings = []
     if len(title) > 20:
         warnings.append(f"title has {len(title)} characters (normally at most 20)")
-    found = [w for w in SLANG if w.lower() in (title + body).lower()]
+    text = (title + body).lower()
+    # digit slang ("666") only as a number of its own, not inside a phone number or an amount
+    found = [w for w in SLANG if (re.search(rf"(?<!\d){w}(?!\d)", text) if w.isdigit() else w.lower() in text)]
     if found:
         warnings.append(f"internet slang: {', '.join(found)}")
     if not next_update and not re.search(r"(后续|进展|next update|further updates)", body, re.I):
