@@ -330,8 +330,11 @@ def report_cmd(
     lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write all reports to this folder.")] = None,
     tz: Annotated[str | None, typer.Option(help="Time zone for times in reports (default CRISIS_TZ).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Render the incident report (舆情专报), the after-action review or the scorecard as Markdown."""
+    """Render the incident report (舆情专报), the after-action review or the scorecard as Markdown.
+
+    With --json: the data every report is rendered from (facts, tasks, escalations, metrics, findings)."""
     def body() -> None:
         from crisis import reports
 
@@ -342,11 +345,18 @@ def report_cmd(
             raise InputError(f"unknown language {lang!r} (use {', '.join(reports.LANGS)})", field="--lang")
         svc = service()
         if out_dir is not None:
-            for p in reports.write_reports(svc, incident_id, out_dir, tz=zone_name):
+            written = reports.write_reports(svc, incident_id, out_dir, tz=zone_name)
+            if as_json:
+                emit({"written": [str(p) for p in written]})
+            for p in [] if as_json else written:
                 out.print(str(p), soft_wrap=True, highlight=False)
             return
-        sys.stdout.write(reports.render(kind, reports.report_context(svc, incident_id, tz=zone_name), lang))
-    run(body, False)
+        ctx = reports.report_context(svc, incident_id, tz=zone_name)
+        if as_json:
+            emit({k: v for k, v in ctx.items() if k != "names"})
+        else:
+            sys.stdout.write(reports.render(kind, ctx, lang))
+    run(body, as_json)
 
 
 # --------------------------------------------------------------------------- tasks

@@ -92,3 +92,20 @@ def test_playbook_validate_reports_location(crisis, tmp_path):
     result = crisis("playbook", "validate", str(bad), code=2)
     line = next(i for i, t in enumerate(bad.read_text("utf-8").splitlines(), 1) if "logstics" in t)
     assert f"bad.yaml:{line}:" in result.output and "unknown group 'logstics'" in result.output
+
+
+def test_report_markdown_json_and_bad_kind(crisis):
+    inc = crisis.json("open", "--title", "网传候诊5小时", "--category", "medical_dispute")["incident"]
+    md = crisis("report", str(inc["id"]), "--lang", "en", "--tz", "UTC").stdout
+    assert md.startswith("# Incident report") and "| Incident | 网传候诊5小时 |" in md
+    data = crisis.json("report", str(inc["id"]))
+    assert data["incident"]["id"] == inc["id"] and data["tz"] == "Asia/Shanghai"
+    assert [t["key"] for t in data["open_tasks"]] == ["compile_report", "preserve_evidence"]
+    written = crisis.json("report", str(inc["id"]), "--out", str(crisis.tmp / "r"))["written"]
+    assert sorted(p.rsplit("/", 1)[1] for p in written) == [
+        "after_action.en.md", "after_action.zh-CN.md", "incident_report.en.md", "incident_report.zh-CN.md",
+        "scorecard.json"]
+    err = crisis.json("report", str(inc["id"]), "--kind", "minutes", code=2)
+    assert "unknown report 'minutes'" in err["error"]
+    crisis("report", str(inc["id"]), "--tz", "Mars/Olympus", code=2)
+    crisis("report", "999", code=2)
