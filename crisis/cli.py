@@ -423,14 +423,16 @@ def statement_release(statement_id: int, by: ByOpt = None, as_json: JsonOpt = Fa
 def playbook_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
     """Validate playbook files (default: the playbook folder) and the roster."""
     def body() -> None:
-        from crisis.playbook import load_playbook, load_playbooks
+        from crisis.playbook import PlaybookSet, check_roster, load_playbook, load_playbooks
         from crisis.roster import load_roster
 
         if paths:
-            found = [load_playbook(p).category for p in paths]
+            books = {str(p): load_playbook(p) for p in paths}
+            pbs = PlaybookSet({b.category: b for b in books.values()}, {b.category: f for f, b in books.items()})
         else:
-            found = load_playbooks(settings().playbooks_dir).categories
-        load_roster(settings().roster_path)
+            pbs = load_playbooks(settings().playbooks_dir)
+        check_roster(pbs, load_roster(settings().roster_path))
+        found = [b.category for b in pbs]
         emit({"ok": True, "categories": found}) if as_json else out.print(f"ok: {', '.join(found)}")
     run(body, as_json)
 
@@ -500,12 +502,13 @@ def drill_validate(scenario: Path, as_json: JsonOpt = False) -> None:
     """Check a scenario against the playbooks and roster without running it."""
     def body() -> None:
         from crisis.drill.scenario import load_scenario
-        from crisis.playbook import load_playbooks
+        from crisis.playbook import check_roster, load_playbooks
         from crisis.roster import load_roster
 
         ls = load_scenario(scenario)
-        ls.check_against(load_playbooks(settings().playbooks_dir),
-                         load_roster(ls.roster_path() or settings().roster_path))
+        pbs, roster = load_playbooks(settings().playbooks_dir), load_roster(ls.roster_path() or settings().roster_path)
+        check_roster(pbs, roster)
+        ls.check_against(pbs, roster)
         emit({"ok": True, "steps": len(ls.scenario.steps)}) if as_json else out.print(
             f"ok: {ls.scenario.name}, {len(ls.scenario.steps)} steps")
     run(body, as_json)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from crisis.clock import Clock
 from crisis.errors import InputError
 from crisis.notify.channels import Channel, FileChannel, LogChannel
-from crisis.playbook import load_playbooks
+from crisis.playbook import check_roster, load_playbooks
 from crisis.roster import load_roster
 from crisis.service import CrisisService
 from crisis.store.db import ROOT, default_url, init_db, make_engine
@@ -62,6 +62,7 @@ def build_service(settings: Settings, clock: Clock, *, engine: Engine | None = N
     """Load playbooks and roster (validating them) and open the database."""
     playbooks = load_playbooks(settings.playbooks_dir)
     roster = load_roster(settings.roster_path)
+    check_roster(playbooks, roster)
     engine = engine or make_engine(settings.db_url)
     init_db(engine)
     return CrisisService(engine, playbooks, roster, clock)

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from crisis.durations import parse_duration
 from crisis.errors import InputError, NotFound
-from crisis.roster import GROUPS
+from crisis.roster import GROUPS, Roster
 from crisis.severity import Severity
-from crisis.yamlsrc import YamlDoc, load_yaml
+from crisis.yamlsrc import Loc, LocatedValueError, YamlDoc, format_loc, load_yaml
 
 # Stages that can carry tasks (closed and dismissed are final and carry none).
 TASK_STAGES = ("monitoring", "reported", "assessing", "responding", "media_liaison", "onsite", "follow_up",
@@ -123,10 +123,12 @@ class StageSpec(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> StageSpec:
-        keys = [t.key for t in self.tasks]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        if dup:
-            raise ValueError(f"duplicate task key(s) {', '.join(dup)}")
+        first: dict[str, int] = {}
+        for i, t in enumerate(self.tasks):
+            if t.key in first:
+                raise LocatedValueError(("tasks", i, "key"),
+                                        f"duplicate task key '{t.key}' (already used by tasks[{first[t.key]}])")
+            first[t.key] = i
         return self
 
 
@@ -146,12 +148,12 @@ class Playbook(_Strict):
             raise ValueError(f"category {v!r} must be lower_snake_case")
         return v
 
-    @field_validator("stages")
+    @field_validator("stages", mode="before")
     @classmethod
-    def _stages(cls, v: dict[str, StageSpec]) -> dict[str, StageSpec]:
-        for name in v:
+    def _stages(cls, v: Any) -> Any:
+        for name in v if isinstance(v, dict) else ():
             if name not in TASK_STAGES:
-                raise ValueError(f"unknown stage {name!r} (use {', '.join(TASK_STAGES)})")
+                raise LocatedValueError((str(name),), f"unknown stage {name!r} (use {', '.join(TASK_STAGES)})")
         return v
 
     def tasks_for(self, stage: str) -> list[TaskSpec]:
@@ -214,3 +216,31 @@ def load_playbooks(folder: str | Path) -> PlaybookSet:
         found[pb.category] = pb
         sources[pb.category] = str(f)
     return PlaybookSet(found, sources)
+
+
+def check_roster(playbooks: PlaybookSet, roster: Roster) -> None:
+    """Every `role:` of a task and every `role:X` / `person:X` chain step must exist in the roster.
+
+    Without this a misspelt role would silently hand the task to the group head.
+    """
+    people = {p.id for p in roster.people}
+    for pb in playbooks:
+        problems: list[tuple[Loc, str]] = []
+        chains = [(("escalation", "chain"), pb.escalation)] + [
+            (("stages", name, "escalation", "chain"), st.escalation) for name, st in pb.stages.items() if st.escalation]
+        for loc, spec in chains:
+            for i, step in enumerate(spec.chain):
+                kind, _, who = step.partition(":")
+                if (kind == "role" and who not in roster.roles) or (kind == "person" and who not in people):
+                    problems.append(((*loc, i), f"chain step '{step}': no such {kind} in the roster"))
+        for name, st in pb.stages.items():
+            for i, t in enumerate(st.tasks):
+                if t.role is not None and t.role not in roster.roles:
+                    problems.append((("stages", name, "tasks", i, "role"), f"role '{t.role}' is not in the roster "
+                                     f"(roles: {', '.join(sorted(roster.roles)) or 'none'})"))
+        if problems:
+            loc, message = problems[0]
+            source = playbooks.sources.get(pb.category)
+            if source is None:
+                raise InputError(message, field=format_loc(loc))
+            raise load_yaml(source).error(loc, message)

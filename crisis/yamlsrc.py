@@ -17,6 +17,14 @@ Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
 
 
+class LocatedValueError(ValueError):
+    """Raised by a model validator to point below the field it validates (e.g. at one key of a mapping)."""
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
+
+
 class YamlDoc:
     """Parsed YAML data plus a map from field path to 1-based line number."""
 
@@ -40,6 +48,9 @@ class YamlDoc:
         except ValidationError as exc:
             first = exc.errors()[0]
             full = tuple(loc) + tuple(p for p in first["loc"] if isinstance(p, str | int))
+            cause = (first.get("ctx") or {}).get("error")
+            if isinstance(cause, LocatedValueError):
+                full += cause.loc
             msg = first["msg"]
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, "):]
@@ -72,7 +83,13 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        opened = getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        if opened is not None and mark is not None and mark.index >= len(text.rstrip()):
+            # e.g. an unclosed quote or bracket: the problem shows at the end of the file, the cause where it opened
+            problem = f"{problem} at line {mark.line + 1}" + (f" ({context})" if context else "")
+            mark = opened
         raise InputError(f"YAML syntax error: {problem}", file=file,
                          line=mark.line + 1 if mark else None) from None
     if node is None:

@@ -16,7 +16,7 @@ from crisis.config import Settings, zone
 from crisis.drill.runner import drill_db_url, run_drill
 from crisis.drill.scenario import load_scenario
 from crisis.durations import format_duration
-from crisis.playbook import load_playbooks
+from crisis.playbook import check_roster, load_playbooks
 from crisis.roster import load_roster
 from crisis.store.db import ROOT, make_engine
 
@@ -30,6 +30,7 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
     sc = loaded.scenario
     playbooks = load_playbooks(settings.playbooks_dir)
     roster = load_roster(loaded.roster_path() or settings.roster_path)
+    check_roster(playbooks, roster)
     loaded.check_against(playbooks, roster)
     wall = SystemClock()
     run_id = f"{sc.name}-{wall.now():%Y%m%d-%H%M%S-%f}"
