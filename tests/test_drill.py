@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -224,3 +224,30 @@ def test_shipped_scenarios_validate():
     for path in sorted((ROOT / "examples" / "drills").glob("*.yaml")):
         loaded = load_scenario(path)
         loaded.check_against(playbooks, load_roster(loaded.roster_path()))
+
+
+def test_public_health_drill_plays_as_documented(tmp_path):
+    """The shipped public-health drill: a release without leadership approval is refused, late containment
+    climbs the chain to the president, and the regulatory 2 h report is met."""
+    loaded = load_scenario(ROOT / "examples" / "drills" / "public-health-rumour.yaml")
+    r = run_drill(loaded, engine=make_engine(f"sqlite:///{tmp_path / 'ph.db'}"),
+                  playbooks=load_playbooks(ROOT / "playbooks"), roster=load_roster(loaded.roster_path()))
+    card = r.scorecard
+    start = loaded.scenario.start
+
+    def t(minutes: int) -> str:
+        return (start + timedelta(minutes=minutes)).astimezone(UTC).isoformat()
+
+    assert {e["name"].split(" / ")[1]: e["status"] for e in card["expectations"]} == {
+        "Report to leadership within 15 min": "SUCCESS", "Health authority informed within 2 h": "SUCCESS",
+        "Authoritative information within 5 h": "SUCCESS", "Containment in place within 1 h": "PARTIAL"}
+    refused = [e for e in card["timeline"] if e["kind"] == "drill_action_rejected"]
+    assert len(refused) == 1 and "2/3 review levels approved" in refused[0]["data"]["text"]
+    assert [s["status"] for s in card["statements"]] == ["in_review", "released"]
+    chain = [(e["level"], e["recipient"], e["fired_at"]) for e in card["escalations"] if e["task"] == "containment"]
+    assert chain == [(1, "medical_affairs", t(52)), (2, "medical_affairs", t(57)), (3, "president", t(62))]
+    tasks = {x["key"]: x for x in card["tasks"]}
+    assert tasks["report_health_authority"]["due_at"] == t(120)  # anchored at the incident: 2 h after opening
+    assert tasks["containment"]["late_seconds"] == 13 * 60
+    assert card["metrics"]["final_stage"] == "follow_up"
+    assert card["metrics"]["time_to_first_statement_seconds"] == 150 * 60
