@@ -501,14 +501,9 @@ def drill_run(
 def drill_validate(scenario: Path, as_json: JsonOpt = False) -> None:
     """Check a scenario against the playbooks and roster without running it."""
     def body() -> None:
-        from crisis.drill.scenario import load_scenario
-        from crisis.playbook import check_roster, load_playbooks
-        from crisis.roster import load_roster
+        from crisis.drill.cli import load_checked
 
-        ls = load_scenario(scenario)
-        pbs, roster = load_playbooks(settings().playbooks_dir), load_roster(ls.roster_path() or settings().roster_path)
-        check_roster(pbs, roster)
-        ls.check_against(pbs, roster)
+        ls, _, _ = load_checked(scenario, settings())
         emit({"ok": True, "steps": len(ls.scenario.steps)}) if as_json else out.print(
             f"ok: {ls.scenario.name}, {len(ls.scenario.steps)} steps")
     run(body, as_json)

@@ -225,22 +225,20 @@ def check_roster(playbooks: PlaybookSet, roster: Roster) -> None:
     """
     people = {p.id for p in roster.people}
     for pb in playbooks:
-        problems: list[tuple[Loc, str]] = []
+
+        def fail(loc: Loc, message: str, pb: Playbook = pb) -> InputError:
+            source = playbooks.sources.get(pb.category)
+            return load_yaml(source).error(loc, message) if source else InputError(message, field=format_loc(loc))
+
         chains = [(("escalation", "chain"), pb.escalation)] + [
             (("stages", name, "escalation", "chain"), st.escalation) for name, st in pb.stages.items() if st.escalation]
         for loc, spec in chains:
             for i, step in enumerate(spec.chain):
                 kind, _, who = step.partition(":")
                 if (kind == "role" and who not in roster.roles) or (kind == "person" and who not in people):
-                    problems.append(((*loc, i), f"chain step '{step}': no such {kind} in the roster"))
+                    raise fail((*loc, i), f"chain step '{step}': no such {kind} in the roster")
         for name, st in pb.stages.items():
             for i, t in enumerate(st.tasks):
                 if t.role is not None and t.role not in roster.roles:
-                    problems.append((("stages", name, "tasks", i, "role"), f"role '{t.role}' is not in the roster "
-                                     f"(roles: {', '.join(sorted(roster.roles)) or 'none'})"))
-        if problems:
-            loc, message = problems[0]
-            source = playbooks.sources.get(pb.category)
-            if source is None:
-                raise InputError(message, field=format_loc(loc))
-            raise load_yaml(source).error(loc, message)
+                    raise fail(("stages", name, "tasks", i, "role"), f"role '{t.role}' is not in the roster "
+                               f"(roles: {', '.join(sorted(roster.roles)) or 'none'})")

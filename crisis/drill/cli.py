@@ -14,11 +14,21 @@ from crisis import logs
 from crisis.clock import SystemClock
 from crisis.config import Settings, zone
 from crisis.drill.runner import drill_db_url, run_drill
-from crisis.drill.scenario import load_scenario
+from crisis.drill.scenario import LoadedScenario, load_scenario
 from crisis.durations import format_duration
-from crisis.playbook import check_roster, load_playbooks
-from crisis.roster import load_roster
+from crisis.playbook import PlaybookSet, check_roster, load_playbooks
+from crisis.roster import Roster, load_roster
 from crisis.store.db import ROOT, make_engine
+
+
+def load_checked(scenario_path: Path, settings: Settings) -> tuple[LoadedScenario, PlaybookSet, Roster]:
+    """The scenario with the playbooks and roster it runs on, every name cross-checked before anything runs."""
+    loaded = load_scenario(scenario_path)
+    playbooks = load_playbooks(settings.playbooks_dir)
+    roster = load_roster(loaded.roster_path() or settings.roster_path)
+    check_roster(playbooks, roster)
+    loaded.check_against(playbooks, roster)
+    return loaded, playbooks, roster
 
 
 def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path | None, db_url: str | None,
@@ -26,12 +36,8 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
     from crisis import reports
 
     zone(tz)  # a bad time zone fails before anything is replayed or written
-    loaded = load_scenario(scenario_path)
+    loaded, playbooks, roster = load_checked(scenario_path, settings)
     sc = loaded.scenario
-    playbooks = load_playbooks(settings.playbooks_dir)
-    roster = load_roster(loaded.roster_path() or settings.roster_path)
-    check_roster(playbooks, roster)
-    loaded.check_against(playbooks, roster)
     wall = SystemClock()
     run_id = f"{sc.name}-{wall.now():%Y%m%d-%H%M%S-%f}"
     out_dir = out_dir or ROOT / "reports" / "drills" / run_id
