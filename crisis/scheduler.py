@@ -48,6 +48,7 @@ SWEEP_JOB = "crisis-sweep"
 JOBS_TABLE = "apscheduler_jobs"
 ADVISORY_KEY = 0x637269736973  # "crisis": the PostgreSQL advisory lock every scheduler competes for
 
+_UNKNOWN = object()  # the wake job's state in the store before this process has set it
 _runner: Runner | None = None  # the pickled wake job refers to `crisis.scheduler:wake`, which finds it here
 
 
@@ -77,7 +78,7 @@ class Runner:
         self.scheduler = scheduler
         self.log = logs.get_logger(component="scheduler", pid=os.getpid())
         self._lock = threading.Lock()  # wake and sweep never interleave
-        self._armed: datetime | None = None  # what the wake job in the store points at, when we know it
+        self._armed: datetime | object | None = _UNKNOWN  # what the stored wake job points at (None: no job)
 
     def cycle(self, reason: str) -> None:
         with self._lock:
@@ -99,15 +100,15 @@ class Runner:
 
     def arm(self, when: datetime | None) -> None:
         """Point the persistent wake job at `when` (or remove it when nothing is pending)."""
-        if when is not None and when == self._armed:
+        if when == self._armed:
             return  # the sweep found nothing new: no job-store write
-        self._armed = when
         if when is None:
             with contextlib.suppress(JobLookupError):
                 self.scheduler.remove_job(WAKE_JOB, jobstore="db")
-            return
-        self.scheduler.add_job("crisis.scheduler:wake", "date", run_date=when, id=WAKE_JOB, jobstore="db",
-                               replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=1)
+        else:
+            self.scheduler.add_job("crisis.scheduler:wake", "date", run_date=when, id=WAKE_JOB, jobstore="db",
+                                   replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=1)
+        self._armed = when
 
 
 def make_scheduler(engine: Engine) -> BackgroundScheduler:
