@@ -129,6 +129,10 @@ class Roster(_Strict):
 
     def resolve(self, target: str, *, group: str, assignee: str, now: datetime) -> str:
         """Turn an escalation target (assignee, group_head, leadership_head, on_call, role:X, person:X)."""
+        return self.fixed_recipient(target, group=group, assignee=assignee) or self.on_call_at(now)
+
+    def fixed_recipient(self, target: str, *, group: str, assignee: str) -> str | None:
+        """The person a target always means; None for on_call, whose person depends on the time."""
         if target == "assignee":
             return assignee
         if target == "group_head":
@@ -136,7 +140,7 @@ class Roster(_Strict):
         if target == "leadership_head":
             return self.leadership_head()
         if target == "on_call":
-            return self.on_call_at(now)
+            return None
         if target.startswith("role:"):
             return self.roles.get(target[5:], self.group_head(group))
         if target.startswith("person:"):

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, func, select
 from crisis.clock import Clock, ensure_aware
 from crisis.durations import format_duration
 from crisis.engine.fsm import FINAL, MACHINE
-from crisis.engine.plan import due_at, due_steps, plan_stage, step_time
+from crisis.engine.plan import chase_plan, due_at, due_steps, plan_stage, step_time
 from crisis.errors import CrisisError, Forbidden, InputError, NotFound
 from crisis.logs import get_logger
 from crisis.notify.outbox import DEFAULT_CHANNELS, messages
@@ -299,7 +299,8 @@ class CrisisService:
                 continue
             entered = inc.stage_entered_at if task.stage == inc.stage else task.created_at
             new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.opened_at)
-            plan = playbook.escalation_for(task.stage).plan(sev) if spec.escalate else []
+            plan = chase_plan(playbook.escalation_for(task.stage), sev, group=task.group, assignee=task.assignee,
+                              roster=self.roster) if spec.escalate else []
             if new_due == task.due_at and [list(x) for x in plan] == [list(x) for x in task.escalation_plan]:
                 continue
             self._event(s, tx, at=now, actor=SYSTEM, kind="task_regraded", incident_id=inc.id, task_id=task.id,

@@ -228,7 +228,7 @@ def test_shipped_scenarios_validate():
 
 def test_public_health_drill_plays_as_documented(tmp_path):
     """The shipped public-health drill: a release without leadership approval is refused, late containment
-    climbs the chain to the president, and the regulatory 2 h report is met."""
+    climbs the chain to the on-call administrator, and the regulatory 2 h report is met."""
     loaded = load_scenario(ROOT / "examples" / "drills" / "public-health-rumour.yaml")
     r = run_drill(loaded, engine=make_engine(f"sqlite:///{tmp_path / 'ph.db'}"),
                   playbooks=load_playbooks(ROOT / "playbooks"), roster=load_roster(loaded.roster_path()))
@@ -245,7 +245,8 @@ def test_public_health_drill_plays_as_documented(tmp_path):
     assert len(refused) == 1 and "2/3 review levels approved" in refused[0]["data"]["text"]
     assert [s["status"] for s in card["statements"]] == ["in_review", "released"]
     chain = [(e["level"], e["recipient"], e["fired_at"]) for e in card["escalations"] if e["task"] == "containment"]
-    assert chain == [(1, "medical_affairs", t(52)), (2, "medical_affairs", t(57)), (3, "president", t(62))]
+    # medical_affairs is both the assignee and the response group's head: level 2 goes on to leadership
+    assert chain == [(1, "medical_affairs", t(52)), (2, "president", t(57)), (3, "oncall_admin", t(62))]
     tasks = {x["key"]: x for x in card["tasks"]}
     assert tasks["report_health_authority"]["due_at"] == t(120)  # anchored at the incident: 2 h after opening
     assert tasks["containment"]["late_seconds"] == 13 * 60

@@ -49,13 +49,23 @@ def test_tick_before_due_fires_nothing(svc, clock):
     assert task.escalation_level == 0 and task.next_escalation_at == START + 30 * M
 
 
-def test_chain_fires_level_by_level_to_roster_people(svc, roster, clock):
-    iid, tid = single_task_incident(svc)
+@pytest.mark.parametrize(("key", "expected"), [
+    # info_staff's task climbs every level of the chain
+    ("preserve_evidence", [(1, "assignee", "info_staff"), (2, "group_head", "publicity_head"),
+                           (3, "leadership_head", "president"), (4, "on_call", "oncall_admin"),
+                           (5, "on_call", "oncall_admin"), (6, "on_call", "oncall_admin")]),
+    # the group head's own task: the group_head step would page the same person again, so it is skipped
+    ("compile_report", [(1, "assignee", "publicity_head"), (2, "leadership_head", "president"),
+                        (3, "on_call", "oncall_admin"), (4, "on_call", "oncall_admin"),
+                        (5, "on_call", "oncall_admin")]),
+])
+def test_chain_fires_level_by_level_to_roster_people(svc, roster, clock, key, expected):
+    iid = open_incident(svc, severity="II")
+    other = "compile_report" if key == "preserve_evidence" else "preserve_evidence"
+    svc.complete_task(svc.find_task(iid, other).id, actor="publicity_head")
+    tid = svc.find_task(iid, key).id
     due = START + 30 * M
-    assignee = roster.group_head("monitoring")
-    expected = [(1, "assignee", assignee), (2, "group_head", roster.group_head("monitoring")),
-                (3, "leadership_head", roster.leadership_head()), (4, "on_call", roster.on_call[0].person),
-                (5, "on_call", roster.on_call[0].person), (6, "on_call", roster.on_call[0].person)]
+    assert roster.group_head("monitoring") == "publicity_head" and roster.leadership_head() == "president"
     for i, (level, target, recipient) in enumerate(expected):
         at = due + i * WAIT_II
         clock.advance_to(at - timedelta(seconds=1))
@@ -66,7 +76,7 @@ def test_chain_fires_level_by_level_to_roster_people(svc, roster, clock):
         e = fired[0]
         assert (e.task_id, e.incident_id, e.scheduled_at, e.fired_at, e.late_seconds) == (tid, iid, at, at, 0.0)
         assert svc.tick() == []  # a second wake-up at the same instant changes nothing
-        task = svc.find_task(iid, "compile_report")
+        task = svc.find_task(iid, key)
         assert task.escalation_level == level
         nxt = due + (i + 1) * WAIT_II if level < len(expected) else None
         assert task.next_escalation_at == nxt
@@ -90,7 +100,7 @@ def test_on_call_recipient_follows_rota(engine, playbooks, roster, clock):
     clock.advance_to(START + 30 * M + 3 * WAIT_II)  # 13:30 + 45m = 14:15: backup's window
     fired = svc.tick()
     assert [(e.level, e.recipient) for e in fired] == [
-        (1, "publicity_head"), (2, "publicity_head"), (3, "president"), (4, "oncall_backup")]
+        (1, "publicity_head"), (2, "president"), (3, "oncall_backup"), (4, "oncall_backup")]
 
 
 def test_downtime_fires_every_missed_step_once_with_lateness(svc, clock):
@@ -98,7 +108,7 @@ def test_downtime_fires_every_missed_step_once_with_lateness(svc, clock):
     due = START + 30 * M
     clock.advance_to(due + 10 * H)
     fired = svc.tick()
-    assert [e.level for e in fired] == [1, 2, 3, 4, 5, 6]
+    assert [e.level for e in fired] == [1, 2, 3, 4, 5]  # the head's own task: no group_head step
     for i, e in enumerate(fired):
         assert e.scheduled_at == due + i * WAIT_II
         assert e.fired_at == clock.now()
@@ -107,10 +117,10 @@ def test_downtime_fires_every_missed_step_once_with_lateness(svc, clock):
     assert svc.tick() == []  # exactly once
     clock.advance(H)
     assert svc.tick() == []
-    assert len(esc_rows(svc, tid)) == 6
-    assert len(esc_messages(svc)) == 6 * len(CHANNELS)
+    assert len(esc_rows(svc, tid)) == 5
+    assert len(esc_messages(svc)) == 5 * len(CHANNELS)
     task = svc.find_task(iid, "compile_report")
-    assert task.escalation_level == 6 and task.next_escalation_at is None
+    assert task.escalation_level == 5 and task.next_escalation_at is None
 
 
 def test_partial_catch_up_then_continue(svc, clock):
@@ -299,7 +309,7 @@ def test_one_outbox_message_per_escalation(engine, playbooks, roster, clock):
     iid = open_incident(svc, severity="II")
     clock.advance(10 * H)
     fired = svc.tick()
-    assert len(fired) == 12  # two tasks x six steps
+    assert len(fired) == 11  # preserve_evidence: six steps; compile_report (the head's own): five
     msgs = esc_messages(svc)
     assert len(msgs) == len(fired)
     assert sorted(m.payload["escalation"] for m in msgs) == sorted(e.id for e in fired)

@@ -295,7 +295,8 @@ def test_severity_at_assess_grades_new_stage_deadlines(svc, roster, clock):
     assert due["seal_records"] == opened + timedelta(hours=6)
     assert due["news_line"] == now + timedelta(hours=2)
     plan = {t.key: t.escalation_plan for t in stage_tasks(svc, iid)}
-    assert plan["issue_instructions"][1] == ["group_head", 600]  # grade I waits 10m
+    # the president is assignee, group head and leadership head: next comes on-call, one grade-I wait (10m) later
+    assert plan["issue_instructions"][1] == ["on_call", 600]
 
 
 def test_severity_at_assess_watch_regrades_running_tasks(svc, roster, clock):

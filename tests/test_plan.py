@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from conftest import START, drive_to, leader, open_incident, stage_tasks
 
-from crisis.engine.plan import due_at, due_steps, plan_stage, step_time
-from crisis.playbook import Playbook, PlaybookSet
+from crisis.engine.plan import chase_plan, due_at, due_steps, plan_stage, step_time
+from crisis.playbook import EscalationSpec, Playbook, PlaybookSet
 from crisis.service import CrisisService
 from crisis.severity import Severity
 
@@ -156,9 +156,9 @@ def test_stage_vs_incident_anchor_in_service(svc, clock, roster):
     assert tasks["seal_records"].anchor == "incident"
     assert tasks["report_health_authority"].due_at == START + 12 * H
     assert tasks["issue_instructions"].next_escalation_at == tasks["issue_instructions"].due_at
-    assert tasks["issue_instructions"].escalation_plan == [
-        ["assignee", 0], ["group_head", 900], ["leadership_head", 1800], ["on_call", 2700], ["on_call", 3600],
-        ["on_call", 4500]]
+    # assignee, group head and leadership head are all the president: one reminder, then on-call (+2 repeats)
+    assert tasks["issue_instructions"].escalation_plan == [["assignee", 0], ["on_call", 900], ["on_call", 1800],
+                                                           ["on_call", 2700]]
     assert leader(roster) == tasks["issue_instructions"].assignee  # leadership task goes to the head
 
 
@@ -182,3 +182,18 @@ def test_regrade_skips_tasks_whose_deadline_and_plan_do_not_change(engine, roste
     (after,) = svc.tasks(inc.id)
     assert (after.due_at, after.escalation_plan) == (task.due_at, task.escalation_plan)  # nothing to regrade
     assert [e for e in svc.timeline(inc.id) if e.kind == "task_regraded"] == []
+
+
+def test_chase_plan_skips_a_step_that_would_page_the_same_person_again(roster):
+    spec = EscalationSpec.model_validate({"chain": ["assignee", "group_head", "role:spokesperson",
+                                                    "leadership_head", "on_call", "on_call"],
+                                          "wait": "10m", "repeat": 1})
+    # the spokesperson is the publicity head, who also heads monitoring: two steps collapse into the first
+    assert roster.roles["spokesperson"] == roster.group_head("monitoring") == "publicity_head"
+    plan = chase_plan(spec, Severity.II, group="monitoring", assignee="info_staff", roster=roster)
+    assert plan == [("assignee", 0), ("group_head", 600), ("leadership_head", 1200), ("on_call", 1800),
+                    ("on_call", 2400), ("on_call", 3000)]  # on_call is time-dependent: never collapsed
+    # a deliberate repeat of a fixed person is kept
+    spec = EscalationSpec.model_validate({"chain": ["assignee"], "wait": "5m", "repeat": 2})
+    assert chase_plan(spec, Severity.I, group="response", assignee="legal", roster=roster) == [
+        ("assignee", 0), ("assignee", 300), ("assignee", 600)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from crisis.playbook import Playbook, TaskSpec
+from crisis.playbook import EscalationSpec, Playbook, TaskSpec
 from crisis.roster import Roster
 from crisis.severity import Severity
 
@@ -39,12 +39,35 @@ def plan_stage(playbook: Playbook, stage: str, severity: Severity, *, stage_ente
     policy = playbook.escalation_for(stage)
     out = []
     for spec in playbook.tasks_for(stage):
+        assignee = roster.assignee_for(spec.group, spec.role)
         due = due_at(spec, severity, stage_entered_at=stage_entered_at, incident_opened_at=incident_opened_at)
         out.append(PlannedTask(
             stage=stage, key=spec.key, group=spec.group, title_zh=spec.title.zh, title_en=spec.title.en,
-            required=spec.required, assignee=roster.assignee_for(spec.group, spec.role), anchor=spec.anchor,
-            due_at=due, escalation_plan=policy.plan(severity) if (due and spec.escalate) else []))
+            required=spec.required, assignee=assignee, anchor=spec.anchor,
+            due_at=due, escalation_plan=chase_plan(policy, severity, group=spec.group, assignee=assignee, roster=roster)
+            if (due and spec.escalate) else []))
     return out
+
+
+def chase_plan(policy: EscalationSpec, severity: Severity, *, group: str, assignee: str,
+               roster: Roster) -> list[tuple[str, int]]:
+    """A task's escalation steps as (target, seconds after the deadline), one wait apart.
+
+    A chain step that would page the person the previous step paged is dropped (a task assigned to its
+    group head goes on to leadership one wait later, not to the same head twice); only `repeat`
+    deliberately chases the last step's person again.
+    """
+    wait = int(policy.wait[severity].total_seconds())
+    targets: list[str] = []
+    previous: str | None = None
+    for target in policy.chain:
+        person = roster.fixed_recipient(target, group=group, assignee=assignee)
+        if person is not None and person == previous:
+            continue
+        targets.append(target)
+        previous = person
+    targets += [policy.chain[-1]] * policy.repeat
+    return [(t, i * wait) for i, t in enumerate(targets)]
 
 
 def step_time(due: datetime, plan: list[tuple[str, int]], level: int) -> datetime | None:
