@@ -132,3 +132,22 @@ def test_a_template_typo_fails_loudly(svc, incident, tmp_path: Path):
     (tmp_path / "en" / "incident_report.md.j2").write_text("{{ incident.titel }}", "utf-8")
     with pytest.raises(UndefinedError):
         reports.render("incident_report", reports.report_context(svc, incident), "en", templates=tmp_path)
+
+
+def test_reopened_incident_marks_its_second_cycle(svc, advance):
+    inc = svc.open_incident(title="反弹", category="medical_dispute", actor="duty_officer", severity="III")
+    svc.complete_task(svc.find_task(inc.id, "compile_report").id, actor="publicity_head")
+    svc.fire(inc.id, "report", actor="duty_officer")
+    svc.fire(inc.id, "assess", actor="president", decision="watch", override=True, reason="热度不高，持续关注")
+    advance(hours=5)
+    svc.fire(inc.id, "reopen", actor="duty_officer", note="热度反弹")
+    ctx = reports.report_context(svc, inc.id)
+    zh = reports.render("incident_report", ctx, "zh-CN")
+    en = reports.render("scorecard", ctx, "en")
+    assert "| 当前阶段 | 已报告（第 2 轮，曾因舆情反弹重新启动） |" in zh
+    assert "| 已报告（第2轮） | 研判事件等级与范围" in zh
+    assert "| Reported (cycle 2) | Leadership | Assess grade and scope" in en
+    # the first cycle's tasks carry no mark; the watch task running at the flare-up was stopped
+    assert "| 已报告 | 研判事件等级与范围" in zh
+    (watch,) = [t for t in ctx["tasks"] if t["stage"] == "watch"]
+    assert (watch["cycle"], watch["status"]) == (1, "cancelled")
