@@ -36,8 +36,8 @@ escalation:
 stages:
   monitoring:
     tasks:
-      - {key: early, group: monitoring, title: {zh: 早, en: Early}, due: 3s}
-      - {key: late, group: response, title: {zh: 晚, en: Late}, due: 12s}
+      - {key: early, group: monitoring, role: info_staff, title: {zh: 早, en: Early}, due: 3s}
+      - {key: late, group: response, role: legal_counsel, title: {zh: 晚, en: Late}, due: 12s}
 """
 
 # Lateness allowed for a step fired by a live scheduler (process wake-up jitter on a busy CI box).
@@ -139,7 +139,7 @@ def test_sigkill_restart_fires_each_due_escalation_exactly_once(env, tmp_path):
         assert mine == [1, 2, 3, 4]
     recipients = {n["key"]: n["to"] for n in delivered(env)}
     assert [recipients[f"esc:{late}:{lvl}:file"] for lvl in (1, 2, 3, 4)] == \
-        ["medical_affairs", "medical_affairs", "president", "oncall_admin"]
+        ["legal", "medical_affairs", "president", "oncall_admin"]  # every level reaches someone new
 
     rows = {(e.task_id, e.level): e for e in svc.escalations(inc.id)}
     assert set(rows) == {(t, lvl) for t in (early, late) for lvl in (1, 2, 3, 4)}
