@@ -171,8 +171,9 @@ class CrisisService:
         with self._write() as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             # A flare-up interrupts whatever stage it finds: reopening is never blocked by open tasks.
+            current = self._stage_tasks(s, inc)
             open_required = [] if trigger == "reopen" else [
-                t.key for t in self._stage_tasks(s, inc) if t.status == "open" and t.required]
+                t.key for t in current if t.status == "open" and t.required]
             target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=open_required,
                                     override=override)
             source = inc.stage
@@ -185,7 +186,7 @@ class CrisisService:
                         cycle=inc.cycle + 1 if reopening else inc.cycle)
             moving = target != source or reopening
             if moving:  # leave within the current cycle, so the stage's own open tasks are the ones stopped
-                self._leave_stage(s, tx, inc, now, actor, reason=reason if override else None,
+                self._leave_stage(s, tx, inc, current, now, actor, reason=reason if override else None,
                                   interrupted=reopening)
             if decision:
                 inc.decision = decision
@@ -262,11 +263,11 @@ class CrisisService:
                                f"截止 Due: {due_txt}\n完成 Done: crisis task done {task.id}"),
                          payload={"type": "task_assigned", "task": task.id})
 
-    def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, now: datetime, actor: str,
+    def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, tasks: list[Task], now: datetime, actor: str,
                      reason: str | None, interrupted: bool = False) -> None:
         """Close out the stage's open tasks: required ones were overridden (waived), optional ones
         lapse (cancelled); a flare-up reopening the incident cancels them all."""
-        for task in self._stage_tasks(s, inc):
+        for task in tasks:
             if task.status != "open":
                 continue
             task.status = "waived" if task.required and not interrupted else "cancelled"
