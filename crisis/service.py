@@ -112,6 +112,22 @@ class CrisisService:
             raise NotFound(f"no task #{task_id}")
         return task
 
+    def _task_locked(self, s: Session, task_id: int) -> tuple[Task, Incident]:
+        """A task read under its incident's row lock: commands on one incident take turns, and each decides
+        on the task as the previous one left it (PostgreSQL's READ COMMITTED would otherwise let two
+        commands both see it open)."""
+        task = self._task(s, task_id)
+        inc = self._incident(s, task.incident_id, lock=True)
+        s.refresh(task)
+        return task, inc
+
+    def _statement_locked(self, s: Session, statement_id: int) -> Statement:
+        st = s.exec(select(Statement).where(Statement.id == statement_id).with_for_update()
+                    .execution_options(populate_existing=True)).first()
+        if st is None:
+            raise NotFound(f"no statement #{statement_id}")
+        return st
+
     def find_task(self, incident_id: int, key: str) -> Task:
         """The current-cycle task of an incident by its playbook key (latest if re-entered)."""
         with read_session(self.engine) as s:
@@ -324,8 +340,7 @@ class CrisisService:
         now = self._now(now)
         actor = self._actor(actor)
         with self._write() as (s, tx):
-            task = self._task(s, task_id)
-            inc = self._incident(s, task.incident_id, lock=True)
+            task, inc = self._task_locked(s, task_id)
             if task.status != "open":
                 raise CrisisError(f"task #{task.id} '{task.key}' is already {task.status}")
             allowed = ({task.assignee, *self.roster.groups[task.group].everyone,
@@ -355,8 +370,7 @@ class CrisisService:
                     raise NotFound(f"no escalation #{escalation_id}")
                 task_id = esc.task_id
             assert task_id is not None
-            task = self._task(s, task_id)
-            inc = self._incident(s, task.incident_id, lock=True)
+            task, inc = self._task_locked(s, task_id)
             fired = list(s.exec(select(Escalation).where(Escalation.task_id == task.id)
                                 .order_by(col(Escalation.level))).all())
             if not fired:
@@ -478,9 +492,7 @@ class CrisisService:
         now = self._now(now)
         actor = self._actor(actor)
         with self._write() as (s, tx):
-            st = s.get(Statement, statement_id)
-            if st is None:
-                raise NotFound(f"no statement #{statement_id}")
+            st = self._statement_locked(s, statement_id)
             if st.status != "in_review":
                 raise CrisisError(f"statement #{st.id} is {st.status}, not in review")
             levels = required_levels(st.major)
@@ -504,9 +516,7 @@ class CrisisService:
         now = self._now(now)
         actor = self._actor(actor)
         with self._write() as (s, tx):
-            st = s.get(Statement, statement_id)
-            if st is None:
-                raise NotFound(f"no statement #{statement_id}")
+            st = self._statement_locked(s, statement_id)
             if st.status != "approved":
                 done = sum(1 for r in st.reviews if r["approve"])
                 need = len(required_levels(st.major))

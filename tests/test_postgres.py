@@ -1,21 +1,35 @@
 """The same engine on PostgreSQL (the scale-out store): schema, audit immutability, time zones, exactly-once
-escalation under concurrent ticks, outbox row claiming, the scheduler's leader lock, and a drill replay
-that scores the same as on SQLite. Skipped, with the reason, where no PostgreSQL server can be started."""
+escalation under concurrent ticks (threads and processes), commands racing on one row, outbox row claiming, the
+scheduler's leader lock, and a drill replay that scores the same as on SQLite.
+
+Runs on a throwaway local cluster (tests/pgserver.py, server time zone Asia/Shanghai); skipped, with the reason,
+where no PostgreSQL server can be started.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
-from datetime import timedelta
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pgserver
 import pytest
 from conftest import START
+from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 
 from crisis.drill.runner import run_drill
 from crisis.drill.scenario import load_scenario
+from crisis.errors import CrisisError, Forbidden
 from crisis.notify.outbox import pending
 from crisis.playbook import load_playbooks
 from crisis.roster import load_roster
@@ -27,21 +41,11 @@ REASON = pgserver.unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no PostgreSQL here: {REASON}")
 ROOT = Path(__file__).resolve().parents[1]
 H = timedelta(hours=1)
-
-
-@pytest.fixture(scope="module")
-def new_database():
-    with pgserver.cluster() as factory:
-        yield factory
+BEIJING = timezone(timedelta(hours=8))
 
 
 @pytest.fixture()
-def pg_url(new_database) -> str:
-    return new_database()
-
-
-@pytest.fixture()
-def pg_engine(pg_url):
+def pg_engine(pg_url):  # noqa: F811
     engine = make_engine(pg_url)
     init_db(engine)
     yield engine
@@ -53,15 +57,91 @@ def pg_svc(pg_engine, playbooks, roster, clock) -> CrisisService:
     return CrisisService(pg_engine, playbooks, roster, clock)
 
 
+def _raw(url: str):
+    """A plain psycopg connection to the test database (outside the engine and its pool)."""
+    import psycopg  # here, not at the top: without psycopg the module is skipped, not broken
+
+    u = make_url(url)
+    return psycopg.connect(host=u.query["host"], user=u.username, dbname=u.database, connect_timeout=10)
+
+
+def _race(url: str, lock_sql: str, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run `calls` in threads while another transaction holds `lock_sql`'s row lock; release it only once every
+    call is waiting on a lock, so they all start from the same committed state. Returns results or exceptions."""
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            outcomes[i] = calls[i]()
+        except Exception as exc:
+            outcomes[i] = exc
+
+    with _raw(url) as blocker, _raw(url) as probe:
+        probe.autocommit = True
+        blocker.execute(lock_sql)
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            waiting = probe.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'").fetchone()
+            if (waiting and waiting[0] >= len(calls)) or not any(t.is_alive() for t in threads):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the racing commands never queued up behind the lock")
+        blocker.rollback()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), "a racing command hung"
+    return outcomes
+
+
+# --------------------------------------------------------------------------- schema
 def test_schema_is_created_once_and_init_is_idempotent(pg_engine):
-    init_db(pg_engine)  # a second start (or a second process) changes nothing
+    init_db(pg_engine)  # a second start changes nothing
     with pg_engine.connect() as conn:
         tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
         assert {"incident", "task", "escalation", "event", "statement", "outboxmessage", "schemaversion"} <= tables
         assert conn.execute(text("SELECT count(*) FROM schemaversion")).scalar() == 1
+        types = dict(conn.execute(text("SELECT column_name, data_type FROM information_schema.columns "
+                                       "WHERE table_name = 'task'")).all())
+        assert types["due_at"] == "timestamp without time zone"  # naive UTC by contract (store/types.py)
+        assert types["escalation_plan"] == "json"
 
 
-def test_service_end_to_end_with_utc_times(pg_svc, clock):
+def test_processes_starting_together_on_an_empty_database(pg_url):  # noqa: F811
+    """The scheduler and a CLI command may both find a brand-new database: both create it, neither fails."""
+    engines = [make_engine(pg_url) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def start(engine) -> None:
+        try:
+            barrier.wait(timeout=30)
+            init_db(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        with engines[0].connect() as conn:
+            assert conn.execute(text("SELECT version FROM schemaversion")).scalars().all() == [1]
+            assert conn.execute(text("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'event'::regclass "
+                                     "AND NOT tgisinternal")).scalar() >= 1
+    finally:
+        for e in engines:
+            e.dispose()
+
+
+# --------------------------------------------------------------------------- the service end to end
+def test_service_end_to_end_with_utc_times(pg_svc, clock, roster):
     inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", severity="II")
     pg_svc.complete_task(pg_svc.find_task(inc.id, "compile_report").id, actor="publicity_head")
     clock.advance(timedelta(minutes=10))
@@ -69,36 +149,89 @@ def test_service_end_to_end_with_utc_times(pg_svc, clock):
     back = pg_svc.incident(inc.id)
     assert back.opened_at == START and back.opened_at.tzinfo is not None and back.opened_at.utcoffset() == timedelta(0)
     assert back.stage == "reported" and back.stage_entered_at == START + timedelta(minutes=10)
+    assessing = pg_svc.find_task(inc.id, "assess_severity")
+    assert assessing.due_at == START + timedelta(minutes=70) and assessing.due_at.utcoffset() == timedelta(0)
+    assert pg_svc.next_due() == START + timedelta(minutes=70)  # an aggregate, past the column type: still UTC
 
     clock.advance(H + timedelta(minutes=15))  # assess_severity and verify_facts due at +1h10m, wait 15m (II)
     fired = pg_svc.tick()
     # the president's own task goes on to on-call; the medical-affairs head's own task on to the president
     assert sorted((e.level, e.recipient) for e in fired) == [
         (1, "medical_affairs"), (1, "president"), (2, "oncall_admin"), (2, "president")]
-    assessing = pg_svc.find_task(inc.id, "assess_severity")
+    stored = pg_svc.escalations(inc.id)
+    assert {(e.level, e.scheduled_at, e.fired_at, e.late_seconds) for e in stored} == {
+        (1, START + timedelta(minutes=70), clock.now(), 15 * 60.0),
+        (2, START + timedelta(minutes=85), clock.now(), 0.0)}
+    assert all(e.fired_at.tzinfo is not None and e.fired_at.utcoffset() == timedelta(0) for e in stored)
     ack = pg_svc.acknowledge(actor="president", task_id=assessing.id)
     assert ack.level == 2 and ack.acked_at == clock.now()
     clock.advance(5 * H)
     later = pg_svc.tick()
-    assert all(e.task_id != assessing.id for e in later)  # acknowledged: its chain stopped
+    assert later and all(e.task_id != assessing.id for e in later)  # acknowledged: its chain stopped
     assert {e.recipient for e in later} >= {"oncall_admin"}  # verify_facts kept climbing
+    assert pg_svc.tick() == []  # nothing fires twice
+
+    for t in pg_svc.tasks(inc.id):
+        if t.stage == "reported" and t.status == "open":
+            pg_svc.complete_task(t.id, actor="president")
+    with pytest.raises(Forbidden):
+        pg_svc.fire(inc.id, "assess", actor="duty_officer", decision="activate")
+    assert pg_svc.fire(inc.id, "assess", actor=roster.leadership_head(), decision="activate").stage == "assessing"
+    kinds = [e.kind for e in pg_svc.timeline(inc.id)]
+    assert kinds.count("escalation_fired") == len(pg_svc.escalations(inc.id))
+    assert kinds.count("escalation_acknowledged") == 1 and kinds[-1] == "task_assigned"
+
+
+def test_times_are_stored_as_utc_whatever_the_zones(pg_svc, pg_url):  # noqa: F811
+    """Input in Beijing time, a server in Asia/Shanghai: the row holds UTC and reads back as the same instant."""
+    local = START.astimezone(BEIJING)
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", now=local)
+    assert pg_svc.incident(inc.id).opened_at == START
+    with _raw(pg_url) as conn:
+        assert conn.execute("SHOW timezone").fetchone() == (pgserver.SERVER_TIMEZONE,)
+        assert conn.execute("SELECT opened_at FROM incident WHERE id = %s", (inc.id,)).fetchone() == (
+            START.replace(tzinfo=None),)
+    due = pg_svc.next_deadlines()[inc.id]
+    assert due.utcoffset() == timedelta(0) and due == min(t.due_at for t in pg_svc.tasks(inc.id) if t.due_at)
+    # a due time compared in a query with a Beijing-time `now` is the same instant, not eight hours off
+    first = min(t.next_escalation_at for t in pg_svc.tasks(inc.id) if t.next_escalation_at)
+    assert pg_svc.tick((first - timedelta(seconds=1)).astimezone(BEIJING)) == []
+    assert len(pg_svc.tick(first.astimezone(BEIJING))) >= 1
 
 
 def test_audit_timeline_is_append_only(pg_svc, pg_engine):
     inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer")
-    before = len(pg_svc.timeline(inc.id))
-    for stmt in ("UPDATE event SET actor = 'someone_else'", "DELETE FROM event"):
+    before = [(e.id, e.actor, e.kind) for e in pg_svc.timeline(inc.id)]
+    for stmt in ("UPDATE event SET actor = 'someone_else'", "DELETE FROM event", "TRUNCATE event CASCADE"):
         with pytest.raises(DBAPIError, match="append-only"), write_session(pg_engine) as s:
             s.execute(text(stmt))
-    assert len(pg_svc.timeline(inc.id)) == before
+    assert [(e.id, e.actor, e.kind) for e in pg_svc.timeline(inc.id)] == before
+    pg_svc.note(inc.id, "media_call", "a reporter called", actor="duty_officer")  # inserts still work
+    assert len(pg_svc.timeline(inc.id)) == len(before) + 1
+
+
+# --------------------------------------------------------------------------- exactly once under concurrency
+def _overdue_world(svc: CrisisService, n: int = 8) -> set[tuple[int, int]]:
+    ids = [svc.open_incident(title=f"pg {i}", category="medical_dispute", actor="duty_officer",
+                             severity="II").id for i in range(n)]
+    expected = {(t.id, level) for iid in ids for t in svc.tasks(iid) for level in range(1, len(t.escalation_plan) + 1)}
+    assert len(expected) == n * (6 + 5)  # preserve_evidence climbs 6 levels, the head's own compile_report 5
+    return expected
+
+
+def _assert_exactly_once(svc: CrisisService, fired: list[tuple[int, int]], expected: set[tuple[int, int]]) -> None:
+    assert len(fired) == len(set(fired))  # no step fired by two workers
+    assert set(fired) == expected  # and none lost
+    assert {(e.task_id, e.level) for e in svc.escalations()} == expected
+    assert len(svc.escalations()) == len(expected)
+    keys = [m.dedupe_key for m in svc.outbox() if m.payload.get("type") == "escalation"]
+    assert len(keys) == len(set(keys)) == len(expected) * len(svc.channels)
+    assert svc.tick() == []
 
 
 def test_concurrent_ticks_fire_each_step_exactly_once(pg_engine, playbooks, roster, clock):
     svc = CrisisService(pg_engine, playbooks, roster, clock)
-    ids = [svc.open_incident(title=f"pg {i}", category="medical_dispute", actor="duty_officer",
-                             severity="II").id for i in range(8)]
-    expected = {(t.id, level) for iid in ids for t in svc.tasks(iid) for level in range(1, len(t.escalation_plan) + 1)}
-    assert len(expected) == 8 * (6 + 5)  # preserve_evidence climbs 6 levels, the head's own compile_report 5
+    expected = _overdue_world(svc)
     clock.advance(10 * H)
     workers = [CrisisService(pg_engine, playbooks, roster, clock) for _ in range(4)]
     barrier = threading.Barrier(len(workers))
@@ -118,33 +251,141 @@ def test_concurrent_ticks_fire_each_step_exactly_once(pg_engine, playbooks, rost
     for t in threads:
         t.join(60)
     assert errors == []
-    fired = [(e.task_id, e.level) for r in results for e in r]
-    assert len(fired) == len(set(fired))  # no step fired by two workers
-    assert set(fired) == expected  # and none lost
-    rows = {(e.task_id, e.level) for e in svc.escalations()}
-    assert rows == expected
-    keys = [m.dedupe_key for m in svc.outbox() if m.payload.get("type") == "escalation"]
-    assert len(keys) == len(set(keys)) == len(expected) * len(svc.channels)
-    assert svc.tick() == []
+    _assert_exactly_once(svc, [(e.task_id, e.level) for r in results for e in r], expected)
 
 
+_TICKER = """
+import json, sys
+from datetime import datetime
+from crisis import logs
+from crisis.clock import VirtualClock
+from crisis.playbook import load_playbooks
+from crisis.roster import load_roster
+from crisis.service import CrisisService
+from crisis.store.db import make_engine
+url, playbooks, roster, now = sys.argv[1:]
+logs.configure(open("/dev/null", "w"))
+now = datetime.fromisoformat(now)
+svc = CrisisService(make_engine(url), load_playbooks(playbooks), load_roster(roster), VirtualClock(now))
+svc.incidents()  # connected and warm
+print("ready", flush=True)
+sys.stdin.readline()
+print(json.dumps([[e.task_id, e.level] for e in svc.tick(now)]), flush=True)
+"""
+
+
+def test_two_scheduler_processes_ticking_together_fire_each_step_once(pg_url, playbooks, roster, clock):  # noqa: F811
+    engine = make_engine(pg_url)
+    init_db(engine)
+    try:
+        svc = CrisisService(engine, playbooks, roster, clock)
+        expected = _overdue_world(svc)
+        now = (clock.now() + 10 * H).isoformat()
+        procs = [subprocess.Popen([sys.executable, "-c", _TICKER, pg_url, str(ROOT / "playbooks"),
+                                   str(ROOT / "examples" / "roster.yaml"), now],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        try:
+            for p in procs:
+                assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr
+            for p in procs:  # go, as close together as two writes can be
+                assert p.stdin is not None
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            outputs = [p.communicate(timeout=60) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+        fired = [tuple(x) for out, _ in outputs for x in json.loads(out.strip().splitlines()[-1])]
+        _assert_exactly_once(svc, fired, expected)
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- commands racing on one row
+def test_two_people_completing_the_same_task_at_once(pg_svc, pg_url):  # noqa: F811
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer")
+    task = pg_svc.find_task(inc.id, "compile_report")
+    outcomes = _race(pg_url, f"SELECT * FROM incident WHERE id = {inc.id} FOR UPDATE", [
+        lambda: pg_svc.complete_task(task.id, actor="publicity_head"),
+        lambda: pg_svc.complete_task(task.id, actor="info_staff")])
+    done = [o for o in outcomes if not isinstance(o, Exception)]
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(done) == 1 and len(failed) == 1, outcomes
+    assert isinstance(failed[0], CrisisError) and "already done" in str(failed[0])
+    assert pg_svc.find_task(inc.id, "compile_report").done_by == done[0].done_by
+    assert [e.kind for e in pg_svc.timeline(inc.id)].count("task_done") == 1
+
+
+def test_two_people_acknowledging_the_same_escalation_at_once(pg_svc, pg_url, clock):  # noqa: F811
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", severity="II")
+    task = pg_svc.find_task(inc.id, "preserve_evidence")
+    clock.advance(3 * H)
+    pg_svc.tick()
+    paged = sorted({e.recipient for e in pg_svc.escalations(inc.id) if e.task_id == task.id})
+    assert len(paged) >= 2
+    outcomes = _race(pg_url, f"SELECT * FROM incident WHERE id = {inc.id} FOR UPDATE", [
+        lambda: pg_svc.acknowledge(actor=paged[0], task_id=task.id),
+        lambda: pg_svc.acknowledge(actor=paged[1], task_id=task.id)])
+    acked = [o for o in outcomes if not isinstance(o, Exception)]
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(acked) == 1 and len(failed) == 1, outcomes
+    assert isinstance(failed[0], CrisisError) and "already acknowledged" in str(failed[0])
+    assert pg_svc.find_task(inc.id, "preserve_evidence").acked_by == acked[0].acked_by
+    assert [e.kind for e in pg_svc.timeline(inc.id)].count("escalation_acknowledged") == 1
+
+
+def test_two_reviewers_at_once_do_not_lose_a_review(pg_svc, pg_url):  # noqa: F811
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", severity="II")
+    st = pg_svc.draft_statement(inc.id, title="情况通报", body="我院已成立调查组，后续进展将及时通报。",
+                                actor="publicity_head", next_update="24h")
+    outcomes = _race(pg_url, f"SELECT * FROM statement WHERE id = {st.id} FOR UPDATE", [
+        lambda: pg_svc.review_statement(st.id, actor="info_staff", approve=True),
+        lambda: pg_svc.review_statement(st.id, actor="liaison", approve=True)])
+    ok = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(ok) == 1 and isinstance(next(o for o in outcomes if isinstance(o, Exception)), Forbidden), outcomes
+    (stored,) = pg_svc.statements(inc.id)
+    assert [r["level"] for r in stored.reviews] == [1]  # the second reviewer was asked for level 2
+    events = [e for e in pg_svc.timeline(inc.id) if e.kind == "statement_reviewed"]
+    assert [e.data["level"] for e in events] == [1]
+
+
+# --------------------------------------------------------------------------- outbox and scheduler
 def test_concurrent_dispatchers_claim_disjoint_outbox_rows(pg_svc, pg_engine):
     pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer")
     total = len(pg_svc.outbox(undelivered_only=True))
     assert total == 4  # two tasks assigned, two channels
-    with write_session(pg_engine) as first:
+    with Session(pg_engine) as first, Session(pg_engine) as second:  # two open transactions, side by side
         mine = {m.id for m in pending(first, limit=2)}
-        with write_session(pg_engine) as second:
-            theirs = {m.id for m in pending(second, limit=10)}
-    assert len(mine) == 2 and len(theirs) == total - 2 and not mine & theirs
+        theirs = {m.id for m in pending(second, limit=10)}
+        third = {m.id for m in pending(second, limit=10)}  # its own claims are not skipped
+        first.rollback()
+        second.rollback()
+    assert len(mine) == 2 and len(theirs) == total - 2 and not mine & theirs and third == theirs
+    with Session(pg_engine) as again:  # rolled back: claims released, everything pending again
+        assert {m.id for m in pending(again)} == mine | theirs
 
 
-def test_one_scheduler_per_database(pg_url):
+def test_one_scheduler_per_database(pg_url):  # noqa: F811
     a, b = make_engine(pg_url), make_engine(pg_url)
     try:
         with leader_lock(a), pytest.raises(AlreadyRunning, match="advisory lock"), leader_lock(b):
             pass
         with leader_lock(b):  # released with the first holder
+            with pytest.raises(AlreadyRunning), leader_lock(b):  # same engine, another connection: still one leader
+                pass
+            with a.connect() as conn:  # the lock lives on a connection that is not used for anything else
+                held = conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                         "AND granted AND database = (SELECT oid FROM pg_database "
+                                         "WHERE datname = current_database())")).scalar()
+                assert held == 1
+        with a.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                                     "(SELECT oid FROM pg_database WHERE datname = current_database())")).scalar() == 0
+        with leader_lock(a):
             pass
     finally:
         a.dispose()
@@ -155,8 +396,11 @@ def test_drill_replay_scores_the_same_as_on_sqlite(pg_engine, tmp_path):
     loaded = load_scenario(ROOT / "examples" / "drills" / "medical-dispute-viral.yaml")
     playbooks, roster = load_playbooks(ROOT / "playbooks"), load_roster(loaded.roster_path())
     on_pg = run_drill(loaded, engine=pg_engine, playbooks=playbooks, roster=roster).scorecard
-    on_sqlite = run_drill(loaded, engine=make_engine(f"sqlite:///{tmp_path / 'd.db'}"), playbooks=playbooks,
-                          roster=roster).scorecard
+    sqlite = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        on_sqlite = run_drill(loaded, engine=sqlite, playbooks=playbooks, roster=roster).scorecard
+    finally:
+        sqlite.dispose()
 
     def essentials(card: dict) -> tuple:
         return (card["metrics"],
@@ -165,4 +409,6 @@ def test_drill_replay_scores_the_same_as_on_sqlite(pg_engine, tmp_path):
                 [(e["kind"], e["at"]) for e in card["timeline"]])
 
     assert essentials(on_pg) == essentials(on_sqlite)
+    assert on_pg["metrics"] == on_sqlite["metrics"]
     assert on_pg["metrics"]["escalations_fired"] > 0 and on_pg["incident"]["opened_at"].endswith("+00:00")
+    assert datetime.fromisoformat(on_pg["incident"]["opened_at"]).tzinfo is not None

@@ -2,6 +2,10 @@
 
 SQLite writers start with BEGIN IMMEDIATE so that the scheduler process and CLI commands
 serialise cleanly instead of failing on lock upgrades; WAL lets readers run meanwhile.
+
+On PostgreSQL writers run concurrently: the service takes row locks (the incident's, a statement's,
+a task's for escalation) before it decides on what it read, and `init_db` takes an advisory lock so
+processes starting together on an empty database take turns.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, insert, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from crisis.errors import CrisisError
@@ -21,6 +25,7 @@ from crisis.store import models
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parents[2]
+PG_INIT_LOCK = 0x63726973697377  # "crisisw": the advisory lock init_db takes (scheduler.py's leader lock: "crisis")
 
 
 def default_url() -> str:
@@ -71,31 +76,50 @@ _APPEND_ONLY_SQLITE = [
     "CREATE TRIGGER IF NOT EXISTS event_no_delete BEFORE DELETE ON event "
     "BEGIN SELECT RAISE(ABORT, 'the audit timeline is append-only'); END",
 ]
-_APPEND_ONLY_PG = [
+_APPEND_ONLY_PG_FUNCTION = (
     "CREATE OR REPLACE FUNCTION crisis_event_append_only() RETURNS trigger AS $$ "
-    "BEGIN RAISE EXCEPTION 'the audit timeline is append-only'; END; $$ LANGUAGE plpgsql",
-    "DROP TRIGGER IF EXISTS event_append_only ON event",
-    "CREATE TRIGGER event_append_only BEFORE UPDATE OR DELETE ON event "
-    "FOR EACH ROW EXECUTE FUNCTION crisis_event_append_only()",
-]
+    "BEGIN RAISE EXCEPTION 'the audit timeline is append-only'; END; $$ LANGUAGE plpgsql")
+_APPEND_ONLY_PG_TRIGGERS = {  # created once: no DDL (and no exclusive lock on `event`) at every start
+    "event_append_only": "CREATE TRIGGER event_append_only BEFORE UPDATE OR DELETE ON event "
+                         "FOR EACH ROW EXECUTE FUNCTION crisis_event_append_only()",
+    # TRUNCATE skips row triggers: without this one it would empty the timeline
+    "event_no_truncate": "CREATE TRIGGER event_no_truncate BEFORE TRUNCATE ON event "
+                         "FOR EACH STATEMENT EXECUTE FUNCTION crisis_event_append_only()",
+}
+
+
+def _pg_init_lock(conn: Connection) -> None:
+    """Serialise schema set-up for the rest of this transaction (released at commit or rollback)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_INIT_LOCK})
 
 
 def init_db(engine: Engine) -> None:
-    """Create or upgrade the schema; refuse a database written by a newer version."""
+    """Create or upgrade the schema; refuse a database written by a newer version.
+
+    One transaction, so processes starting together on an empty database (the scheduler and a CLI command)
+    take turns: the first creates everything, the others find it made."""
     _ = models  # tables are registered on import
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            _pg_init_lock(conn)
         SQLModel.metadata.create_all(conn)
-        for stmt in _APPEND_ONLY_SQLITE if engine.dialect.name == "sqlite" else _APPEND_ONLY_PG:
-            conn.execute(text(stmt))
-    with Session(engine) as s:
-        row = s.exec(select(models.SchemaVersion)).first()
-        if row is None:
-            s.add(models.SchemaVersion(id=1, version=SCHEMA_VERSION))
-            s.commit()
-        elif row.version > SCHEMA_VERSION:
-            raise CrisisError(f"database schema v{row.version} is newer than this crisis (v{SCHEMA_VERSION})")
-        elif row.version < SCHEMA_VERSION:
-            _migrate(s, row.version)
+        if conn.dialect.name == "sqlite":
+            for stmt in _APPEND_ONLY_SQLITE:
+                conn.execute(text(stmt))
+        else:
+            conn.execute(text(_APPEND_ONLY_PG_FUNCTION))
+            present = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'event'::regclass"))
+                          .scalars())
+            for name, ddl in _APPEND_ONLY_PG_TRIGGERS.items():
+                if name not in present:
+                    conn.execute(text(ddl))
+        version = conn.execute(select(models.SchemaVersion.version)).scalars().first()
+        if version is None:
+            conn.execute(insert(models.SchemaVersion).values(id=1, version=SCHEMA_VERSION))
+        elif version > SCHEMA_VERSION:
+            raise CrisisError(f"database schema v{version} is newer than this crisis (v{SCHEMA_VERSION})")
+        elif version < SCHEMA_VERSION:
+            _migrate(Session(bind=conn), version)
 
 
 def _migrate(session: Session, from_version: int) -> None:
