@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crisis import cli
+from crisis.cli import common
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,7 @@ def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     runner = CliRunner()
 
     def invoke(*args: str, code: int = 0):
-        cli._state.clear()
+        common._state.clear()
         result = runner.invoke(cli.app, list(args))
         assert result.exit_code == code, result.output
         return result

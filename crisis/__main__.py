@@ -1,0 +1,5 @@
+"""`python -m crisis` runs the command line."""
+
+from crisis.cli import main
+
+main()

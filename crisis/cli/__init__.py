@@ -1,0 +1,27 @@
+"""`crisis` command line for the duty officer, on-call administrators and drill facilitators.
+
+A thin adapter: parse arguments, call the service, print with rich (or JSON with --json).
+Every user error exits with status 2 and a one-line message; nothing is changed.
+One module per command group; each registers its commands on the shared `app`.
+"""
+
+from crisis.cli import incidents as _incidents  # noqa: F401  (registers the top-level commands)
+from crisis.cli.common import app
+from crisis.cli.drills import drill_app
+from crisis.cli.playbooks import playbook_app
+from crisis.cli.scheduler import scheduler_app
+from crisis.cli.statements import statement_app
+from crisis.cli.tasks import task_app
+
+app.add_typer(task_app, name="task")
+app.add_typer(drill_app, name="drill")
+app.add_typer(statement_app, name="statement")
+app.add_typer(playbook_app, name="playbook")
+app.add_typer(scheduler_app, name="scheduler")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,136 @@
+"""Shared parts of the `crisis` command line for the duty officer, on-call administrators and drill facilitators.
+
+A thin adapter: parse arguments, call the service, print with rich (or JSON with --json).
+Every user error exits with status 2 and a one-line message; nothing is changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crisis import logs
+from crisis.clock import SystemClock
+from crisis.config import Settings, build_channels, build_service, zone
+from crisis.errors import CrisisError, InputError
+from crisis.notify.dispatch import dispatch
+from crisis.roster import GROUP_NAMES
+from crisis.service import CrisisService
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Public-opinion crisis response: incidents, tasks, escalations, drills.")
+
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who acts (person id from the roster); "
+                                                        "default $CRISIS_USER or the roster's duty officer.")]
+
+
+@app.callback()
+def _main(
+    db: Annotated[str | None, typer.Option(help="Database URL (default $CRISIS_DB_URL or store/crisis.db).")] = None,
+    roster: Annotated[Path | None, typer.Option(help="Roster YAML (default examples/roster.yaml).")] = None,
+    playbooks: Annotated[Path | None, typer.Option(help="Playbook folder (default playbooks/).")] = None,
+) -> None:
+    settings = Settings.from_env().with_overrides(db_url=db, roster_path=roster, playbooks_dir=playbooks)
+    _state["settings"] = settings
+
+
+def settings() -> Settings:
+    return _state.get("settings") or Settings.from_env()
+
+
+def service() -> CrisisService:
+    if "service" not in _state:
+        s = settings()
+        logs.configure(s.log_path)
+        _state["service"] = build_service(s, SystemClock())
+    svc: CrisisService = _state["service"]
+    return svc
+
+
+def actor(by: str | None) -> str:
+    who = by or os.environ.get("CRISIS_USER") or service().roster.roles.get("duty_officer")
+    if not who:
+        raise InputError("say who acts with --by (or set CRISIS_USER)", field="--by")
+    return who
+
+
+def deliver() -> None:
+    """Deliver notifications this command queued (channels are idempotent, the scheduler may too)."""
+    svc = service()
+    dispatch(svc.engine, build_channels(settings()), svc.clock.now())
+
+
+def run(fn: Callable[[], Any], as_json: bool) -> None:
+    """Run a command body, turning user errors into exit status 2 with one clear line."""
+    try:
+        fn()
+    except CrisisError as exc:
+        if as_json:
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__}, ensure_ascii=False))
+        else:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def dump(row: Any) -> dict[str, Any]:
+    return row.model_dump(mode="json")
+
+
+def iso(dt: datetime | None) -> str | None:
+    """UTC ISO 8601 as pydantic writes it in the rows (…Z), so JSON output is uniform."""
+    return dt.isoformat().replace("+00:00", "Z") if dt else None
+
+
+def local(dt: datetime | None) -> str:
+    """Times on screen are in the hospital's zone (CRISIS_TZ), not the server's."""
+    return dt.astimezone(zone(settings().tz)).strftime("%m-%d %H:%M") if dt else "-"
+
+
+def parse_kv(pairs: list[str], what: str) -> dict[str, float]:
+    outd: dict[str, float] = {}
+    for p in pairs:
+        name, sep, value = p.partition("=")
+        if not sep or not name:
+            raise InputError(f"expected NAME=NUMBER, got {p!r}", field=what)
+        try:
+            outd[name] = float(value) if "." in value else int(value)
+        except ValueError:
+            raise InputError(f"{name}: {value!r} is not a number", field=what) from None
+    return outd
+
+
+
+
+def _task_table(svc: CrisisService, incident_id: int) -> None:
+    t = Table("task", "stage", "group", "title", "assignee", "due", "status", "esc")
+    now = svc.clock.now()
+    for task in svc.tasks(incident_id):
+        if task.status in ("cancelled",):
+            continue
+        due = local(task.due_at)
+        if task.status == "open" and task.due_at and task.due_at < now:
+            due = f"[red]{due} overdue[/]"
+        t.add_row(str(task.id), task.stage, GROUP_NAMES[task.group][0], task.title_zh,
+                  svc.roster.name(task.assignee), due, task.status,
+                  str(task.escalation_level) + (" ack" if task.acked_at else ""))
+    out.print(t)
+
+

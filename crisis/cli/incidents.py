@@ -1,0 +1,245 @@
+"""Incident commands: open, list, show, fire, signals, ack, escalations, tick, report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from crisis.cli.common import (
+    ByOpt,
+    JsonOpt,
+    _task_table,
+    actor,
+    app,
+    deliver,
+    dump,
+    emit,
+    iso,
+    local,
+    out,
+    parse_kv,
+    run,
+    service,
+    settings,
+)
+from crisis.durations import format_duration
+from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
+from crisis.errors import InputError
+
+
+@app.command("open")
+def open_cmd(
+    title: Annotated[str, typer.Option(help="What is being said, in one line.")],
+    category: Annotated[str, typer.Option(help="Playbook category, e.g. medical_dispute.")],
+    source_url: Annotated[str | None, typer.Option(help="Where it was seen.")] = None,
+    signal: Annotated[list[str] | None, typer.Option(help="Initial signal NAME=NUMBER (repeatable).")] = None,
+    severity: Annotated[str | None, typer.Option(help="Initial grade I–IV (default: playbook's).")] = None,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open an incident: it starts in monitoring with the playbook's first tasks."""
+    def body() -> None:
+        svc = service()
+        inc = svc.open_incident(title=title, category=category, source_url=source_url,
+                                signals=parse_kv(signal or [], "--signal"), severity=severity, actor=actor(by))
+        deliver()
+        if as_json:
+            emit({"incident": dump(inc), "tasks": [dump(t) for t in svc.tasks(inc.id or 0)]})
+        else:
+            out.print(f"opened incident [bold]#{inc.id}[/] ({inc.severity}) in stage {inc.stage}")
+            _task_table(svc, inc.id or 0)
+    run(body, as_json)
+
+
+@app.command("list")
+def list_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="Include closed and dismissed incidents.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Incidents with their stage, grade and next deadline."""
+    def body() -> None:
+        svc = service()
+        incs = svc.incidents(include_final=all_)
+        nxt = svc.next_deadlines()
+        if as_json:
+            emit([{**dump(i), "next_deadline": iso(nxt.get(i.id or 0))} for i in incs])
+            return
+        t = Table("#", "title", "category", "grade", "stage", "next deadline", "opened")
+        now = svc.clock.now()
+        for i in incs:
+            due = nxt.get(i.id or 0)
+            due_s = "-" if due is None else f"{local(due)} ({'overdue ' if due < now else 'in '}" \
+                                            f"{format_duration(abs(due - now))})"
+            t.add_row(str(i.id), i.title, i.category, i.severity, i.stage, due_s, local(i.opened_at))
+        out.print(t)
+    run(body, as_json)
+
+
+@app.command("show")
+def show_cmd(incident_id: int, as_json: JsonOpt = False) -> None:
+    """One incident: tasks per group with due times, escalations and the timeline."""
+    def body() -> None:
+        svc = service()
+        inc = svc.incident(incident_id)
+        tasks, escs, events = svc.tasks(incident_id), svc.escalations(incident_id), svc.timeline(incident_id)
+        if as_json:
+            emit({"incident": dump(inc), "allowed_triggers": MACHINE.allowed(inc.stage),
+                  "tasks": [dump(t) for t in tasks], "escalations": [dump(e) for e in escs],
+                  "statements": [dump(s) for s in svc.statements(incident_id)],
+                  "timeline": [dump(e) for e in events]})
+            return
+        zh, en = STAGE_NAMES[inc.stage]
+        out.print(f"[bold]#{inc.id} {inc.title}[/]\n{inc.category} · grade {inc.severity} · stage {inc.stage} "
+                  f"({zh} / {en}) · cycle {inc.cycle}\nsource: {inc.source_url or '-'} · signals: "
+                  f"{inc.signals or '-'}\nnext triggers: {', '.join(MACHINE.allowed(inc.stage)) or 'none'}")
+        _task_table(svc, incident_id)
+        if escs:
+            et = Table("esc", "task", "level", "recipient", "fired", "late", "acked")
+            for e in escs:
+                et.add_row(str(e.id), str(e.task_id), str(e.level), svc.roster.name(e.recipient), local(e.fired_at),
+                           format_duration(e.late_seconds), f"{svc.roster.name(e.acked_by)} {local(e.acked_at)}"
+                           if e.acked_at else "-")
+            out.print(et)
+        tl = Table("when", "who", "what", "from → to", "detail")
+        for ev in events:
+            detail = ev.data.get("key") or ev.data.get("text") or ev.data.get("reason") or ""
+            tl.add_row(local(ev.at), svc.roster.name(ev.actor), ev.kind,
+                       f"{ev.from_state or ''} → {ev.to_state or ''}" if ev.to_state else "", str(detail))
+        out.print(tl)
+    run(body, as_json)
+
+
+@app.command("fire")
+def fire_cmd(
+    incident_id: int,
+    trigger: Annotated[str, typer.Argument(help=f"One of: {', '.join(TRIGGERS)} (skip = skip_onsite).")],
+    severity: Annotated[str | None, typer.Option(help="Grade I–IV (with assess).")] = None,
+    decision: Annotated[str | None, typer.Option(help="activate, watch or dismiss (with assess).")] = None,
+    override: Annotated[bool, typer.Option(help="Leadership: leave the stage with required tasks open.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --override).")] = None,
+    note: Annotated[str | None, typer.Option(help="A note for the timeline.")] = None,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fire a stage trigger (report, assess, respond, media, onsite, skip, follow_up, close, reopen)."""
+    trig = {"skip": "skip_onsite", "follow-up": "follow_up", "followup": "follow_up"}.get(trigger, trigger)
+
+    def body() -> None:
+        svc = service()
+        before = svc.incident(incident_id).stage
+        inc = svc.fire(incident_id, trig, actor=actor(by), decision=decision, severity=severity,
+                       override=override, reason=reason, note=note)
+        deliver()
+        if as_json:
+            emit({"incident": dump(inc), "from": before, "to": inc.stage,
+                  "allowed_triggers": MACHINE.allowed(inc.stage)})
+        else:
+            out.print(f"#{inc.id}: {before} → [bold]{inc.stage}[/] (grade {inc.severity})")
+            _task_table(svc, incident_id)
+    run(body, as_json)
+
+
+@app.command("signals")
+def signals_cmd(incident_id: int, values: list[str], note: str | None = None, by: ByOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Record new signal values (NAME=NUMBER ...), e.g. reposts=1500 views=240000."""
+    def body() -> None:
+        inc = service().update_signals(incident_id, parse_kv(values, "values"), actor=actor(by), note=note)
+        if as_json:
+            emit(dump(inc))
+        else:
+            out.print(f"#{inc.id} signals: {inc.signals}")
+    run(body, as_json)
+
+
+@app.command("ack")
+def ack_cmd(
+    escalation_id: Annotated[int | None, typer.Argument(help="Escalation id from the notification.")] = None,
+    task: Annotated[int | None, typer.Option(help="Acknowledge by task id instead.")] = None,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Acknowledge an escalation: stops the chain for that task (the task itself stays open)."""
+    def body() -> None:
+        esc = service().acknowledge(escalation_id=escalation_id, task_id=task, actor=actor(by))
+        deliver()
+        if as_json:
+            emit(dump(esc))
+        else:
+            out.print(f"acknowledged escalation #{esc.id} (task #{esc.task_id}, level {esc.level})")
+    run(body, as_json)
+
+
+@app.command("escalations")
+def escalations_cmd(
+    pending: Annotated[bool, typer.Option(help="Only unacknowledged chains of open tasks.")] = False,
+    incident: Annotated[int | None, typer.Option(help="Only this incident.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Escalations fired (what an on-call administrator should look at)."""
+    def body() -> None:
+        svc = service()
+        rows = svc.escalations(incident, unacked_only=pending)
+        if as_json:
+            emit([dump(e) for e in rows])
+            return
+        t = Table("esc", "incident", "task", "level", "recipient", "fired", "acked")
+        for e in rows:
+            t.add_row(str(e.id), str(e.incident_id), str(e.task_id), str(e.level), svc.roster.name(e.recipient),
+                      local(e.fired_at), svc.roster.name(e.acked_by) if e.acked_at else "-")
+        out.print(t)
+    run(body, as_json)
+
+
+@app.command("tick")
+def tick_cmd(as_json: JsonOpt = False) -> None:
+    """Fire what is due now and deliver notifications once (for cron; the scheduler does this itself)."""
+    def body() -> None:
+        svc = service()
+        fired = svc.tick()
+        deliver()
+        if as_json:
+            emit({"fired": [dump(e) for e in fired], "next_due": iso(svc.next_due())})
+        else:
+            out.print(f"fired {len(fired)} escalation step(s); next due {local(svc.next_due())}")
+    run(body, as_json)
+
+
+@app.command("report")
+def report_cmd(
+    incident_id: int,
+    kind: Annotated[str, typer.Option(help="incident_report, after_action or scorecard.")] = "incident_report",
+    lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write all reports to this folder.")] = None,
+    tz: Annotated[str | None, typer.Option(help="Time zone for times in reports (default CRISIS_TZ).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render the incident report (舆情专报), the after-action review or the scorecard as Markdown.
+
+    With --json: the data every report is rendered from (facts, tasks, escalations, metrics, findings)."""
+    def body() -> None:
+        from crisis import reports
+
+        zone_name = tz or settings().tz
+        if kind not in reports.KINDS:  # check before touching the database
+            raise InputError(f"unknown report {kind!r} (use {', '.join(reports.KINDS)})", field="--kind")
+        if lang not in reports.LANGS:
+            raise InputError(f"unknown language {lang!r} (use {', '.join(reports.LANGS)})", field="--lang")
+        svc = service()
+        if out_dir is not None:
+            written = reports.write_reports(svc, incident_id, out_dir, tz=zone_name)
+            if as_json:
+                emit({"written": [str(p) for p in written]})
+            for p in [] if as_json else written:
+                out.print(str(p), soft_wrap=True, highlight=False)
+            return
+        ctx = reports.report_context(svc, incident_id, tz=zone_name)
+        if as_json:
+            emit({k: v for k, v in ctx.items() if k != "names"})
+        else:
+            sys.stdout.write(reports.render(kind, ctx, lang))
+    run(body, as_json)

@@ -1,0 +1,61 @@
+"""`crisis playbook …`: validate and inspect playbooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from crisis.cli.common import (
+    JsonOpt,
+    emit,
+    out,
+    run,
+    settings,
+)
+from crisis.durations import format_duration
+
+playbook_app = typer.Typer(no_args_is_help=True, help="Playbooks: validate and inspect.")
+
+@playbook_app.command("validate")
+def playbook_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """Validate playbook files (default: the playbook folder) and the roster."""
+    def body() -> None:
+        from crisis.playbook import PlaybookSet, check_roster, load_playbook, load_playbooks
+        from crisis.roster import load_roster
+
+        if paths:
+            books = {str(p): load_playbook(p) for p in paths}
+            pbs = PlaybookSet({b.category: b for b in books.values()}, {b.category: f for f, b in books.items()})
+        else:
+            pbs = load_playbooks(settings().playbooks_dir)
+        check_roster(pbs, load_roster(settings().roster_path))
+        found = [b.category for b in pbs]
+        emit({"ok": True, "categories": found}) if as_json else out.print(f"ok: {', '.join(found)}")
+    run(body, as_json)
+
+
+@playbook_app.command("show")
+def playbook_show(category: str, severity: str = "II", as_json: JsonOpt = False) -> None:
+    """Tasks and deadlines of a playbook for one grade."""
+    def body() -> None:
+        from crisis.playbook import load_playbooks
+        from crisis.severity import Severity
+
+        pb = load_playbooks(settings().playbooks_dir).get(category)
+        sev = Severity.parse(severity)
+        rows = [{"stage": st, "key": t.key, "group": t.group, "title": t.title.zh, "title_en": t.title.en,
+                 "required": t.required, "anchor": t.anchor,
+                 "due": format_duration(t.due[sev]) if t.due else None}
+                for st, spec in pb.stages.items() for t in spec.tasks]
+        if as_json:
+            emit({"category": pb.category, "severity": sev.value, "tasks": rows})
+            return
+        t = Table("stage", "key", "group", "title", "req", "due", "from")
+        for r in rows:
+            t.add_row(r["stage"], r["key"], r["group"], r["title"], "yes" if r["required"] else "", r["due"] or "-",
+                      r["anchor"])
+        out.print(t)
+    run(body, as_json)

@@ -1,0 +1,50 @@
+"""`crisis statement …`: public statements and their three-level review."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crisis.cli.common import (
+    ByOpt,
+    JsonOpt,
+    actor,
+    dump,
+    emit,
+    out,
+    run,
+    service,
+)
+
+statement_app = typer.Typer(no_args_is_help=True, help="Public statements and their three-level review.")
+
+@statement_app.command("draft")
+def statement_draft(incident_id: int, title: Annotated[str, typer.Option()], body_text: Annotated[
+        str, typer.Option("--body")], next_update: str | None = None, major: bool | None = None,
+        by: ByOpt = None, as_json: JsonOpt = False) -> None:
+    """Draft a statement; it enters review (three levels when major)."""
+    def body() -> None:
+        st = service().draft_statement(incident_id, title=title, body=body_text, actor=actor(by), major=major,
+                                       next_update=next_update)
+        emit(dump(st)) if as_json else out.print(f"statement #{st.id} in review ({'major' if st.major else 'minor'})")
+    run(body, as_json)
+
+
+@statement_app.command("review")
+def statement_review(statement_id: int, approve: Annotated[bool, typer.Option("--approve/--reject")],
+                     comment: str | None = None, by: ByOpt = None, as_json: JsonOpt = False) -> None:
+    """Review at the next level (information staff → information head → leadership)."""
+    def body() -> None:
+        st = service().review_statement(statement_id, actor=actor(by), approve=approve, comment=comment)
+        emit(dump(st)) if as_json else out.print(f"statement #{st.id}: {st.status} ({len(st.reviews)} review(s))")
+    run(body, as_json)
+
+
+@statement_app.command("release")
+def statement_release(statement_id: int, by: ByOpt = None, as_json: JsonOpt = False) -> None:
+    """Release an approved statement."""
+    def body() -> None:
+        st = service().release_statement(statement_id, actor=actor(by))
+        emit(dump(st)) if as_json else out.print(f"statement #{st.id} released")
+    run(body, as_json)

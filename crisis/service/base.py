@@ -1,0 +1,147 @@
+"""The service's shared machinery: one transaction per command, audit events and outbox rows
+written with it, row locks, and the actor check every command starts with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from crisis.clock import Clock, ensure_aware
+from crisis.errors import InputError, NotFound
+from crisis.logs import get_logger
+from crisis.notify.outbox import DEFAULT_CHANNELS, messages
+from crisis.playbook import PlaybookSet
+from crisis.roster import Roster
+from crisis.store.db import read_session, write_session
+from crisis.store.models import Event, Incident, OutboxMessage, Statement, Task
+
+SYSTEM = "system"
+
+
+@dataclass
+class _Tx:
+    """What one command writes besides the ORM rows: audit events and outbox messages, inserted in
+    bulk just before commit (one statement each instead of an ORM flush per row)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, s: Session) -> None:
+        conn = s.connection()  # Core executemany: the ORM bulk path costs more than the rows
+        if self.events:
+            conn.execute(insert(Event.__table__), self.events)  # type: ignore[attr-defined]
+        if self.outbox:
+            conn.execute(insert(OutboxMessage.__table__), self.outbox)  # type: ignore[attr-defined]
+
+
+def _signals(value: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in (value or {}).items():
+        if not isinstance(k, str) or not k:
+            raise InputError(f"signal name {k!r} must be a non-empty string", field="signals")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise InputError(f"signal '{k}' must be a number, got {v!r}", field=f"signals.{k}")
+        if v < 0:
+            raise InputError(f"signal '{k}' must not be negative", field=f"signals.{k}")
+        out[k] = v
+    return out
+
+
+
+def _as_utc(value: Any) -> datetime:
+    """Aggregates bypass the column type; SQLite returns them as naive text or datetimes."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class ServiceBase:
+    """State and helpers every command group uses; `CrisisService` combines the groups."""
+
+    def __init__(self, engine: Engine, playbooks: PlaybookSet, roster: Roster, clock: Clock, *,
+                 channels: tuple[str, ...] = DEFAULT_CHANNELS) -> None:
+        self.engine, self.playbooks, self.roster, self.clock = engine, playbooks, roster, clock
+        self.channels = channels
+        self.log = get_logger()
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self, now: datetime | None) -> datetime:
+        return ensure_aware(now) if now is not None else self.clock.now()
+
+    def _actor(self, actor: str) -> str:
+        if actor in (SYSTEM, "drill"):
+            return actor
+        self.roster.person(actor)
+        return actor
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Session, _Tx]]:
+        """One command's transaction; its audit events are logged only once committed."""
+        tx = _Tx()
+        with write_session(self.engine) as s:
+            yield s, tx
+            tx.flush(s)
+        for ev in tx.events:
+            self.log.info(ev["kind"], incident=ev["incident_id"], actor=ev["actor"], at=ev["at"].isoformat(),
+                          from_state=ev["from_state"], to_state=ev["to_state"], task=ev["task_id"], **ev["data"])
+
+    def _event(self, s: Session, tx: _Tx, *, at: datetime, actor: str, kind: str, incident_id: int | None,
+               from_state: str | None = None, to_state: str | None = None, task_id: int | None = None,
+               **data: Any) -> None:
+        tx.events.append({"incident_id": incident_id, "at": at, "actor": actor, "kind": kind,
+                          "from_state": from_state, "to_state": to_state, "task_id": task_id, "data": data})
+
+    def _incident(self, s: Session, incident_id: int, *, lock: bool = False) -> Incident:
+        stmt = select(Incident).where(Incident.id == incident_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        inc = s.exec(stmt).first()
+        if inc is None:
+            raise NotFound(f"no incident #{incident_id}")
+        return inc
+
+    def _task(self, s: Session, task_id: int) -> Task:
+        task = s.get(Task, task_id)
+        if task is None:
+            raise NotFound(f"no task #{task_id}")
+        return task
+
+    def _task_locked(self, s: Session, task_id: int) -> tuple[Task, Incident]:
+        """A task read under its incident's row lock: commands on one incident take turns, and each decides
+        on the task as the previous one left it (PostgreSQL's READ COMMITTED would otherwise let two
+        commands both see it open)."""
+        task = self._task(s, task_id)
+        inc = self._incident(s, task.incident_id, lock=True)
+        s.refresh(task)
+        return task, inc
+
+    def _statement_locked(self, s: Session, statement_id: int) -> Statement:
+        st = s.exec(select(Statement).where(Statement.id == statement_id).with_for_update()
+                    .execution_options(populate_existing=True)).first()
+        if st is None:
+            raise NotFound(f"no statement #{statement_id}")
+        return st
+
+    def find_task(self, incident_id: int, key: str) -> Task:
+        """The current-cycle task of an incident by its playbook key (latest if re-entered)."""
+        with read_session(self.engine) as s:
+            task = s.exec(select(Task).where(Task.incident_id == incident_id, Task.key == key)
+                          .order_by(col(Task.cycle).desc(), col(Task.id).desc())).first()
+            if task is None:
+                keys = s.exec(select(Task.key).where(Task.incident_id == incident_id)).all()
+                raise NotFound(f"incident #{incident_id} has no task '{key}' (tasks: {', '.join(sorted(set(keys)))})")
+            return task
+
+    def _notify(self, tx: _Tx, inc: Incident | None, *, key: str, recipient: str, subject: str, body: str,
+                now: datetime, payload: dict[str, Any]) -> None:
+        tx.outbox.extend(messages(channels=self.channels, key=key, recipient=recipient,
+                                  incident_id=inc.id if inc else None, subject=subject, body=body, now=now,
+                                  payload=payload))
+

@@ -1,0 +1,208 @@
+"""Incident commands: open, move along the stage machine, update signals, add notes; the stage
+mechanics (enter, leave, regrade) they share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from crisis.engine.fsm import FINAL, MACHINE
+from crisis.engine.plan import chase_plan, due_at, plan_stage
+from crisis.errors import Forbidden, InputError
+from crisis.roster import GROUP_NAMES
+from crisis.service.base import SYSTEM, ServiceBase, _signals, _Tx
+from crisis.severity import Severity
+from crisis.store.models import Incident, Task
+
+
+class IncidentCommands(ServiceBase):
+    def open_incident(self, *, title: str, category: str, actor: str, source_url: str | None = None,
+                      signals: dict[str, Any] | None = None, severity: str | Severity | None = None,
+                      now: datetime | None = None) -> Incident:
+        now = self._now(now)
+        actor = self._actor(actor)
+        if not title or not title.strip():
+            raise InputError("title must not be empty", field="title")
+        playbook = self.playbooks.get(category)
+        try:
+            sev = Severity.parse(severity) if severity is not None else playbook.default_severity
+        except ValueError as exc:
+            raise InputError(str(exc), field="severity") from None
+        sig = _signals(signals)
+        with self._write() as (s, tx):
+            inc = Incident(title=title.strip(), category=category, source_url=source_url, signals=sig,
+                           stage="monitoring", severity=sev.value, opened_by=actor, opened_at=now,
+                           stage_entered_at=now, playbook_version=playbook.version)
+            s.add(inc)
+            s.flush()
+            assert inc.id is not None
+            self._event(s, tx, at=now, actor=actor, kind="incident_opened", incident_id=inc.id,
+                        to_state="monitoring", title=inc.title, category=category, severity=sev.value,
+                        source_url=source_url, signals=sig)
+            self._enter_stage(s, tx, inc, "monitoring", now, actor)
+        return inc
+
+    def fire(self, incident_id: int, trigger: str, *, actor: str, decision: str | None = None,
+             severity: str | Severity | None = None, override: bool = False, reason: str | None = None,
+             note: str | None = None, now: datetime | None = None) -> Incident:
+        """Move an incident along the stage machine; illegal or blocked triggers change nothing."""
+        now = self._now(now)
+        actor = self._actor(actor)
+        sev: Severity | None = None
+        if severity is not None:
+            try:
+                sev = Severity.parse(severity)
+            except ValueError as exc:
+                raise InputError(str(exc), field="severity") from None
+        if override:
+            if not reason or not reason.strip():
+                raise InputError("an override needs a reason", field="reason")
+            if not self.roster.is_leadership(actor):
+                raise Forbidden(f"only a leadership member may override; {actor} is not in the leadership group")
+        if trigger == "assess" and not self.roster.is_leadership(actor):
+            raise Forbidden(f"assessment is leadership's decision; {actor} is not in the leadership group")
+        with self._write() as (s, tx):
+            inc = self._incident(s, incident_id, lock=True)
+            # A flare-up interrupts whatever stage it finds: reopening is never blocked by open tasks.
+            current = self._stage_tasks(s, inc)
+            open_required = [] if trigger == "reopen" else [
+                t.key for t in current if t.status == "open" and t.required]
+            target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=open_required,
+                                    override=override)
+            source = inc.stage
+            if override and open_required:
+                self._event(s, tx, at=now, actor=actor, kind="override", incident_id=inc.id, from_state=source,
+                            to_state=target, reason=reason.strip() if reason else "", waived=open_required)
+            reopening = trigger == "reopen"
+            self._event(s, tx, at=now, actor=actor, kind="stage_changed", incident_id=inc.id, from_state=source,
+                        to_state=target, trigger=trigger, decision=decision, note=note,
+                        cycle=inc.cycle + 1 if reopening else inc.cycle)
+            moving = target != source or reopening
+            if moving:  # leave within the current cycle, so the stage's own open tasks are the ones stopped
+                self._leave_stage(s, tx, inc, current, now, actor, reason=reason if override else None,
+                                  interrupted=reopening)
+            if decision:
+                inc.decision = decision
+            if reopening:
+                inc.cycle += 1
+                inc.closed_at = None
+                inc.decision = None
+            if sev is not None and sev.value != inc.severity:
+                self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
+                            **{"from": inc.severity, "to": sev.value})
+                inc.severity = sev.value
+                self._regrade(s, tx, inc, now)
+            if moving:
+                if target in FINAL:
+                    self._cancel_all(s, tx, inc, now, actor, why=target)
+                    inc.closed_at = now
+                self._enter_stage(s, tx, inc, target, now, actor)
+            inc.version += 1
+            s.add(inc)
+        return inc
+
+    def update_signals(self, incident_id: int, signals: dict[str, Any], *, actor: str, note: str | None = None,
+                       now: datetime | None = None) -> Incident:
+        now = self._now(now)
+        actor = self._actor(actor)
+        sig = _signals(signals)
+        with self._write() as (s, tx):
+            inc = self._incident(s, incident_id, lock=True)
+            merged = {**inc.signals, **sig}
+            self._event(s, tx, at=now, actor=actor, kind="signals_updated", incident_id=inc.id,
+                        before=inc.signals, after=merged, note=note)
+            inc.signals = merged
+            inc.version += 1
+            s.add(inc)
+        return inc
+
+    def note(self, incident_id: int, kind: str, text: str, *, actor: str, now: datetime | None = None,
+             **data: Any) -> None:
+        """A free timeline entry (drill injects, media calls, a family arriving on site)."""
+        now = self._now(now)
+        actor = self._actor(actor)
+        with self._write() as (s, tx):
+            inc = self._incident(s, incident_id)
+            self._event(s, tx, at=now, actor=actor, kind=kind, incident_id=inc.id, text=text, **data)
+
+    def _stage_tasks(self, s: Session, inc: Incident) -> list[Task]:
+        return list(s.exec(select(Task).where(Task.incident_id == inc.id, Task.cycle == inc.cycle,
+                                              Task.stage == inc.stage)).all())
+
+    def _enter_stage(self, s: Session, tx: _Tx, inc: Incident, stage: str, now: datetime, actor: str) -> None:
+        inc.stage = stage
+        inc.stage_entered_at = now
+        playbook = self.playbooks.get(inc.category)
+        existing = {t.key for t in self._stage_tasks(s, inc)}
+        planned = [p for p in plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
+                                         incident_opened_at=inc.opened_at, roster=self.roster)
+                   if p.key not in existing]  # e.g. watch re-assessed as watch keeps its running tasks
+        tasks = [Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
+                      title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
+                      anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
+                      next_escalation_at=p.due_at if p.escalation_plan else None) for p in planned]
+        s.add_all(tasks)
+        s.flush()  # one flush for the ids the events and notifications refer to
+        for p, task in zip(planned, tasks, strict=True):
+            self._event(s, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task.id,
+                        key=p.key, group=p.group, assignee=p.assignee, required=p.required,
+                        due_at=p.due_at.isoformat() if p.due_at else None)
+            due_txt = p.due_at.isoformat() if p.due_at else "no deadline"
+            self._notify(tx, inc, key=f"task:{task.id}:assigned", recipient=p.assignee, now=now,
+                         subject=f"[舆情#{inc.id} {inc.severity}级] 新任务 New task: {p.title_zh}",
+                         body=(f"{p.title_zh} / {p.title_en}\n"
+                               f"组别 Group: {GROUP_NAMES[p.group][0]} / {GROUP_NAMES[p.group][1]}\n"
+                               f"截止 Due: {due_txt}\n完成 Done: crisis task done {task.id}"),
+                         payload={"type": "task_assigned", "task": task.id})
+
+    def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, tasks: list[Task], now: datetime, actor: str,
+                     reason: str | None, interrupted: bool = False) -> None:
+        """Close out the stage's open tasks: required ones were overridden (waived), optional ones
+        lapse (cancelled); a flare-up reopening the incident cancels them all."""
+        for task in tasks:
+            if task.status != "open":
+                continue
+            task.status = "waived" if task.required and not interrupted else "cancelled"
+            task.next_escalation_at = None
+            if interrupted:
+                task.note = "incident reopened on a flare-up"
+            else:
+                task.note = reason if task.required else "stage left before completion"
+            s.add(task)
+            self._event(s, tx, at=now, actor=actor, kind=f"task_{task.status}", incident_id=inc.id,
+                        task_id=task.id, key=task.key, reason=task.note)
+
+    def _cancel_all(self, s: Session, tx: _Tx, inc: Incident, now: datetime, actor: str, why: str) -> None:
+        for task in s.exec(select(Task).where(Task.incident_id == inc.id, Task.status == "open")).all():
+            task.status = "cancelled"
+            task.next_escalation_at = None
+            task.note = f"incident {why}"
+            s.add(task)
+            self._event(s, tx, at=now, actor=actor, kind="task_cancelled", incident_id=inc.id,
+                        task_id=task.id, key=task.key, reason=task.note)
+
+    def _regrade(self, s: Session, tx: _Tx, inc: Incident, now: datetime) -> None:
+        """New grade: open tasks not yet escalated get the new grade's deadline and chase plan."""
+        playbook = self.playbooks.get(inc.category)
+        sev = Severity(inc.severity)
+        for task in s.exec(select(Task).where(Task.incident_id == inc.id, Task.status == "open",
+                                              Task.escalation_level == 0)).all():
+            spec = next((t for t in playbook.tasks_for(task.stage) if t.key == task.key), None)
+            if spec is None or spec.due is None:
+                continue
+            entered = inc.stage_entered_at if task.stage == inc.stage else task.created_at
+            new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.opened_at)
+            plan = chase_plan(playbook.escalation_for(task.stage), sev, group=task.group, assignee=task.assignee,
+                              roster=self.roster) if spec.escalate else []
+            if new_due == task.due_at and [list(x) for x in plan] == [list(x) for x in task.escalation_plan]:
+                continue
+            self._event(s, tx, at=now, actor=SYSTEM, kind="task_regraded", incident_id=inc.id, task_id=task.id,
+                        key=task.key, old_due=task.due_at.isoformat() if task.due_at else None,
+                        new_due=new_due.isoformat() if new_due else None)
+            task.due_at = new_due
+            task.escalation_plan = [list(x) for x in plan]
+            task.next_escalation_at = new_due if plan else None
+            s.add(task)
+
