@@ -6,24 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import PLAYBOOKS_DIR, crisis_env
 from typer.testing import CliRunner
 
 from crisis import cli
 from crisis.cli import common
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
 def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pb = tmp_path / "playbooks"
     pb.mkdir()
-    (pb / "medical_dispute.yaml").write_text((ROOT / "playbooks" / "medical_dispute.yaml").read_text("utf-8"), "utf-8")
-    monkeypatch.setenv("CRISIS_DB_URL", f"sqlite:///{tmp_path / 'c.db'}")
-    monkeypatch.setenv("CRISIS_PLAYBOOKS", str(pb))
-    monkeypatch.setenv("CRISIS_ROSTER", str(ROOT / "examples" / "roster.yaml"))
-    monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "notify.jsonl"))
-    monkeypatch.setenv("CRISIS_LOG", str(tmp_path / "crisis.log"))
+    (pb / "medical_dispute.yaml").write_text((PLAYBOOKS_DIR / "medical_dispute.yaml").read_text("utf-8"), "utf-8")
+    for name, value in crisis_env(tmp_path, pb).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("CRISIS_USER", raising=False)
     runner = CliRunner()
 
@@ -70,7 +66,7 @@ def test_open_list_show_fire_done_ack(crisis):
     assert {t["key"] for t in shown["tasks"] if t["status"] == "open"} == {"assess_severity", "verify_facts"}
 
     # task-assignment notifications reached the file channel once each
-    lines = [json.loads(x) for x in (crisis.tmp / "notify.jsonl").read_text("utf-8").splitlines()]
+    lines = [json.loads(x) for x in (crisis.tmp / "notifications.jsonl").read_text("utf-8").splitlines()]
     keys = [x["key"] for x in lines]
     assert len(keys) == len(set(keys)) and f"task:{task_id}:assigned:file" in keys
 
@@ -88,7 +84,7 @@ def test_bad_arguments_change_nothing(crisis):
 
 def test_playbook_validate_reports_location(crisis, tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "playbooks" / "medical_dispute.yaml").read_text("utf-8")
+    bad.write_text((PLAYBOOKS_DIR / "medical_dispute.yaml").read_text("utf-8")
                    .replace("group: logistics", "group: logstics", 1), "utf-8")
     result = crisis("playbook", "validate", str(bad), code=2)
     line = next(i for i, t in enumerate(bad.read_text("utf-8").splitlines(), 1) if "logstics" in t)

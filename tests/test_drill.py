@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import DRILLS_DIR, PLAYBOOKS_DIR, ROSTER_PATH
 
 from crisis import logs
 from crisis.drill.runner import run_drill, run_drills
@@ -15,8 +16,6 @@ from crisis.errors import InputError
 from crisis.playbook import load_playbooks
 from crisis.roster import load_roster
 from crisis.store.db import make_engine
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PLAYBOOK = """
 category: drill_test
@@ -99,7 +98,7 @@ def setup(tmp_path: Path):
     pb_dir.mkdir()
     (pb_dir / "drill_test.yaml").write_text(PLAYBOOK, encoding="utf-8")
     scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(SCENARIO.replace("ROSTER_PATH", str(ROOT / "examples" / "roster.yaml")), encoding="utf-8")
+    scenario.write_text(SCENARIO.replace("ROSTER_PATH", str(ROSTER_PATH)), encoding="utf-8")
     loaded = load_scenario(scenario)
     return loaded, load_playbooks(pb_dir), load_roster(loaded.roster_path()), tmp_path
 
@@ -220,8 +219,8 @@ def test_scenario_errors_name_file_line_field(setup, tmp_path):
 
 
 def test_shipped_scenarios_validate():
-    playbooks = load_playbooks(ROOT / "playbooks")
-    for path in sorted((ROOT / "examples" / "drills").glob("*.yaml")):
+    playbooks = load_playbooks(PLAYBOOKS_DIR)
+    for path in sorted(DRILLS_DIR.glob("*.yaml")):
         loaded = load_scenario(path)
         loaded.check_against(playbooks, load_roster(loaded.roster_path()))
 
@@ -229,9 +228,9 @@ def test_shipped_scenarios_validate():
 def test_public_health_drill_plays_as_documented(tmp_path):
     """The shipped public-health drill: a release without leadership approval is refused, late containment
     climbs the chain to the on-call administrator, and the regulatory 2 h report is met."""
-    loaded = load_scenario(ROOT / "examples" / "drills" / "public-health-rumour.yaml")
+    loaded = load_scenario(DRILLS_DIR / "public-health-rumour.yaml")
     r = run_drill(loaded, engine=make_engine(f"sqlite:///{tmp_path / 'ph.db'}"),
-                  playbooks=load_playbooks(ROOT / "playbooks"), roster=load_roster(loaded.roster_path()))
+                  playbooks=load_playbooks(PLAYBOOKS_DIR), roster=load_roster(loaded.roster_path()))
     card = r.scorecard
     start = loaded.scenario.start
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import START, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
+from helpers import START, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 from sqlalchemy.exc import IntegrityError
 
 from crisis.errors import CrisisError, Forbidden, InputError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import PATH_TO, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
+from helpers import PATH_TO, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 
 from crisis.engine.fsm import FINAL, MACHINE, STAGES, TRANSITIONS, TRIGGERS
 from crisis.errors import Forbidden, GuardFailed, IllegalTrigger, InputError

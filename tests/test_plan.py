@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import START, drive_to, leader, open_incident, stage_tasks
+from helpers import START, drive_to, leader, open_incident, stage_tasks
 
 from crisis.engine.plan import chase_plan, due_at, due_steps, plan_stage, step_time
 from crisis.playbook import EscalationSpec, Playbook, PlaybookSet

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import PLAYBOOKS_DIR, ROSTER_PATH
 
 from crisis.clock import VirtualClock
 from crisis.config import Settings, build_service
@@ -25,9 +26,6 @@ from crisis.roster import GROUPS, load_roster
 from crisis.severity import Severity
 from crisis.yamlsrc import parse_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PLAYBOOKS_DIR = ROOT / "playbooks"
-ROSTER_PATH = ROOT / "examples" / "roster.yaml"
 CATEGORIES = ("medical_dispute", "service_quality", "information_error", "public_health")
 GRAVEST_FIRST = (Severity.I, Severity.II, Severity.III, Severity.IV)
 M = timedelta(minutes=1)

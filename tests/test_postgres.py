@@ -15,12 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pgserver
 import pytest
-from conftest import START
+from helpers import DRILLS_DIR, PLAYBOOKS_DIR, ROSTER_PATH, START
 from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -39,7 +38,6 @@ from crisis.store.db import init_db, make_engine, write_session
 
 REASON = pgserver.unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no PostgreSQL here: {REASON}")
-ROOT = Path(__file__).resolve().parents[1]
 H = timedelta(hours=1)
 BEIJING = timezone(timedelta(hours=8))
 
@@ -281,8 +279,8 @@ def test_two_scheduler_processes_ticking_together_fire_each_step_once(pg_url, pl
         svc = CrisisService(engine, playbooks, roster, clock)
         expected = _overdue_world(svc)
         now = (clock.now() + 10 * H).isoformat()
-        procs = [subprocess.Popen([sys.executable, "-c", _TICKER, pg_url, str(ROOT / "playbooks"),
-                                   str(ROOT / "examples" / "roster.yaml"), now],
+        procs = [subprocess.Popen([sys.executable, "-c", _TICKER, pg_url, str(PLAYBOOKS_DIR),
+                                   str(ROSTER_PATH), now],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
         try:
@@ -393,8 +391,8 @@ def test_one_scheduler_per_database(pg_url):  # noqa: F811
 
 
 def test_drill_replay_scores_the_same_as_on_sqlite(pg_engine, tmp_path):
-    loaded = load_scenario(ROOT / "examples" / "drills" / "medical-dispute-viral.yaml")
-    playbooks, roster = load_playbooks(ROOT / "playbooks"), load_roster(loaded.roster_path())
+    loaded = load_scenario(DRILLS_DIR / "medical-dispute-viral.yaml")
+    playbooks, roster = load_playbooks(PLAYBOOKS_DIR), load_roster(loaded.roster_path())
     on_pg = run_drill(loaded, engine=pg_engine, playbooks=playbooks, roster=roster).scorecard
     sqlite = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
     try:

@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, crisis_env
 from sqlalchemy import text
 from sqlmodel import Session, select
 
 from crisis.clock import SystemClock
 from crisis.config import Settings, build_service
-from crisis.store.db import ROOT, make_engine
+from crisis.store.db import make_engine
 from crisis.store.models import Escalation
 
 FAST_PLAYBOOK = """
@@ -49,14 +50,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     pb = tmp_path / "playbooks"
     pb.mkdir()
     (pb / "fast.yaml").write_text(FAST_PLAYBOOK, encoding="utf-8")
-    e = {**os.environ,
-         "CRISIS_DB_URL": f"sqlite:///{tmp_path / 'crisis.db'}",
-         "CRISIS_PLAYBOOKS": str(pb),
-         "CRISIS_ROSTER": str(ROOT / "examples" / "roster.yaml"),
-         "CRISIS_NOTIFY_FILE": str(tmp_path / "notifications.jsonl"),
-         "CRISIS_LOG": str(tmp_path / "crisis.log"),
-         "PYTHONPATH": str(ROOT)}
-    return e
+    return {**os.environ, **crisis_env(tmp_path, pb), "PYTHONPATH": str(ROOT)}
 
 
 def settings_of(env: dict[str, str]) -> Settings:

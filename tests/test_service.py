@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from conftest import CATEGORY, START, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 from freezegun import freeze_time
+from helpers import CATEGORY, START, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import drive_to, open_incident
+from helpers import drive_to, open_incident
 
 from crisis.errors import CrisisError, Forbidden, InputError, NotFound
 from crisis.statements import LEVELS, lint_statement, required_levels, reviewer_qualifies

@@ -1,0 +1,113 @@
+"""Constants and helpers shared by the tests (import them: `from helpers import ...`; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from crisis.roster import Roster
+from crisis.service import CrisisService
+from crisis.store.models import Task
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYBOOKS_DIR = ROOT / "playbooks"
+ROSTER_PATH = ROOT / "examples" / "roster.yaml"
+DRILLS_DIR = ROOT / "examples" / "drills"
+START = datetime(2026, 3, 14, 13, 0, tzinfo=UTC)
+CATEGORY = "medical_dispute"
+
+
+def crisis_env(tmp_path: Path, playbooks_dir: Path = PLAYBOOKS_DIR) -> dict[str, str]:
+    """The CRISIS_* variables of a CLI or scheduler process whose database, notifications and log live in tmp_path."""
+    return {
+        "CRISIS_DB_URL": f"sqlite:///{tmp_path / 'crisis.db'}",
+        "CRISIS_PLAYBOOKS": str(playbooks_dir),
+        "CRISIS_ROSTER": str(ROSTER_PATH),
+        "CRISIS_NOTIFY_FILE": str(tmp_path / "notifications.jsonl"),
+        "CRISIS_LOG": str(tmp_path / "crisis.log"),
+    }
+
+
+# --------------------------------------------------------------------------- roster helpers
+def leader(roster: Roster) -> str:
+    """A leadership member (the head)."""
+    return roster.leadership_head()
+
+
+def group_members(roster: Roster, group: str) -> list[str]:
+    return list(roster.groups[group].everyone)
+
+
+def outsider(roster: Roster, *groups: str) -> str:
+    """A roster member in none of `groups` (default: not in leadership)."""
+    groups = groups or ("leadership",)
+    for p in roster.people:
+        if not any(p.id in roster.groups[g].everyone for g in groups):
+            return p.id
+    raise LookupError(f"everyone is in {groups}")
+
+
+def non_leader(roster: Roster) -> str:
+    """A roster member outside leadership who may still act (the duty officer)."""
+    pid = roster.roles["duty_officer"]
+    assert not roster.is_leadership(pid)
+    return pid
+
+
+def role(roster: Roster, name: str) -> str:
+    return roster.roles[name]
+
+
+# --------------------------------------------------------------------------- service helpers
+def open_incident(svc: CrisisService, *, severity: str | None = "II", **kw) -> int:
+    kw.setdefault("title", "患者家属网络发帖")
+    kw.setdefault("category", CATEGORY)
+    kw.setdefault("actor", svc.roster.roles["duty_officer"])
+    inc = svc.open_incident(severity=severity, **kw)
+    assert inc.id is not None
+    return inc.id
+
+
+def stage_tasks(svc: CrisisService, incident_id: int, stage: str | None = None) -> list[Task]:
+    inc = svc.incident(incident_id)
+    stage = stage or inc.stage
+    return [t for t in svc.tasks(incident_id) if t.stage == stage and t.cycle == inc.cycle]
+
+
+def finish_stage(svc: CrisisService, incident_id: int, *, actor: str | None = None) -> None:
+    """Complete every open required task of the current stage (by leadership, allowed for any group)."""
+    actor = actor or svc.roster.leadership_head()
+    for t in stage_tasks(svc, incident_id):
+        if t.status == "open" and t.required:
+            svc.complete_task(t.id, actor=actor)
+
+
+def go(svc: CrisisService, incident_id: int, trigger: str, **kw) -> str:
+    """Finish the stage's required tasks, then fire the trigger as leadership; returns the new stage."""
+    finish_stage(svc, incident_id)
+    kw.setdefault("actor", svc.roster.leadership_head())
+    return svc.fire(incident_id, trigger, **kw).stage
+
+
+PATH_TO = {
+    "monitoring": [],
+    "reported": [("report", {})],
+    "assessing": [("report", {}), ("assess", {"decision": "activate"})],
+    "watch": [("report", {}), ("assess", {"decision": "watch"})],
+    "dismissed": [("report", {}), ("assess", {"decision": "dismiss"})],
+    "responding": [("report", {}), ("assess", {"decision": "activate"}), ("respond", {})],
+    "media_liaison": [("report", {}), ("assess", {"decision": "activate"}), ("respond", {}), ("media", {})],
+    "onsite": [("report", {}), ("assess", {"decision": "activate"}), ("respond", {}), ("media", {}),
+               ("onsite", {})],
+    "follow_up": [("report", {}), ("assess", {"decision": "activate"}), ("respond", {}), ("media", {}),
+                  ("onsite", {}), ("follow_up", {})],
+    "closed": [("report", {}), ("assess", {"decision": "activate"}), ("respond", {}), ("media", {}),
+               ("onsite", {}), ("follow_up", {}), ("close", {})],
+}
+
+
+def drive_to(svc: CrisisService, incident_id: int, stage: str) -> None:
+    """Walk an incident to `stage` along the main path, completing required tasks on the way."""
+    for trigger, kw in PATH_TO[stage]:
+        go(svc, incident_id, trigger, **kw)
+    assert svc.incident(incident_id).stage == stage
