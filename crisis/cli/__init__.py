@@ -6,6 +6,7 @@ One module per command group; each registers its commands on the shared `app`.
 """
 
 from crisis.cli import incidents as _incidents  # noqa: F401  (registers the top-level commands)
+from crisis.cli.accounts import token_app, user_app
 from crisis.cli.common import app
 from crisis.cli.drills import drill_app
 from crisis.cli.playbooks import playbook_app
@@ -18,6 +19,8 @@ app.add_typer(drill_app, name="drill")
 app.add_typer(statement_app, name="statement")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(scheduler_app, name="scheduler")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:

@@ -129,3 +129,6 @@ class OutboxMessage(SQLModel, table=True):
 class SchemaVersion(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     version: int
+
+
+from crisis.store import auth_models as _auth_models  # noqa: E402,F401  (accounts, sessions, tokens: registered here)
