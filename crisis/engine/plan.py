@@ -26,7 +26,11 @@ class PlannedTask:
 
 def due_at(spec: TaskSpec, severity: Severity, *, stage_entered_at: datetime,
            incident_opened_at: datetime) -> datetime | None:
-    """Deadline of a task for a grade; anchored at stage entry or at the incident's opening."""
+    """Deadline of a task for a grade; anchored at stage entry or at the incident's opening.
+
+    `incident_opened_at` is the start of the incident's current cycle: a reopened incident restarts its
+    regulatory clocks from the reopen (the flare-up is a new event for the authorities and the public),
+    so a task anchored at the opening is never created days overdue."""
     if spec.due is None:
         return None
     base = incident_opened_at if spec.anchor == "incident" else stage_entered_at
@@ -35,23 +39,35 @@ def due_at(spec: TaskSpec, severity: Severity, *, stage_entered_at: datetime,
 
 def plan_stage(playbook: Playbook, stage: str, severity: Severity, *, stage_entered_at: datetime,
                incident_opened_at: datetime, roster: Roster) -> list[PlannedTask]:
-    """The tasks a stage assigns on entry, with deadlines and escalation plans for this grade."""
+    """The tasks a stage assigns on entry, with deadlines and escalation plans for this grade.
+
+    A task already overdue when it is created (an opening-anchored clock that ran out before its stage
+    began) starts its chain at the first level at creation and keeps the waits between levels."""
     policy = playbook.escalation_for(stage)
     out = []
     for spec in playbook.tasks_for(stage):
         assignee = roster.assignee_for(spec.group, spec.role)
         due = due_at(spec, severity, stage_entered_at=stage_entered_at, incident_opened_at=incident_opened_at)
+        plan = chase_plan(policy, severity, group=spec.group, assignee=assignee, roster=roster,
+                          overdue=overdue_by(due, stage_entered_at)) if (due and spec.escalate) else []
         out.append(PlannedTask(
             stage=stage, key=spec.key, group=spec.group, title_zh=spec.title.zh, title_en=spec.title.en,
-            required=spec.required, assignee=assignee, anchor=spec.anchor,
-            due_at=due, escalation_plan=chase_plan(policy, severity, group=spec.group, assignee=assignee, roster=roster)
-            if (due and spec.escalate) else []))
+            required=spec.required, assignee=assignee, anchor=spec.anchor, due_at=due, escalation_plan=plan))
     return out
 
 
+def overdue_by(due: datetime | None, now: datetime) -> timedelta:
+    """How far past its deadline a task is at `now` (zero if not yet due or without a deadline)."""
+    return max(timedelta(0), now - due) if due is not None else timedelta(0)
+
+
 def chase_plan(policy: EscalationSpec, severity: Severity, *, group: str, assignee: str,
-               roster: Roster) -> list[tuple[str, int]]:
+               roster: Roster, overdue: timedelta = timedelta(0)) -> list[tuple[str, int]]:
     """A task's escalation steps as (target, seconds after the deadline), one wait apart.
+
+    `overdue`: how late the task already is when its chain is planned. The first step then fires at
+    once and the others keep their waits after it, instead of every level firing in the same minute
+    (nobody had a chance to respond to the levels before).
 
     A chain step that would page the person the previous step paged is dropped (a task assigned to its
     group head goes on to leadership one wait later, not to the same head twice); only `repeat`
@@ -67,7 +83,8 @@ def chase_plan(policy: EscalationSpec, severity: Severity, *, group: str, assign
         targets.append(target)
         previous = person
     targets += [policy.chain[-1]] * policy.repeat
-    return [(t, i * wait) for i, t in enumerate(targets)]
+    start = int(overdue.total_seconds())
+    return [(t, start + i * wait) for i, t in enumerate(targets)]
 
 
 def step_time(due: datetime, plan: list[tuple[str, int]], level: int) -> datetime | None:

@@ -9,8 +9,8 @@ from typing import Any
 from sqlmodel import Session, select
 
 from crisis.engine.fsm import FINAL, MACHINE
-from crisis.engine.plan import chase_plan, due_at, plan_stage
-from crisis.errors import Forbidden, InputError
+from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_time
+from crisis.errors import CrisisError, Forbidden, InputError
 from crisis.roster import GROUP_NAMES
 from crisis.service.base import SYSTEM, ServiceBase, _signals, _Tx
 from crisis.severity import Severity
@@ -87,6 +87,7 @@ class IncidentCommands(ServiceBase):
                 inc.decision = decision
             if reopening:
                 inc.cycle += 1
+                inc.cycle_started_at = now  # the new cycle's regulatory clocks run from the reopen
                 inc.closed_at = None
                 inc.decision = None
             if sev is not None and sev.value != inc.severity:
@@ -99,6 +100,35 @@ class IncidentCommands(ServiceBase):
                     self._cancel_all(s, tx, inc, now, actor, why=target)
                     inc.closed_at = now
                 self._enter_stage(s, tx, inc, target, now, actor)
+            inc.version += 1
+            s.add(inc)
+        return inc
+
+    def regrade(self, incident_id: int, *, severity: str | Severity, reason: str, actor: str,
+                now: datetime | None = None) -> Incident:
+        """Leadership changes the grade at any stage, with a reason (when unsure, grade higher; leadership
+        confirms or changes it). Open tasks not yet escalated get the new grade's deadlines and chains;
+        the timeline records from → to and why."""
+        now = self._now(now)
+        actor = self._actor(actor)
+        try:
+            sev = Severity.parse(severity)
+        except ValueError as exc:
+            raise InputError(str(exc), field="severity") from None
+        if not reason or not reason.strip():
+            raise InputError("a regrade needs a reason", field="reason")
+        if not self.roster.is_leadership(actor):
+            raise Forbidden(f"only a leadership member may regrade; {actor} is not in the leadership group")
+        with self._write() as (s, tx):
+            inc = self._incident(s, incident_id, lock=True)
+            if inc.stage in FINAL:
+                raise CrisisError(f"incident #{inc.id} is {inc.stage}; reopen it before regrading")
+            if sev.value == inc.severity:
+                raise InputError(f"incident #{inc.id} is already grade {sev.value}", field="severity")
+            self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
+                        reason=reason.strip(), trigger="regrade", **{"from": inc.severity, "to": sev.value})
+            inc.severity = sev.value
+            self._regrade(s, tx, inc, now)
             inc.version += 1
             s.add(inc)
         return inc
@@ -137,12 +167,13 @@ class IncidentCommands(ServiceBase):
         playbook = self.playbooks.get(inc.category)
         existing = {t.key for t in self._stage_tasks(s, inc)}
         planned = [p for p in plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
-                                         incident_opened_at=inc.opened_at, roster=self.roster)
+                                         incident_opened_at=inc.cycle_anchor, roster=self.roster)
                    if p.key not in existing]  # e.g. watch re-assessed as watch keeps its running tasks
         tasks = [Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
                       title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
                       anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
-                      next_escalation_at=p.due_at if p.escalation_plan else None) for p in planned]
+                      next_escalation_at=step_time(p.due_at, p.escalation_plan, 0) if p.due_at else None)
+                 for p in planned]
         s.add_all(tasks)
         s.flush()  # one flush for the ids the events and notifications refer to
         for p, task in zip(planned, tasks, strict=True):
@@ -193,9 +224,9 @@ class IncidentCommands(ServiceBase):
             if spec is None or spec.due is None:
                 continue
             entered = inc.stage_entered_at if task.stage == inc.stage else task.created_at
-            new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.opened_at)
+            new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.cycle_anchor)
             plan = chase_plan(playbook.escalation_for(task.stage), sev, group=task.group, assignee=task.assignee,
-                              roster=self.roster) if spec.escalate else []
+                              roster=self.roster, overdue=overdue_by(new_due, now)) if spec.escalate else []
             if new_due == task.due_at and [list(x) for x in plan] == [list(x) for x in task.escalation_plan]:
                 continue
             self._event(s, tx, at=now, actor=SYSTEM, kind="task_regraded", incident_id=inc.id, task_id=task.id,
@@ -203,6 +234,6 @@ class IncidentCommands(ServiceBase):
                         new_due=new_due.isoformat() if new_due else None)
             task.due_at = new_due
             task.escalation_plan = [list(x) for x in plan]
-            task.next_escalation_at = new_due if plan else None
+            task.next_escalation_at = step_time(new_due, plan, 0) if new_due else None
             s.add(task)
 

@@ -31,6 +31,12 @@ class Incident(SQLModel, table=True):
     closed_at: datetime | None = _ts()
     playbook_version: str = ""
     version: int = 0
+    cycle_started_at: datetime | None = _ts()  # the last reopen; None in the first cycle (= opened_at)
+
+    @property
+    def cycle_anchor(self) -> datetime:
+        """Where the current cycle's clocks run from: the opening, or the reopen after a flare-up."""
+        return self.cycle_started_at or self.opened_at
 
 
 class Task(SQLModel, table=True):

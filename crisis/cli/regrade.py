@@ -1,0 +1,31 @@
+"""`crisis regrade`: leadership changes an incident's grade at any time, with a reason."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crisis.cli.common import ByOpt, JsonOpt, _task_table, actor, app, deliver, dump, emit, out, run, service
+
+
+@app.command("regrade")
+def regrade_cmd(
+    incident_id: int,
+    severity: Annotated[str, typer.Option(help="The new grade I–IV (I gravest).")],
+    reason: Annotated[str, typer.Option(help="Why the grade changes (recorded in the timeline).")],
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the grade (leadership): open tasks' deadlines are recomputed for the new grade."""
+    def body() -> None:
+        svc = service()
+        before = svc.incident(incident_id).severity
+        inc = svc.regrade(incident_id, severity=severity, reason=reason, actor=actor(by))
+        deliver()
+        if as_json:
+            emit({"incident": dump(inc), "from": before, "to": inc.severity})
+        else:
+            out.print(f"#{inc.id}: grade {before} → [bold]{inc.severity}[/] ({reason})")
+            _task_table(svc, incident_id)
+    run(body, as_json)
