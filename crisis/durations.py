@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -12,13 +13,16 @@ _ISO = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(
 
 
 def parse_duration(value: object) -> timedelta:
-    """Return a non-negative timedelta or raise ValueError naming the bad value."""
+    """Return a non-negative timedelta or raise ValueError naming the bad value (never OverflowError:
+    `.inf` or `99999999999d` from a file is bad input, not a crash)."""
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"duration must be finite, got {value!r}")
         if value < 0:
             raise ValueError(f"negative duration {value!r}")
-        return timedelta(seconds=value)
+        return _delta(value, seconds=value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"invalid duration {value!r} (use e.g. 30m, 2h, 1h30m, 1d, PT2H)")
     text = value.strip()
@@ -26,8 +30,15 @@ def parse_duration(value: object) -> timedelta:
         m = pattern.match(text)
         if m and any(m.groups()):
             d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+            return _delta(value, days=d, hours=h, minutes=mi, seconds=s)
     raise ValueError(f"invalid duration {value!r} (use e.g. 30m, 2h, 1h30m, 1d, PT2H)")
+
+
+def _delta(value: object, **parts: float) -> timedelta:
+    try:
+        return timedelta(**parts)
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too long") from None
 
 
 def format_duration(td: timedelta | float | int | None) -> str:

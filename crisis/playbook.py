@@ -24,6 +24,9 @@ from crisis.yamlsrc import Loc, LocatedValueError, YamlDoc, format_loc, load_yam
 TASK_STAGES = ("monitoring", "reported", "assessing", "responding", "media_liaison", "onsite", "follow_up",
                "watch")
 CHAIN_TARGETS = ("assignee", "group_head", "leadership_head", "on_call")
+# The longest deadline, wait or acknowledgement timeout a playbook may give: anything longer is a typo
+# (`wait: 99999999d`), and deadline arithmetic on it would overflow inside the escalation clock.
+MAX_DURATION = timedelta(days=365)
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -36,8 +39,16 @@ class Text(_Strict):
     en: str = Field(min_length=1)
 
 
+def _bounded(value: Any, what: str) -> timedelta:
+    d = parse_duration(value)
+    if d > MAX_DURATION:
+        raise ValueError(f"{what} {value!r} is longer than {MAX_DURATION.days} days")
+    return d
+
+
 def _per_severity(value: Any, what: str) -> dict[Severity, timedelta]:
-    """A single duration for every grade, or a mapping with all four grades."""
+    """A single duration for every grade, or a mapping with all four grades; each finite and at most
+    MAX_DURATION."""
     if isinstance(value, dict):
         out: dict[Severity, timedelta] = {}
         for k, v in value.items():
@@ -45,12 +56,12 @@ def _per_severity(value: Any, what: str) -> dict[Severity, timedelta]:
                 sev = Severity.parse(k)
             except ValueError as exc:
                 raise ValueError(f"{what}: {exc}") from None
-            out[sev] = parse_duration(v)
+            out[sev] = _bounded(v, what)
         missing = [s.value for s in Severity if s not in out]
         if missing:
             raise ValueError(f"{what} must give all four grades; missing {', '.join(missing)}")
         return out
-    d = parse_duration(value)
+    d = _bounded(value, what)
     return {s: d for s in Severity}
 
 
@@ -76,14 +87,6 @@ class EscalationSpec(_Strict):
             if t not in CHAIN_TARGETS and not re.match(r"^(role|person):[A-Za-z0-9_.-]+$", t):
                 raise ValueError(f"unknown chain step {t!r} (use {', '.join(CHAIN_TARGETS)}, role:X or person:X)")
         return v
-
-    def plan(self, severity: Severity) -> list[tuple[str, int]]:
-        """Escalation steps as (target, seconds after the deadline); the last target repeats."""
-        wait = int(self.wait[severity].total_seconds())
-        steps = [(t, i * wait) for i, t in enumerate(self.chain)]
-        last = len(self.chain) - 1
-        steps += [(self.chain[-1], (last + r) * wait) for r in range(1, self.repeat + 1)]
-        return steps
 
 
 class TaskSpec(_Strict):

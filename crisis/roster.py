@@ -111,9 +111,6 @@ class Roster(_Strict):
     def is_leadership(self, pid: str) -> bool:
         return pid in self.groups["leadership"].everyone
 
-    def groups_of(self, pid: str) -> list[str]:
-        return [g for g, grp in self.groups.items() if pid in grp.everyone]
-
     def on_call_at(self, now: datetime) -> str:
         """The on-call administrator whose window covers `now`; the first listed otherwise."""
         for oc in self.on_call:

@@ -345,3 +345,42 @@ def test_reopen_after_close_starts_a_fresh_chain(svc, roster, clock):
     assert svc.next_due() == clock.now() + H  # grade II: 1h for the reported tasks
     clock.advance(H)
     assert {e.task_id for e in svc.tick()} == {t.id for t in new.values()}
+
+
+# ------------------------------------------------------------------------- one bad task
+def _corrupt_plan(engine, task_id: int, plan: list) -> None:
+    from crisis.store.models import Task
+
+    with write_session(engine) as s:
+        task = s.get(Task, task_id)
+        task.escalation_plan = plan
+        s.add(task)
+
+
+@pytest.mark.parametrize("plan", [
+    [["assignee", 0], ["group_head", 10**15]],  # the next step's time overflows datetime arithmetic
+    [["no_such_target", 0]],                    # a chain step the roster cannot resolve
+])
+def test_a_task_that_cannot_escalate_does_not_stop_the_others(svc, engine, clock, plan):
+    bad_iid, bad_tid = single_task_incident(svc)
+    good_iid, good_tid = single_task_incident(svc)
+    assert bad_tid < good_tid  # the bad one comes first in the tick
+    _corrupt_plan(engine, bad_tid, plan)
+    clock.advance(30 * M)
+
+    fired = svc.tick()
+
+    assert [(e.task_id, e.level) for e in fired] == [(good_tid, 1)]  # the other incident was still paged
+    bad = svc.find_task(bad_iid, "compile_report")
+    assert (bad.status, bad.escalation_level, bad.next_escalation_at) == ("open", 0, None)
+    (fault,) = [e for e in svc.timeline(bad_iid) if e.kind == "escalation_failed"]
+    assert fault.task_id == bad_tid and fault.data["level"] == 1 and fault.data["error"]
+    admin = svc.roster.on_call_at(clock.now())
+    pages = [m for m in svc.outbox() if m.payload.get("type") == "engine_fault"]
+    assert {(m.recipient, m.payload["task"], m.channel) for m in pages} == {(admin, bad_tid, c) for c in CHANNELS}
+    assert svc.next_due() == START + 30 * M + WAIT_II  # the good task's next step: no spinning on the bad one
+
+    clock.advance(WAIT_II)
+    assert [e.task_id for e in svc.tick()] == [good_tid]  # reported once, not on every sweep
+    assert len([m for m in svc.outbox() if m.payload.get("type") == "engine_fault"]) == len(CHANNELS)
+    assert esc_rows(svc, bad_tid) == []

@@ -85,13 +85,14 @@ def test_final_stages_plan_nothing(playbooks, roster):
 
 # ------------------------------------------------------------------------- escalation plans
 @pytest.mark.parametrize(("sev", "wait"), list(zip(SEVS, [600, 900, 1800, 3600], strict=True)))
-def test_escalation_plan_per_grade(playbooks, sev, wait):
-    plan = playbooks.get("medical_dispute").escalation_for("monitoring").plan(sev)
+def test_escalation_plan_per_grade(playbooks, roster, sev, wait):
+    plan = chase_plan(playbooks.get("medical_dispute").escalation_for("monitoring"), sev, group="monitoring",
+                      assignee="info_staff", roster=roster)
     assert plan == [("assignee", 0), ("group_head", wait), ("leadership_head", 2 * wait), ("on_call", 3 * wait),
                     ("on_call", 4 * wait), ("on_call", 5 * wait)]  # repeat: 2 more reminders to on-call
 
 
-def test_stage_level_escalation_overrides_playbook_default():
+def test_stage_level_escalation_overrides_playbook_default(roster):
     pb = Playbook.model_validate({
         "category": "x", "name": {"zh": "x", "en": "x"},
         "escalation": {"chain": ["assignee", "on_call"], "wait": "1h", "repeat": 0},
@@ -104,9 +105,11 @@ def test_stage_level_escalation_overrides_playbook_default():
                          "tasks": []},
         },
     })
-    assert pb.escalation_for("monitoring").plan(Severity.I) == [("assignee", 0), ("on_call", 3600)]
-    assert pb.escalation_for("reported").plan(Severity.III) == [("group_head", 0), ("person:legal", 180),
-                                                                ("person:legal", 360)]
+    def plan(stage: str, sev: Severity) -> list[tuple[str, int]]:
+        return chase_plan(pb.escalation_for(stage), sev, group="monitoring", assignee="info_staff", roster=roster)
+
+    assert plan("monitoring", Severity.I) == [("assignee", 0), ("on_call", 3600)]
+    assert plan("reported", Severity.III) == [("group_head", 0), ("person:legal", 180), ("person:legal", 360)]
 
 
 PLAN = [("assignee", 0), ("group_head", 900), ("leadership_head", 1800), ("on_call", 2700)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
@@ -52,14 +52,6 @@ def _signals(value: dict[str, Any] | None) -> dict[str, Any]:
             raise InputError(f"signal '{k}' must not be negative", field=f"signals.{k}")
         out[k] = v
     return out
-
-
-
-def _as_utc(value: Any) -> datetime:
-    """Aggregates bypass the column type; SQLite returns them as naive text or datetimes."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class ServiceBase:

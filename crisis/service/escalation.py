@@ -1,15 +1,21 @@
-"""The escalation clock: fire every due step exactly once (compare-and-set on the task's level)."""
+"""The escalation clock: fire every due step exactly once (compare-and-set on the task's level).
+
+Each task escalates in its own transaction, and a task whose escalation fails (corrupt plan, deadline
+arithmetic out of range) is recorded as faulted and reported to the on-call administrator, while the rest of
+the tick goes on: one bad task must never silence every other page.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, func, select
 
 from crisis.durations import format_duration
 from crisis.engine.plan import due_steps, step_time
-from crisis.service.base import SYSTEM, ServiceBase, _as_utc
+from crisis.service.base import SYSTEM, ServiceBase
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Task
 
@@ -26,8 +32,39 @@ class EscalationCommands(ServiceBase):
         fired: list[Escalation] = []
         for task_id in ids:
             assert task_id is not None
-            fired.extend(self._escalate(task_id, now))
+            try:
+                fired.extend(self._escalate(task_id, now))
+            except OperationalError:  # the database itself (locked, gone): not this task's fault, retry next tick
+                raise
+            except Exception as exc:  # one bad task must not stop the others
+                self._escalation_fault(task_id, now, exc)
         return fired
+
+    def _escalation_fault(self, task_id: int, now: datetime, exc: Exception) -> None:
+        """Record a task whose escalation failed and page the on-call administrator about it.
+
+        The task's chain is stopped (`next_escalation_at` cleared), so the fault is reported once rather than on
+        every sweep, and the scheduler does not spin on a deadline it cannot fire; the task stays open and
+        overdue for people to handle."""
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        with self._write() as (s, tx):
+            task = s.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
+            if task is None or task.status != "open":
+                return
+            inc = self._incident(s, task.incident_id)
+            level = task.escalation_level
+            task.next_escalation_at = None
+            s.add(task)
+            admin = self.roster.on_call_at(now)
+            self._event(s, tx, at=now, actor=SYSTEM, kind="escalation_failed", incident_id=inc.id, task_id=task.id,
+                        key=task.key, level=level + 1, error=error, reported_to=admin)
+            self._notify(
+                tx, inc, key=f"fault:{task.id}:{level + 1}", recipient=admin, now=now,
+                subject=f"[舆情#{inc.id}] 引擎故障 Engine fault: 任务 #{task.id} 升级失败 escalation failed",
+                body=(f"{task.title_zh} / {task.title_en}\n"
+                      f"升级链已停止，请人工跟进 The escalation chain of task #{task.id} stopped at level "
+                      f"{level + 1}; follow it up by hand.\n错误 Error: {error}"),
+                payload={"type": "engine_fault", "task": task.id, "level": level + 1})
 
     def _escalate(self, task_id: int, now: datetime) -> list[Escalation]:
         out: list[Escalation] = []
@@ -77,5 +114,5 @@ class EscalationCommands(ServiceBase):
         with read_session(self.engine) as s:
             value = s.exec(select(func.min(Task.next_escalation_at)).where(
                 Task.status == "open", col(Task.acked_at).is_(None))).first()
-        return _as_utc(value) if value is not None else None
+        return value  # min() keeps the column's type, so the value comes back aware UTC
 

@@ -96,8 +96,7 @@ class IncidentCommands(ServiceBase):
                 inc.severity = sev.value
                 self._regrade(s, tx, inc, now)
             if moving:
-                if target in FINAL:
-                    self._cancel_all(s, tx, inc, now, actor, why=target)
+                if target in FINAL:  # _leave_stage stopped the only open tasks: each stage's are closed out
                     inc.closed_at = now
                 self._enter_stage(s, tx, inc, target, now, actor)
             inc.version += 1
@@ -165,10 +164,10 @@ class IncidentCommands(ServiceBase):
         inc.stage = stage
         inc.stage_entered_at = now
         playbook = self.playbooks.get(inc.category)
-        existing = {t.key for t in self._stage_tasks(s, inc)}
-        planned = [p for p in plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
-                                         incident_opened_at=inc.cycle_anchor, roster=self.roster)
-                   if p.key not in existing]  # e.g. watch re-assessed as watch keeps its running tasks
+        # Each stage is entered at most once per cycle (watch re-assessed as watch does not move), so no task
+        # of this stage exists yet.
+        planned = plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
+                             incident_opened_at=inc.cycle_anchor, roster=self.roster)
         tasks = [Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
                       title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
                       anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
@@ -203,15 +202,6 @@ class IncidentCommands(ServiceBase):
                 task.note = reason if task.required else "stage left before completion"
             s.add(task)
             self._event(s, tx, at=now, actor=actor, kind=f"task_{task.status}", incident_id=inc.id,
-                        task_id=task.id, key=task.key, reason=task.note)
-
-    def _cancel_all(self, s: Session, tx: _Tx, inc: Incident, now: datetime, actor: str, why: str) -> None:
-        for task in s.exec(select(Task).where(Task.incident_id == inc.id, Task.status == "open")).all():
-            task.status = "cancelled"
-            task.next_escalation_at = None
-            task.note = f"incident {why}"
-            s.add(task)
-            self._event(s, tx, at=now, actor=actor, kind="task_cancelled", incident_id=inc.id,
                         task_id=task.id, key=task.key, reason=task.note)
 
     def _regrade(self, s: Session, tx: _Tx, inc: Incident, now: datetime) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import col, func, select
 
 from crisis.engine.fsm import FINAL
-from crisis.service.base import ServiceBase, _as_utc
+from crisis.service.base import ServiceBase
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Statement, Task
 
@@ -54,7 +54,7 @@ class Queries(ServiceBase):
         with read_session(self.engine) as s:
             rows = s.exec(select(Task.incident_id, func.min(Task.due_at)).where(
                 Task.status == "open", col(Task.due_at).is_not(None)).group_by(Task.incident_id)).all()
-        return {iid: _as_utc(due) for iid, due in rows if due is not None}
+        return {iid: due for iid, due in rows if due is not None}  # min() keeps the column's UTC type
 
     def outbox(self, *, undelivered_only: bool = False) -> list[OutboxMessage]:
         with read_session(self.engine) as s:
