@@ -363,7 +363,7 @@ def _corrupt_plan(engine, task_id: int, plan: list) -> None:
 ])
 def test_a_task_that_cannot_escalate_does_not_stop_the_others(svc, engine, clock, plan):
     bad_iid, bad_tid = single_task_incident(svc)
-    good_iid, good_tid = single_task_incident(svc)
+    _, good_tid = single_task_incident(svc)
     assert bad_tid < good_tid  # the bad one comes first in the tick
     _corrupt_plan(engine, bad_tid, plan)
     clock.advance(30 * M)
