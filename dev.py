@@ -60,7 +60,7 @@ def main(args: list[str]) -> int:
     if cmd == "lint":
         return run([str(BIN / "ruff"), "check", "."])
     if cmd == "bench":
-        return run([str(BIN / "python"), "benchmarks/bench_engine.py", *args[1:]])
+        return run([str(BIN / "python"), "benchmarks/run.py", *args[1:]])
     lint = run([str(BIN / "ruff"), "check", "."])
     tests = run([str(BIN / "python"), "-m", "pytest", *args[1:]])
     return tests or lint

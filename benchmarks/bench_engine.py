@@ -27,7 +27,8 @@ SCENARIO = ROOT / "examples" / "drills" / "medical-dispute-viral.yaml"
 PATH = ["report", "assess", "respond", "media", "skip_onsite", "close"]
 
 
-def bench_drill(tmp: Path, incidents: int) -> None:
+def bench_drill(tmp: Path, incidents: int) -> float:
+    """Returns simulated seconds per wall second of the concurrent replay."""
     loaded = load_scenario(SCENARIO)
     playbooks = load_playbooks(ROOT / "playbooks")
     roster = load_roster(loaded.roster_path() or ROOT / "examples" / "roster.yaml")
@@ -48,6 +49,7 @@ def bench_drill(tmp: Path, incidents: int) -> None:
     print(f"drill replay, {incidents} concurrent incidents, {span / 3600:.1f} h span: {wall:.3f} s wall, "
           f"{span / wall:,.0f} simulated s per wall s ({tasks} tasks, {fired} escalations, "
           f"{results[0].wakeups} wake-ups)")
+    return span / wall
 
 
 def bench_transitions(tmp: Path, incidents: int) -> float:

@@ -1,0 +1,73 @@
+"""CLI commands as a user runs them (a fresh `crisis` process each), timed, with the process's peak memory."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_scale import copy_history, scheduler_env
+from history import History
+
+ROOT = Path(__file__).resolve().parents[1]
+CRISIS = [sys.executable, "-m", "crisis"]
+
+
+def timed(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, int | None]:
+    """(wall seconds, peak RSS MiB, exit status or None when killed at `timeout`)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            wall = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                print(f"  ! {' '.join(argv[2:])} exited {proc.returncode}: {err.strip()[-300:]}", flush=True)
+            return wall, usage.ru_maxrss / 1024, proc.returncode
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            _, _, usage = os.wait4(proc.pid, 0)
+            return time.perf_counter() - t0, usage.ru_maxrss / 1024, None
+        time.sleep(0.005)
+
+
+COMMANDS = {
+    "list": ["list"],
+    "escalations --pending": ["escalations", "--pending"],
+    "show": ["show", "{show}"],
+    "open": ["open", "--title", "benchmark", "--category", "medical_dispute", "--by", "duty_officer"],
+}
+
+
+def bench_commands(h: History, work: Path, *, timeout: float = 60.0) -> dict[str, dict[str, float | None]]:
+    db, nf = copy_history(h, work)
+    env = {**scheduler_env(db, nf, work), "COLUMNS": "160"}
+    res: dict[str, dict[str, float | None]] = {}
+    for name, args in COMMANDS.items():
+        argv = [*CRISIS, *(a.format(show=h.incidents) for a in args)]
+        wall, rss, rc = timed(argv, env, timeout)
+        res[name] = {"seconds": wall if rc is not None else None, "peak_mib": rss, "timeout": timeout}
+        shown = f"{wall:.2f} s" if rc is not None else f"> {timeout:.0f} s (stopped)"
+        print(f"`crisis {name}` with {h.incidents:,} incidents of history: {shown}, peak {rss:,.0f} MiB",
+              flush=True)
+    return res
+
+
+def bench_startup(work: Path, *, runs: int = 5) -> dict[str, float]:
+    """Median wall time of `crisis --help` and `crisis show 1` on a one-incident database."""
+    work.mkdir(parents=True, exist_ok=True)
+    env = scheduler_env(work / "small.db", work / "small.jsonl", work)
+    subprocess.run([*CRISIS, "db", "init"], env=env, cwd=ROOT, capture_output=True)  # where commands don't create it
+    subprocess.run([*CRISIS, "open", "--title", "t", "--category", "medical_dispute", "--by", "duty_officer"],
+                   env=env, cwd=ROOT, check=True, capture_output=True)
+    res = {}
+    for name, args in {"--help": ["--help"], "show 1": ["show", "1"]}.items():
+        walls = [timed([*CRISIS, *args], env, 30)[0] for _ in range(runs)]
+        res[name] = statistics.median(walls)
+        print(f"start-up `crisis {name}`: median {res[name]:.3f} s of {runs} (min {min(walls):.3f} s)", flush=True)
+    return res

@@ -1,0 +1,115 @@
+"""Every row of issue 11's targets table, measured on this machine and printed (nothing asserted).
+
+Run: python3 dev.py bench [--only lateness,restart,commands,startup,transitions,drill] [--quick] [--json FILE]
+
+- lateness: 10,000 steps due within 60 s, 100,000 pending, against a real scheduler process (~1.5–4 min);
+- restart: kill -9, 8,000 steps come due while down, restart; time to all fired / all delivered (≤ 3 min);
+- commands: `list`, `escalations --pending`, `show`, `open` with 100,000 incidents of history (each ≤ 60 s);
+- startup: `crisis --help`, `crisis show 1`;
+- transitions: persisted transitions/s ÷ raw SQLite insert-commit rate, same run;
+- drill: replay of 100 concurrent incidents over a 72 h scenario (× real time).
+
+The 100,000-incident history is bulk-inserted once per run (about a minute) and copied for each benchmark.
+--quick scales every count by 1/10 (10,000 incidents, 1,000 due within 6 s, 800 overdue, 10 drill incidents)
+and says so; only full runs compare with the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_cli
+import bench_engine
+import bench_scale
+import history
+
+from crisis import logs
+
+ALL = ["startup", "transitions", "drill", "commands", "restart", "lateness"]
+
+
+def _fmt(v: Any, unit: str = "s") -> str:
+    return "n/a" if v is None else f"{v:.2f} {unit}" if isinstance(v, float) else str(v)
+
+
+def summary(r: dict[str, Any], scale: float) -> None:
+    print("\n| measure | measured | target |\n|---|---|---|")
+    if "lateness" in r:
+        x = r["lateness"]
+        print(f"| escalation lateness, {x['due']:,} due within {60 * scale:.0f} s: commit p99 / delivery p99 "
+              f"| {_fmt(x['commit_p99'])} / {_fmt(x['deliver_p99'])} | ≤ 1 s / ≤ 2 s |")
+    if "restart" in r:
+        x = r["restart"]
+        print(f"| restart after kill -9, {x['overdue']:,} overdue: all fired / all delivered "
+              f"| {_fmt(x['all_fired_s'])} / {_fmt(x['all_delivered_s'])} | ≤ 3 s / ≤ 5 s |")
+    if "transitions" in r:
+        print(f"| transitions/s ÷ raw SQLite commits/s | {r['transitions']['ratio']:.4f} "
+              f"({r['transitions']['per_s']:,.0f} / {r['transitions']['raw_per_s']:,.0f}) | ≥ 0.05 |")
+    if "commands" in r:
+        for name, x in r["commands"].items():
+            t = _fmt(x["seconds"]) if x["seconds"] is not None else f"> {x['timeout']:.0f} s"
+            print(f"| `{name}`, {r['incidents']:,} incidents | {t}, {x['peak_mib']:,.0f} MiB | ≤ 0.5 s |")
+    if "startup" in r:
+        print(f"| start-up `--help` / `show 1` | {r['startup']['--help']:.3f} s / {r['startup']['show 1']:.3f} s "
+              f"| ≤ 0.3 s |")
+    if "drill" in r:
+        print(f"| drill replay, {r['drill']['incidents']} concurrent incidents | {r['drill']['x_real']:,.0f}× "
+              f"| ≥ 100,000× |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    ap.add_argument("--quick", action="store_true", help="every count / 10 (not comparable with the targets)")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--work", type=Path, help="work directory (default: a temporary one, removed after)")
+    args = ap.parse_args()
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(only) - set(ALL)
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    scale = 0.1 if args.quick else 1.0
+    logs.configure(io.StringIO())
+    results: dict[str, Any] = {"scale": scale, "incidents": int(100_000 * scale)}
+    if scale != 1.0:
+        print(f"QUICK RUN: counts scaled by {scale} — figures are not comparable with the targets table")
+    with tempfile.TemporaryDirectory(dir=args.work) as d:
+        tmp = Path(d)
+        if "startup" in only:
+            results["startup"] = bench_cli.bench_startup(tmp / "startup")
+        if "transitions" in only:
+            per_s = bench_engine.bench_transitions(tmp, 100)
+            raw = bench_engine.bench_raw_sqlite(tmp, 5000)
+            results["transitions"] = {"per_s": per_s, "raw_per_s": raw, "ratio": per_s / raw}
+            print(f"ratio transitions / raw commits: {per_s / raw:.4f}", flush=True)
+        if "drill" in only:
+            n = max(1, int(100 * scale))
+            results["drill"] = {"incidents": n, "x_real": bench_engine.bench_drill(tmp, n)}
+        if {"commands", "restart", "lateness"} & set(only):
+            t0 = time.perf_counter()
+            h = history.build(tmp, results["incidents"])
+            print(f"history: {h.incidents:,} incidents ({h.open_incidents:,} open, {h.open_incidents * 5:,} "
+                  f"pending steps) bulk-inserted in {time.perf_counter() - t0:.1f} s", flush=True)
+            if "commands" in only:
+                results["commands"] = bench_cli.bench_commands(h, tmp / "commands")
+            if "restart" in only:
+                results["restart"] = bench_scale.bench_restart(h, tmp / "restart", overdue=int(8000 * scale))
+            if "lateness" in only:
+                results["lateness"] = bench_scale.bench_lateness(h, tmp / "lateness", due=int(10_000 * scale),
+                                                                 window=60 * scale)
+    summary(results, scale)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
