@@ -19,6 +19,7 @@ from crisis.clock import VirtualClock
 from crisis.drill.runner import run_drill, run_drills
 from crisis.drill.scenario import load_scenario
 from crisis.playbook import load_playbooks
+from crisis.principal import Principal as P
 from crisis.roster import load_roster
 from crisis.service import CrisisService
 from crisis.store.db import ROOT, init_db, make_engine
@@ -58,7 +59,7 @@ def bench_transitions(tmp: Path, incidents: int) -> float:
     clock = VirtualClock(load_scenario(SCENARIO).scenario.start)
     svc = CrisisService(engine, load_playbooks(ROOT / "playbooks"), load_roster(ROOT / "examples" / "roster.yaml"),
                         clock)
-    ids = [svc.open_incident(title=f"bench {i}", category="medical_dispute", actor="duty_officer").id
+    ids = [svc.open_incident(title=f"bench {i}", category="medical_dispute", principal=P("duty_officer")).id
            for i in range(incidents)]
     n = 0
     t0 = time.perf_counter()
@@ -66,7 +67,7 @@ def bench_transitions(tmp: Path, incidents: int) -> float:
         assert iid is not None
         for trig in PATH:
             clock.advance(timedelta(minutes=1))
-            svc.fire(iid, trig, actor="president", decision="activate" if trig == "assess" else None,
+            svc.fire(iid, trig, principal=P("president"), decision="activate" if trig == "assess" else None,
                      override=True, reason="benchmark")
             n += 1
     wall = time.perf_counter() - t0

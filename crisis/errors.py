@@ -28,7 +28,21 @@ class InputError(CrisisError):
         return f"{where}{field}{self.message}"
 
 
-class IllegalTrigger(CrisisError):
+class Conflict(CrisisError):
+    """The request clashes with the current state: an illegal trigger, a task already done, a statement
+    not in review, or a version the caller saw that has since changed (HTTP 409)."""
+
+
+class StaleVersion(Conflict):
+    """The incident changed since the caller read it: `changes` lists the audit events since then."""
+
+    def __init__(self, incident_id: int, expected: int, actual: int, changes: list[str]) -> None:
+        self.incident_id, self.expected, self.actual, self.changes = incident_id, expected, actual, changes
+        what = "; ".join(changes) if changes else "unknown change"
+        super().__init__(f"incident #{incident_id} changed since version {expected} (now {actual}): {what}")
+
+
+class IllegalTrigger(Conflict):
     """A stage trigger that the incident's current stage does not allow."""
 
     def __init__(self, trigger: str, stage: str, allowed: list[str]) -> None:
@@ -37,7 +51,7 @@ class IllegalTrigger(CrisisError):
         super().__init__(f"trigger '{trigger}' is not allowed from stage '{stage}'; allowed: {allowed_s}")
 
 
-class GuardFailed(CrisisError):
+class GuardFailed(Conflict):
     """Leaving a stage with required tasks still open, without a leadership override."""
 
 
@@ -46,4 +60,9 @@ class NotFound(CrisisError):
 
 
 class Forbidden(CrisisError):
-    """The actor may not do this (e.g. an override by someone outside leadership)."""
+    """The principal may not do this (an override by someone outside leadership, an unknown person);
+    `rule` names the policy rule that refused it."""
+
+    def __init__(self, message: str, *, rule: str | None = None) -> None:
+        self.rule = rule
+        super().__init__(message)

@@ -74,6 +74,9 @@ class Roster(_Strict):
             raise ValueError(f"groups must be exactly {', '.join(GROUPS)}"
                              + (f"; missing {', '.join(missing)}" if missing else "")
                              + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        reserved = {i for i in ids if i in ("system", "drill")}  # the engine's own actors
+        if reserved:
+            raise ValueError(f"person id(s) {', '.join(sorted(reserved))} are reserved for the engine")
         known = set(ids)
         for gname, g in self.groups.items():
             for pid in g.everyone:
@@ -88,6 +91,10 @@ class Roster(_Strict):
         return self
 
     # --- look-ups -----------------------------------------------------------------
+    @property
+    def person_ids(self) -> frozenset[str]:
+        return frozenset(p.id for p in self.people)
+
     def person(self, pid: str) -> Person:
         for p in self.people:
             if p.id == pid:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from crisis import logs
 from crisis.clock import Clock, SystemClock
 from crisis.config import Settings, build_channels, build_service
-from crisis.errors import CrisisError
+from crisis.errors import Conflict, CrisisError, InputError
 from crisis.notify.channels import Channel
 from crisis.notify.dispatch import dispatch
 from crisis.service import CrisisService
@@ -52,7 +52,7 @@ _UNKNOWN = object()  # the wake job's state in the store before this process has
 _runner: Runner | None = None  # the pickled wake job refers to `crisis.scheduler:wake`, which finds it here
 
 
-class AlreadyRunning(CrisisError):
+class AlreadyRunning(Conflict):
     """Another scheduler holds the leader lock for this database."""
 
 
@@ -140,7 +140,7 @@ def leader_lock(engine: Engine) -> Iterator[None]:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
                 conn.commit()
     else:
-        raise CrisisError(f"no leader lock for database dialect {engine.dialect.name!r}")
+        raise InputError(f"no leader lock for database dialect {engine.dialect.name!r}")
 
 
 @contextlib.contextmanager
@@ -174,7 +174,7 @@ def run(settings: Settings, *, sweep_seconds: float = 30.0, clock: Clock | None 
     """Run until SIGTERM/SIGINT. Catches up first, so a restart fires what came due while down."""
     global _runner
     if sweep_seconds <= 0:
-        raise CrisisError("--sweep must be a positive number of seconds")
+        raise InputError("--sweep must be a positive number of seconds")
     logs.configure(settings.log_path)
     clock = clock or SystemClock()
     svc = build_service(settings, clock)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from crisis.engine.policy import reviewer_level_ok
+from crisis.principal import for_person
 from crisis.roster import Roster
 
 LEVELS = ("information staff", "information department head", "leadership")
@@ -20,14 +22,8 @@ def required_levels(major: bool) -> tuple[str, ...]:
 
 
 def reviewer_qualifies(roster: Roster, person: str, level: int) -> bool:
-    if level == 1:
-        return person in roster.groups["monitoring"].everyone or person == roster.roles.get("info_staff")
-    if level == 2:
-        head = roster.roles.get("info_dept_head") or roster.group_head("monitoring")
-        return person == head or (roster.is_leadership(person) and person != roster.leadership_head())
-    if level == 3:
-        return roster.is_leadership(person)
-    return False
+    """Whether a roster person may review at `level` (the rule itself lives in `engine.policy`)."""
+    return reviewer_level_ok(for_person(roster, person), level)
 
 
 def lint_statement(title: str, body: str, next_update: str | None) -> list[str]:

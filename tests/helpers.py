@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from crisis.principal import Principal
 from crisis.roster import Roster
 from crisis.service import CrisisService
 from crisis.store.models import Task
@@ -59,10 +60,15 @@ def role(roster: Roster, name: str) -> str:
 
 
 # --------------------------------------------------------------------------- service helpers
+def by(person: str) -> Principal:
+    """The principal a duty officer's shell builds for `--by person`."""
+    return Principal(person=person, auth="cli")
+
+
 def open_incident(svc: CrisisService, *, severity: str | None = "II", **kw) -> int:
     kw.setdefault("title", "患者家属网络发帖")
     kw.setdefault("category", CATEGORY)
-    kw.setdefault("actor", svc.roster.roles["duty_officer"])
+    kw.setdefault("principal", by(svc.roster.roles["duty_officer"]))
     inc = svc.open_incident(severity=severity, **kw)
     assert inc.id is not None
     return inc.id
@@ -79,13 +85,13 @@ def finish_stage(svc: CrisisService, incident_id: int, *, actor: str | None = No
     actor = actor or svc.roster.leadership_head()
     for t in stage_tasks(svc, incident_id):
         if t.status == "open" and t.required:
-            svc.complete_task(t.id, actor=actor)
+            svc.complete_task(t.id, principal=by(actor))
 
 
 def go(svc: CrisisService, incident_id: int, trigger: str, **kw) -> str:
     """Finish the stage's required tasks, then fire the trigger as leadership; returns the new stage."""
     finish_stage(svc, incident_id)
-    kw.setdefault("actor", svc.roster.leadership_head())
+    kw.setdefault("principal", by(svc.roster.leadership_head()))
     return svc.fire(incident_id, trigger, **kw).stage
 
 

@@ -106,3 +106,11 @@ def test_report_markdown_json_and_bad_kind(crisis):
     assert "unknown report 'minutes'" in err["error"]
     crisis("report", str(inc["id"]), "--tz", "Mars/Olympus", code=2)
     crisis("report", "999", code=2)
+
+
+def test_built_in_actors_cannot_be_named(crisis):
+    inc = crisis.json("open", "--title", "t", "--category", "medical_dispute")["incident"]
+    for name in ("drill", "system", "ghost"):
+        err = crisis.json("task", "done", "1", "--by", name, code=2)
+        assert err["type"] == "Forbidden" and "unknown person" in err["error"]
+    assert crisis.json("show", str(inc["id"]))["tasks"][0]["status"] == "open"

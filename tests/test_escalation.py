@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from helpers import START, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
+from helpers import START, by, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 from sqlalchemy.exc import IntegrityError
 
 from crisis.errors import CrisisError, Forbidden, InputError
@@ -23,7 +23,7 @@ CHANNELS = ("log", "file")
 def single_task_incident(svc, severity: str = "II") -> tuple[int, int]:
     """An incident whose only escalating task is compile_report (the optional one is completed)."""
     iid = open_incident(svc, severity=severity)
-    svc.complete_task(svc.find_task(iid, "preserve_evidence").id, actor=svc.roster.roles["info_staff"])
+    svc.complete_task(svc.find_task(iid, "preserve_evidence").id, principal=by(svc.roster.roles["info_staff"]))
     task = svc.find_task(iid, "compile_report")
     assert task.id is not None
     return iid, task.id
@@ -62,7 +62,7 @@ def test_tick_before_due_fires_nothing(svc, clock):
 def test_chain_fires_level_by_level_to_roster_people(svc, roster, clock, key, expected):
     iid = open_incident(svc, severity="II")
     other = "compile_report" if key == "preserve_evidence" else "preserve_evidence"
-    svc.complete_task(svc.find_task(iid, other).id, actor="publicity_head")
+    svc.complete_task(svc.find_task(iid, other).id, principal=by("publicity_head"))
     tid = svc.find_task(iid, key).id
     due = START + 30 * M
     assert roster.group_head("monitoring") == "publicity_head" and roster.leadership_head() == "president"
@@ -155,7 +155,7 @@ def test_acknowledge_stops_that_chain_only(svc, roster, clock):
     assert sorted((e.task_id, e.level) for e in fired) == sorted(
         [(cr.id, 1), (cr.id, 2), (pe.id, 1), (pe.id, 2)])
     clock.advance(2 * M)
-    acked = svc.acknowledge(actor=roster.group_head("monitoring"), task_id=cr.id)
+    acked = svc.acknowledge(principal=by(roster.group_head("monitoring")), task_id=cr.id)
     assert (acked.task_id, acked.level, acked.acked_by, acked.acked_at) == (
         cr.id, 2, roster.group_head("monitoring"), clock.now())
     task = svc.find_task(iid, "compile_report")
@@ -174,7 +174,7 @@ def test_acknowledge_by_escalation_id_and_by_on_call(svc, roster, clock):
     clock.advance_to(START + 30 * M)
     (esc,) = svc.tick()
     on_call = roster.on_call[1].person  # not paged, but on call
-    acked = svc.acknowledge(actor=on_call, escalation_id=esc.id)
+    acked = svc.acknowledge(principal=by(on_call), escalation_id=esc.id)
     assert acked.id == esc.id and acked.acked_by == on_call
     # the paged people other than the acknowledger hear about it
     acks = [m for m in svc.outbox() if m.payload.get("type") == "acknowledged"]
@@ -184,20 +184,20 @@ def test_acknowledge_by_escalation_id_and_by_on_call(svc, roster, clock):
 def test_acknowledge_refusals(svc, roster, clock):
     iid, tid = single_task_incident(svc)
     with pytest.raises(CrisisError, match="no escalation"):
-        svc.acknowledge(actor=leader(roster), task_id=tid)
+        svc.acknowledge(principal=by(leader(roster)), task_id=tid)
     with pytest.raises(InputError):
-        svc.acknowledge(actor=leader(roster))
+        svc.acknowledge(principal=by(leader(roster)))
     with pytest.raises(InputError):
-        svc.acknowledge(actor=leader(roster), task_id=tid, escalation_id=1)
+        svc.acknowledge(principal=by(leader(roster)), task_id=tid, escalation_id=1)
     clock.advance_to(START + 30 * M)
     svc.tick()
     stranger = roster.groups["logistics"].members[-1]
     with pytest.raises(Forbidden):
-        svc.acknowledge(actor=stranger, task_id=tid)
+        svc.acknowledge(principal=by(stranger), task_id=tid)
     assert svc.find_task(iid, "compile_report").acked_at is None
-    svc.acknowledge(actor=leader(roster), task_id=tid)
+    svc.acknowledge(principal=by(leader(roster)), task_id=tid)
     with pytest.raises(CrisisError, match="already acknowledged"):
-        svc.acknowledge(actor=leader(roster), task_id=tid)
+        svc.acknowledge(principal=by(leader(roster)), task_id=tid)
 
 
 def test_completion_cancels_pending_escalations(svc, roster, clock):
@@ -206,19 +206,19 @@ def test_completion_cancels_pending_escalations(svc, roster, clock):
     pe = svc.find_task(iid, "preserve_evidence")
     clock.advance_to(START + 30 * M)
     assert len(svc.tick()) == 2
-    svc.complete_task(cr.id, actor=roster.group_head("monitoring"))
+    svc.complete_task(cr.id, principal=by(roster.group_head("monitoring")))
     assert svc.find_task(iid, "compile_report").next_escalation_at is None
     clock.advance(10 * H)
     assert {e.task_id for e in svc.tick()} == {pe.id}
     assert len(esc_rows(svc, cr.id)) == 1
     with pytest.raises(CrisisError, match="done"):
-        svc.acknowledge(actor=leader(roster), task_id=cr.id)
+        svc.acknowledge(principal=by(leader(roster)), task_id=cr.id)
 
 
 def test_completion_before_due_means_no_escalation(svc, roster, clock):
     _iid, tid = single_task_incident(svc)
     clock.advance(29 * M)
-    svc.complete_task(tid, actor=roster.group_head("monitoring"))
+    svc.complete_task(tid, principal=by(roster.group_head("monitoring")))
     clock.advance(10 * H)
     assert svc.tick() == []
     assert svc.next_due() is None
@@ -231,7 +231,7 @@ def test_closure_cancels_pending(svc, roster, clock):
     assert open_tasks and all(t.next_escalation_at for t in open_tasks)
     clock.advance(24 * H)  # track_opinion (24h for grade I) is now overdue
     assert svc.tick()
-    svc.fire(iid, "close", actor=leader(roster), override=True, reason="舆情平息，结案")
+    svc.fire(iid, "close", principal=by(leader(roster)), override=True, reason="舆情平息，结案")
     assert all(t.status != "open" and t.next_escalation_at is None for t in svc.tasks(iid))
     assert svc.next_due() is None
     n = len(svc.escalations(iid))
@@ -246,7 +246,7 @@ def test_dismiss_cancels_pending(svc, roster, clock):
     (watch,) = stage_tasks(svc, iid)
     clock.advance(4 * H)  # watch_trend due 4h for grade II
     assert [e.task_id for e in svc.tick()] == [watch.id]
-    svc.fire(iid, "assess", actor=leader(roster), decision="dismiss")
+    svc.fire(iid, "assess", principal=by(leader(roster)), decision="dismiss")
     assert svc.incident(iid).stage == "dismissed"
     assert svc.find_task(iid, "watch_trend").status == "cancelled"
     assert svc.next_due() is None
@@ -258,7 +258,7 @@ def test_reopen_cancels_pending_of_interrupted_stage(svc, roster, clock):
     iid = open_incident(svc, severity="I")
     drive_to(svc, iid, "follow_up")
     follow = {t.id for t in stage_tasks(svc, iid)}
-    svc.fire(iid, "reopen", actor=non_leader(roster))
+    svc.fire(iid, "reopen", principal=by(non_leader(roster)))
     clock.advance(30 * 24 * H)
     fired = {e.task_id for e in svc.tick()}
     assert not fired & follow
@@ -268,7 +268,7 @@ def test_reopen_from_watch_stops_watch_escalation(svc, roster, clock):
     iid = open_incident(svc, severity="II")
     drive_to(svc, iid, "watch")
     (watch,) = stage_tasks(svc, iid)
-    svc.fire(iid, "reopen", actor=leader(roster))
+    svc.fire(iid, "reopen", principal=by(leader(roster)))
     finish_stage(svc, iid)  # the new cycle's reported tasks are done: nothing should be pending
     assert svc.next_due() is None
     clock.advance(10 * H)
@@ -295,12 +295,12 @@ def test_next_due_is_earliest_pending(svc, roster, clock):
     clock.advance_to(START + 15 * M)
     svc.tick()  # a.compile level 1 fired; its next step is 10m later (grade I)
     assert svc.next_due() == START + 20 * M
-    svc.complete_task(svc.find_task(b, "compile_report").id, actor=leader(roster))
+    svc.complete_task(svc.find_task(b, "compile_report").id, principal=by(leader(roster)))
     assert svc.next_due() == START + 25 * M
-    svc.acknowledge(actor=leader(roster), task_id=svc.find_task(a, "compile_report").id)
+    svc.acknowledge(principal=by(leader(roster)), task_id=svc.find_task(a, "compile_report").id)
     assert svc.next_due() == START + 30 * M  # the evidence tasks
     for iid in (a, b):
-        svc.complete_task(svc.find_task(iid, "preserve_evidence").id, actor=leader(roster))
+        svc.complete_task(svc.find_task(iid, "preserve_evidence").id, principal=by(leader(roster)))
     assert svc.next_due() is None
 
 
@@ -338,7 +338,7 @@ def test_reopen_after_close_starts_a_fresh_chain(svc, roster, clock):
     drive_to(svc, iid, "closed")
     assert svc.next_due() is None
     clock.advance(2 * H)
-    inc = svc.fire(iid, "reopen", actor=non_leader(roster), note="再次发酵")
+    inc = svc.fire(iid, "reopen", principal=by(non_leader(roster)), note="再次发酵")
     new = {t.key: t for t in stage_tasks(svc, iid)}
     assert set(new) == {"assess_severity", "verify_facts"}
     assert all(t.cycle == inc.cycle == 2 for t in new.values())

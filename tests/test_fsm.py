@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from helpers import PATH_TO, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
+from helpers import PATH_TO, by, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 
 from crisis.engine.fsm import FINAL, MACHINE, STAGES, TRANSITIONS, TRIGGERS
 from crisis.errors import Forbidden, GuardFailed, IllegalTrigger, InputError
@@ -89,7 +89,7 @@ def test_every_legal_transition(svc, roster, clock, source, trigger, decision, d
     before = svc.incident(iid)
     clock.advance(timedelta(minutes=7))
     actor = leader(roster)
-    inc = svc.fire(iid, trigger, actor=actor, decision=decision, note="n")
+    inc = svc.fire(iid, trigger, principal=by(actor), decision=decision, note="n")
     assert inc.stage == dest
     assert svc.incident(iid).stage == dest
     changed = [e for e in svc.timeline(iid) if e.kind == "stage_changed"][-1]
@@ -135,7 +135,7 @@ def test_illegal_triggers_raise_and_change_nothing(svc, roster, stage):
     for trigger in illegal:
         decision = "activate" if trigger == "assess" else None
         with pytest.raises(IllegalTrigger) as err:
-            svc.fire(iid, trigger, actor=leader(roster), decision=decision)
+            svc.fire(iid, trigger, principal=by(leader(roster)), decision=decision)
         msg = str(err.value)
         assert f"'{trigger}'" in msg and f"'{stage}'" in msg
         if allowed:
@@ -150,7 +150,7 @@ def test_unknown_trigger_is_input_error_and_changes_nothing(svc, roster):
     iid = open_incident(svc)
     before = snapshot(svc, iid)
     with pytest.raises(InputError, match="unknown trigger"):
-        svc.fire(iid, "panic", actor=leader(roster))
+        svc.fire(iid, "panic", principal=by(leader(roster)))
     assert snapshot(svc, iid) == before
 
 
@@ -159,20 +159,20 @@ def test_guard_blocks_leaving_with_required_open(svc, roster):
     iid = open_incident(svc)
     before = snapshot(svc, iid)
     with pytest.raises(GuardFailed) as err:
-        svc.fire(iid, "report", actor=non_leader(roster))
+        svc.fire(iid, "report", principal=by(non_leader(roster)))
     assert "compile_report" in str(err.value)
     assert "preserve_evidence" not in str(err.value)  # optional tasks never block
     assert snapshot(svc, iid) == before
     # even leadership without an override is blocked
     with pytest.raises(GuardFailed):
-        svc.fire(iid, "report", actor=leader(roster))
+        svc.fire(iid, "report", principal=by(leader(roster)))
     assert snapshot(svc, iid) == before
 
 
 def test_optional_tasks_do_not_block_and_lapse(svc, roster):
     iid = open_incident(svc)
     finish_stage(svc, iid)
-    svc.fire(iid, "report", actor=non_leader(roster))
+    svc.fire(iid, "report", principal=by(non_leader(roster)))
     by_key = {t.key: t for t in stage_tasks(svc, iid, "monitoring")}
     assert by_key["compile_report"].status == "done"
     assert by_key["preserve_evidence"].status == "cancelled"
@@ -183,7 +183,7 @@ def test_leadership_override_with_reason_waives_and_records(svc, roster, clock):
     iid = open_incident(svc)
     clock.advance(timedelta(minutes=3))
     boss = leader(roster)
-    inc = svc.fire(iid, "report", actor=boss, override=True, reason="  家属已到院，先报告  ")
+    inc = svc.fire(iid, "report", principal=by(boss), override=True, reason="  家属已到院，先报告  ")
     assert inc.stage == "reported"
     overrides = [e for e in svc.timeline(iid) if e.kind == "override"]
     assert len(overrides) == 1
@@ -206,7 +206,7 @@ def test_override_by_non_leadership_refused(svc, roster):
     for person in (non_leader(roster), roster.groups["logistics"].head):
         assert not roster.is_leadership(person)
         with pytest.raises(Forbidden, match="leadership"):
-            svc.fire(iid, "report", actor=person, override=True, reason="赶时间")
+            svc.fire(iid, "report", principal=by(person), override=True, reason="赶时间")
     assert snapshot(svc, iid) == before
 
 
@@ -215,7 +215,7 @@ def test_override_without_reason_refused(svc, roster, reason):
     iid = open_incident(svc)
     before = snapshot(svc, iid)
     with pytest.raises(InputError, match="reason"):
-        svc.fire(iid, "report", actor=leader(roster), override=True, reason=reason)
+        svc.fire(iid, "report", principal=by(leader(roster)), override=True, reason=reason)
     assert snapshot(svc, iid) == before
 
 
@@ -223,7 +223,7 @@ def test_unknown_actor_refused(svc):
     iid = open_incident(svc)
     before = snapshot(svc, iid)
     with pytest.raises(Exception, match="unknown person"):
-        svc.fire(iid, "report", actor="nobody_here", override=True, reason="x")
+        svc.fire(iid, "report", principal=by("nobody_here"), override=True, reason="x")
     assert snapshot(svc, iid) == before
 
 
@@ -231,7 +231,7 @@ def test_reopen_is_never_blocked_by_open_tasks(svc, roster):
     iid = open_incident(svc)
     drive_to(svc, iid, "follow_up")
     assert any(t.required and t.status == "open" for t in stage_tasks(svc, iid))
-    inc = svc.fire(iid, "reopen", actor=non_leader(roster))
+    inc = svc.fire(iid, "reopen", principal=by(non_leader(roster)))
     assert inc.stage == "reported" and inc.cycle == 2
     assert {t.key for t in stage_tasks(svc, iid)} == {"assess_severity", "verify_facts"}
     assert not [e for e in svc.timeline(iid) if e.kind == "override"]
@@ -240,7 +240,7 @@ def test_reopen_is_never_blocked_by_open_tasks(svc, roster):
 def test_reopen_cancels_open_tasks_of_interrupted_stage(svc, roster):
     iid = open_incident(svc)
     drive_to(svc, iid, "follow_up")
-    svc.fire(iid, "reopen", actor=non_leader(roster))
+    svc.fire(iid, "reopen", principal=by(non_leader(roster)))
     old = [t for t in svc.tasks(iid) if t.stage == "follow_up"]
     assert {t.status for t in old} == {"cancelled"}
     assert all(t.note == "incident reopened on a flare-up" for t in old)
@@ -250,7 +250,7 @@ def test_reopen_cancels_open_tasks_of_interrupted_stage(svc, roster):
 def test_reopen_from_watch_cancels_watch_task(svc, roster):
     iid = open_incident(svc)
     drive_to(svc, iid, "watch")
-    svc.fire(iid, "reopen", actor=leader(roster))
+    svc.fire(iid, "reopen", principal=by(leader(roster)))
     (watch,) = [t for t in svc.tasks(iid) if t.stage == "watch"]
     assert watch.status == "cancelled"
 
@@ -262,10 +262,10 @@ def test_assess_only_by_leadership(svc, roster):
     finish_stage(svc, iid)
     before = snapshot(svc, iid)
     with pytest.raises(Forbidden, match="leadership"):
-        svc.fire(iid, "assess", actor=non_leader(roster), decision="activate")
+        svc.fire(iid, "assess", principal=by(non_leader(roster)), decision="activate")
     assert snapshot(svc, iid) == before
     deputy = roster.groups["leadership"].deputies[0]
-    assert svc.fire(iid, "assess", actor=deputy, decision="activate").stage == "assessing"
+    assert svc.fire(iid, "assess", principal=by(deputy), decision="activate").stage == "assessing"
 
 
 def test_assess_without_decision_refused(svc, roster):
@@ -274,7 +274,7 @@ def test_assess_without_decision_refused(svc, roster):
     finish_stage(svc, iid)
     before = snapshot(svc, iid)
     with pytest.raises(InputError, match="decision"):
-        svc.fire(iid, "assess", actor=leader(roster))
+        svc.fire(iid, "assess", principal=by(leader(roster)))
     assert snapshot(svc, iid) == before
 
 
@@ -284,7 +284,7 @@ def test_severity_at_assess_grades_new_stage_deadlines(svc, roster, clock):
     drive_to(svc, iid, "reported")
     finish_stage(svc, iid)
     clock.advance(timedelta(minutes=20))
-    inc = svc.fire(iid, "assess", actor=leader(roster), decision="activate", severity="I")
+    inc = svc.fire(iid, "assess", principal=by(leader(roster)), decision="activate", severity="I")
     assert inc.severity == "I"
     changed = [e for e in svc.timeline(iid) if e.kind == "severity_changed"]
     assert len(changed) == 1 and changed[0].data == {"from": "III", "to": "I"}
@@ -306,7 +306,7 @@ def test_severity_at_assess_watch_regrades_running_tasks(svc, roster, clock):
     (watch,) = stage_tasks(svc, iid)
     assert watch.due_at == entered + timedelta(hours=24)
     clock.advance(timedelta(hours=1))
-    inc = svc.fire(iid, "assess", actor=leader(roster), decision="watch", severity="I")
+    inc = svc.fire(iid, "assess", principal=by(leader(roster)), decision="watch", severity="I")
     assert inc.stage == "watch"
     (again,) = stage_tasks(svc, iid)
     assert again.id == watch.id  # kept running, not re-created

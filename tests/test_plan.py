@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from helpers import START, drive_to, leader, open_incident, stage_tasks
+from helpers import START, by, drive_to, leader, open_incident, stage_tasks
 
 from crisis.engine.plan import chase_plan, due_at, due_steps, plan_stage, step_time
 from crisis.playbook import EscalationSpec, Playbook, PlaybookSet
@@ -175,13 +175,13 @@ def test_regrade_skips_tasks_whose_deadline_and_plan_do_not_change(engine, roste
     })
     svc = CrisisService(engine, PlaybookSet({"flat": pb}), roster, clock)
     boss = leader(roster)
-    inc = svc.open_incident(title="t", category="flat", actor=boss)
+    inc = svc.open_incident(title="t", category="flat", principal=by(boss))
     assert inc.id is not None
-    svc.fire(inc.id, "report", actor=boss)
-    svc.fire(inc.id, "assess", actor=boss, decision="watch")
+    svc.fire(inc.id, "report", principal=by(boss))
+    svc.fire(inc.id, "assess", principal=by(boss), decision="watch")
     (task,) = svc.tasks(inc.id)
     clock.advance(10 * M)
-    svc.fire(inc.id, "assess", actor=boss, decision="watch", severity="I")  # stays in watch, task keeps running
+    svc.fire(inc.id, "assess", principal=by(boss), decision="watch", severity="I")  # stays in watch, task keeps running
     (after,) = svc.tasks(inc.id)
     assert (after.due_at, after.escalation_plan) == (task.due_at, task.escalation_plan)  # nothing to regrade
     assert [e for e in svc.timeline(inc.id) if e.kind == "task_regraded"] == []

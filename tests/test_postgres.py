@@ -19,7 +19,7 @@ from typing import Any
 
 import pgserver
 import pytest
-from helpers import DRILLS_DIR, PLAYBOOKS_DIR, ROSTER_PATH, START
+from helpers import DRILLS_DIR, PLAYBOOKS_DIR, ROSTER_PATH, START, by
 from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -140,10 +140,10 @@ def test_processes_starting_together_on_an_empty_database(pg_url):  # noqa: F811
 
 # --------------------------------------------------------------------------- the service end to end
 def test_service_end_to_end_with_utc_times(pg_svc, clock, roster):
-    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", severity="II")
-    pg_svc.complete_task(pg_svc.find_task(inc.id, "compile_report").id, actor="publicity_head")
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"), severity="II")
+    pg_svc.complete_task(pg_svc.find_task(inc.id, "compile_report").id, principal=by("publicity_head"))
     clock.advance(timedelta(minutes=10))
-    pg_svc.fire(inc.id, "report", actor="duty_officer")
+    pg_svc.fire(inc.id, "report", principal=by("duty_officer"))
     back = pg_svc.incident(inc.id)
     assert back.opened_at == START and back.opened_at.tzinfo is not None and back.opened_at.utcoffset() == timedelta(0)
     assert back.stage == "reported" and back.stage_entered_at == START + timedelta(minutes=10)
@@ -161,7 +161,7 @@ def test_service_end_to_end_with_utc_times(pg_svc, clock, roster):
         (1, START + timedelta(minutes=70), clock.now(), 15 * 60.0),
         (2, START + timedelta(minutes=85), clock.now(), 0.0)}
     assert all(e.fired_at.tzinfo is not None and e.fired_at.utcoffset() == timedelta(0) for e in stored)
-    ack = pg_svc.acknowledge(actor="president", task_id=assessing.id)
+    ack = pg_svc.acknowledge(principal=by("president"), task_id=assessing.id)
     assert ack.level == 2 and ack.acked_at == clock.now()
     clock.advance(5 * H)
     later = pg_svc.tick()
@@ -171,10 +171,11 @@ def test_service_end_to_end_with_utc_times(pg_svc, clock, roster):
 
     for t in pg_svc.tasks(inc.id):
         if t.stage == "reported" and t.status == "open":
-            pg_svc.complete_task(t.id, actor="president")
+            pg_svc.complete_task(t.id, principal=by("president"))
     with pytest.raises(Forbidden):
-        pg_svc.fire(inc.id, "assess", actor="duty_officer", decision="activate")
-    assert pg_svc.fire(inc.id, "assess", actor=roster.leadership_head(), decision="activate").stage == "assessing"
+        pg_svc.fire(inc.id, "assess", principal=by("duty_officer"), decision="activate")
+    boss = by(roster.leadership_head())
+    assert pg_svc.fire(inc.id, "assess", principal=boss, decision="activate").stage == "assessing"
     kinds = [e.kind for e in pg_svc.timeline(inc.id)]
     assert kinds.count("escalation_fired") == len(pg_svc.escalations(inc.id))
     assert kinds.count("escalation_acknowledged") == 1 and kinds[-1] == "task_assigned"
@@ -183,7 +184,7 @@ def test_service_end_to_end_with_utc_times(pg_svc, clock, roster):
 def test_times_are_stored_as_utc_whatever_the_zones(pg_svc, pg_url):  # noqa: F811
     """Input in Beijing time, a server in Asia/Shanghai: the row holds UTC and reads back as the same instant."""
     local = START.astimezone(BEIJING)
-    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", now=local)
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"), now=local)
     assert pg_svc.incident(inc.id).opened_at == START
     with _raw(pg_url) as conn:
         assert conn.execute("SHOW timezone").fetchone() == (pgserver.SERVER_TIMEZONE,)
@@ -198,19 +199,19 @@ def test_times_are_stored_as_utc_whatever_the_zones(pg_svc, pg_url):  # noqa: F8
 
 
 def test_audit_timeline_is_append_only(pg_svc, pg_engine):
-    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer")
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"))
     before = [(e.id, e.actor, e.kind) for e in pg_svc.timeline(inc.id)]
     for stmt in ("UPDATE event SET actor = 'someone_else'", "DELETE FROM event", "TRUNCATE event CASCADE"):
         with pytest.raises(DBAPIError, match="append-only"), write_session(pg_engine) as s:
             s.execute(text(stmt))
     assert [(e.id, e.actor, e.kind) for e in pg_svc.timeline(inc.id)] == before
-    pg_svc.note(inc.id, "media_call", "a reporter called", actor="duty_officer")  # inserts still work
+    pg_svc.note(inc.id, "media_call", "a reporter called", principal=by("duty_officer"))  # inserts still work
     assert len(pg_svc.timeline(inc.id)) == len(before) + 1
 
 
 # --------------------------------------------------------------------------- exactly once under concurrency
 def _overdue_world(svc: CrisisService, n: int = 8) -> set[tuple[int, int]]:
-    ids = [svc.open_incident(title=f"pg {i}", category="medical_dispute", actor="duty_officer",
+    ids = [svc.open_incident(title=f"pg {i}", category="medical_dispute", principal=by("duty_officer"),
                              severity="II").id for i in range(n)]
     expected = {(t.id, level) for iid in ids for t in svc.tasks(iid) for level in range(1, len(t.escalation_plan) + 1)}
     assert len(expected) == n * (6 + 5)  # preserve_evidence climbs 6 levels, the head's own compile_report 5
@@ -305,11 +306,11 @@ def test_two_scheduler_processes_ticking_together_fire_each_step_once(pg_url, pl
 
 # --------------------------------------------------------------------------- commands racing on one row
 def test_two_people_completing_the_same_task_at_once(pg_svc, pg_url):  # noqa: F811
-    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer")
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"))
     task = pg_svc.find_task(inc.id, "compile_report")
     outcomes = _race(pg_url, f"SELECT * FROM incident WHERE id = {inc.id} FOR UPDATE", [
-        lambda: pg_svc.complete_task(task.id, actor="publicity_head"),
-        lambda: pg_svc.complete_task(task.id, actor="info_staff")])
+        lambda: pg_svc.complete_task(task.id, principal=by("publicity_head")),
+        lambda: pg_svc.complete_task(task.id, principal=by("info_staff"))])
     done = [o for o in outcomes if not isinstance(o, Exception)]
     failed = [o for o in outcomes if isinstance(o, Exception)]
     assert len(done) == 1 and len(failed) == 1, outcomes
@@ -319,15 +320,15 @@ def test_two_people_completing_the_same_task_at_once(pg_svc, pg_url):  # noqa: F
 
 
 def test_two_people_acknowledging_the_same_escalation_at_once(pg_svc, pg_url, clock):  # noqa: F811
-    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", severity="II")
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"), severity="II")
     task = pg_svc.find_task(inc.id, "preserve_evidence")
     clock.advance(3 * H)
     pg_svc.tick()
     paged = sorted({e.recipient for e in pg_svc.escalations(inc.id) if e.task_id == task.id})
     assert len(paged) >= 2
     outcomes = _race(pg_url, f"SELECT * FROM incident WHERE id = {inc.id} FOR UPDATE", [
-        lambda: pg_svc.acknowledge(actor=paged[0], task_id=task.id),
-        lambda: pg_svc.acknowledge(actor=paged[1], task_id=task.id)])
+        lambda: pg_svc.acknowledge(principal=by(paged[0]), task_id=task.id),
+        lambda: pg_svc.acknowledge(principal=by(paged[1]), task_id=task.id)])
     acked = [o for o in outcomes if not isinstance(o, Exception)]
     failed = [o for o in outcomes if isinstance(o, Exception)]
     assert len(acked) == 1 and len(failed) == 1, outcomes
@@ -337,12 +338,12 @@ def test_two_people_acknowledging_the_same_escalation_at_once(pg_svc, pg_url, cl
 
 
 def test_two_reviewers_at_once_do_not_lose_a_review(pg_svc, pg_url):  # noqa: F811
-    inc = pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer", severity="II")
+    inc = pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"), severity="II")
     st = pg_svc.draft_statement(inc.id, title="情况通报", body="我院已成立调查组，后续进展将及时通报。",
-                                actor="publicity_head", next_update="24h")
+                                principal=by("publicity_head"), next_update="24h")
     outcomes = _race(pg_url, f"SELECT * FROM statement WHERE id = {st.id} FOR UPDATE", [
-        lambda: pg_svc.review_statement(st.id, actor="info_staff", approve=True),
-        lambda: pg_svc.review_statement(st.id, actor="liaison", approve=True)])
+        lambda: pg_svc.review_statement(st.id, principal=by("info_staff"), approve=True),
+        lambda: pg_svc.review_statement(st.id, principal=by("liaison"), approve=True)])
     ok = [o for o in outcomes if not isinstance(o, Exception)]
     assert len(ok) == 1 and isinstance(next(o for o in outcomes if isinstance(o, Exception)), Forbidden), outcomes
     (stored,) = pg_svc.statements(inc.id)
@@ -353,7 +354,7 @@ def test_two_reviewers_at_once_do_not_lose_a_review(pg_svc, pg_url):  # noqa: F8
 
 # --------------------------------------------------------------------------- outbox and scheduler
 def test_concurrent_dispatchers_claim_disjoint_outbox_rows(pg_svc, pg_engine):
-    pg_svc.open_incident(title="pg", category="medical_dispute", actor="duty_officer")
+    pg_svc.open_incident(title="pg", category="medical_dispute", principal=by("duty_officer"))
     total = len(pg_svc.outbox(undelivered_only=True))
     assert total == 4  # two tasks assigned, two channels
     with Session(pg_engine) as first, Session(pg_engine) as second:  # two open transactions, side by side

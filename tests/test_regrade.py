@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from helpers import START, drive_to, leader, non_leader, open_incident
+from helpers import START, by, drive_to, leader, non_leader, open_incident
 from test_cli import crisis  # noqa: F401  (the CLI fixture)
 
 from crisis.errors import CrisisError, Forbidden, InputError
@@ -20,7 +20,7 @@ def test_regrade_recomputes_open_deadlines_and_records_from_to(svc, roster, cloc
     drive_to(svc, iid, "assessing")
     entered = clock.now()
     clock.advance(10 * M)
-    inc = svc.regrade(iid, severity="I", reason="央媒转载，热度陡升", actor=leader(roster))
+    inc = svc.regrade(iid, severity="I", reason="央媒转载，热度陡升", principal=by(leader(roster)))
     assert inc.severity == "I"
     tasks = {t.key: t for t in svc.tasks(iid) if t.stage == "assessing"}
     assert tasks["issue_instructions"].due_at == entered + 30 * M           # III 2h → I 30 min
@@ -38,16 +38,16 @@ def test_regrade_recomputes_open_deadlines_and_records_from_to(svc, roster, cloc
 def test_regrade_is_leadership_only_needs_a_reason_and_a_change(svc, roster):
     iid = open_incident(svc, severity="II")
     with pytest.raises(Forbidden):
-        svc.regrade(iid, severity="I", reason="x", actor=non_leader(roster))
+        svc.regrade(iid, severity="I", reason="x", principal=by(non_leader(roster)))
     with pytest.raises(InputError, match="reason"):
-        svc.regrade(iid, severity="I", reason="  ", actor=leader(roster))
+        svc.regrade(iid, severity="I", reason="  ", principal=by(leader(roster)))
     with pytest.raises(InputError, match="already grade II"):
-        svc.regrade(iid, severity="II", reason="x", actor=leader(roster))
+        svc.regrade(iid, severity="II", reason="x", principal=by(leader(roster)))
     with pytest.raises(InputError):
-        svc.regrade(iid, severity="V", reason="x", actor=leader(roster))
+        svc.regrade(iid, severity="V", reason="x", principal=by(leader(roster)))
     drive_to(svc, iid, "closed")
     with pytest.raises(CrisisError, match="closed"):
-        svc.regrade(iid, severity="I", reason="x", actor=leader(roster))
+        svc.regrade(iid, severity="I", reason="x", principal=by(leader(roster)))
     assert [e for e in svc.timeline(iid) if e.kind == "severity_changed"] == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from helpers import START, drive_to, go, leader, non_leader, open_incident
+from helpers import START, by, drive_to, go, leader, non_leader, open_incident
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -19,10 +19,10 @@ def test_reopen_days_later_restarts_opening_anchored_clocks(svc, roster, clock):
     drive_to(svc, iid, "watch")
     clock.advance(3 * D)
     reopened_at = clock.now()
-    inc = svc.fire(iid, "reopen", actor=non_leader(roster), note="热度反弹")
+    inc = svc.fire(iid, "reopen", principal=by(non_leader(roster)), note="热度反弹")
     assert inc.cycle == 2 and inc.cycle_anchor == reopened_at and inc.opened_at == START
     clock.advance(20 * M)
-    go(svc, iid, "assess", decision="activate", actor=leader(roster))
+    go(svc, iid, "assess", decision="activate", principal=by(leader(roster)))
     tasks = {t.key: t for t in svc.tasks(iid) if t.cycle == 2 and t.stage == "assessing"}
     assert tasks["seal_records"].due_at == reopened_at + 6 * H
     assert tasks["report_health_authority"].due_at == reopened_at + 12 * H
@@ -36,7 +36,7 @@ def test_task_overdue_at_creation_starts_at_level_one_and_keeps_the_waits(svc, r
     iid = open_incident(svc, severity="II")
     drive_to(svc, iid, "reported")
     clock.advance(7 * H)
-    go(svc, iid, "assess", decision="activate", actor=leader(roster))
+    go(svc, iid, "assess", decision="activate", principal=by(leader(roster)))
     entered = clock.now()
     seal = svc.find_task(iid, "seal_records")
     assert seal.due_at == START + 6 * H and seal.next_escalation_at == entered
@@ -55,7 +55,7 @@ def test_nobody_is_paged_three_times_at_once_after_a_late_stage(svc, roster, clo
     iid = open_incident(svc, severity="II")
     drive_to(svc, iid, "reported")
     clock.advance(2 * D)
-    go(svc, iid, "assess", decision="activate", actor=leader(roster))
+    go(svc, iid, "assess", decision="activate", principal=by(leader(roster)))
     fired = svc.tick()
     per_person: dict[str, int] = {}
     for e in fired:
@@ -70,7 +70,7 @@ def test_regrade_to_a_deadline_already_past_starts_the_chain_now(svc, roster, cl
     iid = open_incident(svc, severity="IV")
     drive_to(svc, iid, "reported")
     clock.advance(90 * M)
-    svc.regrade(iid, severity="I", reason="多家媒体跟进", actor=leader(roster))
+    svc.regrade(iid, severity="I", reason="多家媒体跟进", principal=by(leader(roster)))
     verify = svc.find_task(iid, "verify_facts")
     assert verify.due_at == START + 30 * M and verify.next_escalation_at == clock.now()
     fired = [e for e in svc.tick() if e.task_id == verify.id]

@@ -10,19 +10,20 @@ from jinja2 import UndefinedError
 
 from crisis import reports, scorecard
 from crisis.errors import InputError
+from crisis.principal import Principal as P
 
 
 @pytest.fixture()
 def incident(svc, advance):
     """Grade II medical dispute: reported at +26m, then nobody acts; ticked at +1h31m."""
-    inc = svc.open_incident(title="网传|测试 事件", category="medical_dispute", actor="duty_officer",
+    inc = svc.open_incident(title="网传|测试 事件", category="medical_dispute", principal=P("duty_officer"),
                             severity="II", signals={"reposts": 120}, source_url="https://weibo.example/1")
     advance(minutes=20)
-    svc.update_signals(inc.id, {"reposts": 1500}, actor="info_staff")
+    svc.update_signals(inc.id, {"reposts": 1500}, principal=P("info_staff"))
     advance(minutes=5)
-    svc.complete_task(svc.find_task(inc.id, "compile_report").id, actor="publicity_head")
+    svc.complete_task(svc.find_task(inc.id, "compile_report").id, principal=P("publicity_head"))
     advance(minutes=1)
-    svc.fire(inc.id, "report", actor="duty_officer")
+    svc.fire(inc.id, "report", principal=P("duty_officer"))
     advance(minutes=65)  # +1h31m: assess_severity and verify_facts (due +26m + 1h) are 5 min overdue
     svc.tick()
     return inc.id
@@ -72,7 +73,7 @@ def test_after_action_findings_come_from_the_record(svc, incident):
 
 
 def test_an_open_task_not_yet_due_is_not_a_gap(svc, advance):
-    inc = svc.open_incident(title="fresh", category="medical_dispute", actor="duty_officer", severity="II")
+    inc = svc.open_incident(title="fresh", category="medical_dispute", principal=P("duty_officer"), severity="II")
     advance(minutes=5)
     ctx = reports.report_context(svc, inc.id)
     assert [f for f in ctx["findings"] if f["kind"] == "gap"] == [
@@ -81,13 +82,13 @@ def test_an_open_task_not_yet_due_is_not_a_gap(svc, advance):
 
 
 def test_statement_clock_met_for_a_major_event(svc, advance):
-    inc = svc.open_incident(title="clock", category="medical_dispute", actor="duty_officer", severity="I")
+    inc = svc.open_incident(title="clock", category="medical_dispute", principal=P("duty_officer"), severity="I")
     st = svc.draft_statement(inc.id, title="情况通报", body="网传…，高度重视。下一步将及时通报。",
-                             actor="publicity_head", next_update="24小时内")
+                             principal=P("publicity_head"), next_update="24小时内")
     for reviewer in ("info_staff", "info_head", "president"):
-        svc.review_statement(st.id, actor=reviewer, approve=True)
+        svc.review_statement(st.id, principal=P(reviewer), approve=True)
     advance(hours=4)
-    svc.release_statement(st.id, actor="publicity_head")
+    svc.release_statement(st.id, principal=P("publicity_head"))
     ctx = reports.report_context(svc, inc.id)
     assert ctx["clocks"] == [{"metric": "time_to_first_statement", "label": ctx["clocks"][0]["label"],
                               "limit_seconds": 5 * 3600, "value_seconds": 4 * 3600.0, "status": "met"}]
@@ -135,12 +136,12 @@ def test_a_template_typo_fails_loudly(svc, incident, tmp_path: Path):
 
 
 def test_reopened_incident_marks_its_second_cycle(svc, advance):
-    inc = svc.open_incident(title="反弹", category="medical_dispute", actor="duty_officer", severity="III")
-    svc.complete_task(svc.find_task(inc.id, "compile_report").id, actor="publicity_head")
-    svc.fire(inc.id, "report", actor="duty_officer")
-    svc.fire(inc.id, "assess", actor="president", decision="watch", override=True, reason="热度不高，持续关注")
+    inc = svc.open_incident(title="反弹", category="medical_dispute", principal=P("duty_officer"), severity="III")
+    svc.complete_task(svc.find_task(inc.id, "compile_report").id, principal=P("publicity_head"))
+    svc.fire(inc.id, "report", principal=P("duty_officer"))
+    svc.fire(inc.id, "assess", principal=P("president"), decision="watch", override=True, reason="热度不高，持续关注")
     advance(hours=5)
-    svc.fire(inc.id, "reopen", actor="duty_officer", note="热度反弹")
+    svc.fire(inc.id, "reopen", principal=P("duty_officer"), note="热度反弹")
     ctx = reports.report_context(svc, inc.id)
     zh = reports.render("incident_report", ctx, "zh-CN")
     en = reports.render("scorecard", ctx, "en")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, crisis_env
+from helpers import ROOT, by, crisis_env
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -88,7 +88,7 @@ def wait_for(cond, timeout: float, what: str) -> None:
 
 def test_sigkill_restart_fires_each_due_escalation_exactly_once(env, tmp_path):
     svc = build_service(settings_of(env), SystemClock())
-    inc = svc.open_incident(title="scheduler restart", category="fast_test", actor="duty_officer")
+    inc = svc.open_incident(title="scheduler restart", category="fast_test", principal=by("duty_officer"))
     opened = inc.opened_at
     tasks = {t.key: t for t in svc.tasks(inc.id)}
     early, late = tasks["early"].id, tasks["late"].id

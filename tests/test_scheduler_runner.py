@@ -11,6 +11,7 @@ import pytest
 
 from crisis import logs
 from crisis.notify.channels import MemoryChannel
+from crisis.principal import Principal as P
 from crisis.scheduler import WAKE_JOB, Runner, make_scheduler
 
 
@@ -27,7 +28,7 @@ def runner(svc, clock):
 
 def test_cycle_fires_delivers_and_arms_the_wake_job(svc, clock, runner):
     r, sched, channel = runner
-    inc = svc.open_incident(title="t", category="medical_dispute", actor="duty_officer", severity="II")
+    inc = svc.open_incident(title="t", category="medical_dispute", principal=P("duty_officer"), severity="II")
     first_due = svc.next_due()
     assert first_due == inc.opened_at + timedelta(minutes=30)  # compile_report and preserve_evidence, grade II
 
@@ -51,7 +52,7 @@ def test_cycle_fires_delivers_and_arms_the_wake_job(svc, clock, runner):
     assert len(svc.escalations(inc.id)) == 2
 
     for t in svc.tasks(inc.id):
-        svc.complete_task(t.id, actor="publicity_head")
+        svc.complete_task(t.id, principal=P("publicity_head"))
     r.cycle("sweep")
     assert svc.next_due() is None
     assert sched.get_job(WAKE_JOB, jobstore="db") is None
@@ -67,7 +68,7 @@ def log() -> io.StringIO:
 
 def test_a_failing_cycle_is_logged_and_the_next_one_recovers(svc, clock, log, runner, monkeypatch):
     r, _, _ = runner
-    inc = svc.open_incident(title="t", category="medical_dispute", actor="duty_officer", severity="II")
+    inc = svc.open_incident(title="t", category="medical_dispute", principal=P("duty_officer"), severity="II")
     clock.advance(timedelta(minutes=31))
     calls = {"n": 0}
     real_tick = svc.tick

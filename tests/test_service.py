@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from freezegun import freeze_time
-from helpers import CATEGORY, START, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
+from helpers import CATEGORY, START, by, drive_to, finish_stage, leader, non_leader, open_incident, stage_tasks
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
@@ -34,7 +34,7 @@ def counts(engine) -> dict[str, int]:
     ("I", 15 * M, 30 * M), ("II", 30 * M, 30 * M), ("III", H, H), ("IV", 2 * H, 2 * H)])
 def test_open_incident_creates_monitoring_tasks(svc, roster, sev, report, evidence):
     actor = non_leader(roster)
-    inc = svc.open_incident(title="  网帖：手术致残  ", category=CATEGORY, actor=actor, severity=sev,
+    inc = svc.open_incident(title="  网帖：手术致残  ", category=CATEGORY, principal=by(actor), severity=sev,
                             source_url="https://weibo.example/1", signals={"reposts": 120, "comments": 33})
     assert (inc.stage, inc.severity, inc.title, inc.opened_by) == ("monitoring", sev, "网帖：手术致残", actor)
     assert inc.opened_at == START and inc.stage_entered_at == START
@@ -62,9 +62,9 @@ def test_open_incident_creates_monitoring_tasks(svc, roster, sev, report, eviden
 
 
 def test_open_incident_default_severity_from_playbook(svc, roster):
-    inc = svc.open_incident(title="t", category=CATEGORY, actor=non_leader(roster))
+    inc = svc.open_incident(title="t", category=CATEGORY, principal=by(non_leader(roster)))
     assert inc.severity == "II"
-    inc = svc.open_incident(title="t", category=CATEGORY, actor=non_leader(roster), severity="一级")
+    inc = svc.open_incident(title="t", category=CATEGORY, principal=by(non_leader(roster)), severity="一级")
     assert inc.severity == "I"
 
 
@@ -75,11 +75,13 @@ def test_open_incident_default_severity_from_playbook(svc, roster):
     ({"signals": {"reposts": -1}}, InputError, "negative"),
     ({"signals": {"reposts": True}}, InputError, "number"),
     ({"signals": {"reposts": "many"}}, InputError, "number"),
-    ({"actor": "ghost"}, NotFound, "unknown person"),
+    ({"principal": by("ghost")}, Forbidden, "unknown person"),
+    ({"principal": by("system")}, Forbidden, "unknown person"),
+    ({"principal": by("drill")}, Forbidden, "unknown person"),
 ])
 def test_open_incident_bad_input_writes_nothing(svc, engine, roster, kwargs, error, match):
     before = counts(engine)
-    args = {"title": "t", "category": CATEGORY, "actor": non_leader(roster), **kwargs}
+    args = {"title": "t", "category": CATEGORY, "principal": by(non_leader(roster)), **kwargs}
     with pytest.raises(error, match=match):
         svc.open_incident(**args)
     assert counts(engine) == before
@@ -91,7 +93,7 @@ def test_complete_task_sets_done_and_second_completion_errors(svc, roster, clock
     task = svc.find_task(iid, "compile_report")
     clock.advance(40 * M)  # 10 minutes late
     member = roster.groups["monitoring"].members[0]
-    done = svc.complete_task(task.id, actor=member, note="已报告")
+    done = svc.complete_task(task.id, principal=by(member), note="已报告")
     assert (done.status, done.done_at, done.done_by, done.note) == ("done", clock.now(), member, "已报告")
     assert done.next_escalation_at is None
     stored = svc.find_task(iid, "compile_report")
@@ -103,7 +105,7 @@ def test_complete_task_sets_done_and_second_completion_errors(svc, roster, clock
     n_events = len(svc.timeline(iid))
     clock.advance(5 * M)
     with pytest.raises(CrisisError, match="already done"):
-        svc.complete_task(task.id, actor=member)
+        svc.complete_task(task.id, principal=by(member))
     again = svc.find_task(iid, "compile_report")
     assert (again.done_at, again.done_by) == (START + 40 * M, member)  # first completion stands
     assert len(svc.timeline(iid)) == n_events
@@ -113,7 +115,7 @@ def test_complete_on_time_has_zero_late_seconds(svc, roster, clock):
     iid = open_incident(svc, severity="II")
     task = svc.find_task(iid, "compile_report")
     clock.advance(5 * M)
-    svc.complete_task(task.id, actor=roster.group_head("monitoring"))
+    svc.complete_task(task.id, principal=by(roster.group_head("monitoring")))
     (ev,) = [e for e in svc.timeline(iid) if e.kind == "task_done"]
     assert ev.data["late_seconds"] == 0.0
 
@@ -124,12 +126,12 @@ def test_complete_task_permissions(svc, roster):
     outsider = roster.groups["logistics"].members[-1]
     assert outsider not in roster.groups["monitoring"].everyone and not roster.is_leadership(outsider)
     with pytest.raises(Forbidden):
-        svc.complete_task(task.id, actor=outsider)
+        svc.complete_task(task.id, principal=by(outsider))
     assert svc.find_task(iid, "compile_report").status == "open"
     with pytest.raises(NotFound):
-        svc.complete_task(99999, actor=leader(roster))
+        svc.complete_task(99999, principal=by(leader(roster)))
     # leadership and the duty officer may complete any group's task
-    assert svc.complete_task(task.id, actor=roster.roles["duty_officer"]).status == "done"
+    assert svc.complete_task(task.id, principal=by(roster.roles["duty_officer"])).status == "done"
 
 
 def test_stage_tasks_created_on_entry(svc, roster, clock):
@@ -137,7 +139,7 @@ def test_stage_tasks_created_on_entry(svc, roster, clock):
     assert {t.stage for t in svc.tasks(iid)} == {"monitoring"}
     finish_stage(svc, iid)
     clock.advance(50 * M)
-    svc.fire(iid, "report", actor=non_leader(roster))
+    svc.fire(iid, "report", principal=by(non_leader(roster)))
     reported = stage_tasks(svc, iid, "reported")
     assert {t.key for t in reported} == {"assess_severity", "verify_facts"}
     for t in reported:
@@ -159,7 +161,7 @@ def test_update_signals_merges_and_records(svc, roster, clock):
     iid = open_incident(svc, signals={"reposts": 10, "comments": 2})
     version = svc.incident(iid).version
     clock.advance(10 * M)
-    inc = svc.update_signals(iid, {"reposts": 500, "media_calls": 1}, actor=non_leader(roster), note="热搜")
+    inc = svc.update_signals(iid, {"reposts": 500, "media_calls": 1}, principal=by(non_leader(roster)), note="热搜")
     assert inc.signals == {"reposts": 500, "comments": 2, "media_calls": 1}
     assert svc.incident(iid).signals == inc.signals
     assert svc.incident(iid).version == version + 1
@@ -172,17 +174,17 @@ def test_update_signals_bad_input_changes_nothing(svc, engine, roster):
     iid = open_incident(svc, signals={"reposts": 10})
     before = counts(engine)
     with pytest.raises(InputError):
-        svc.update_signals(iid, {"reposts": 20, "likes": -3}, actor=non_leader(roster))
+        svc.update_signals(iid, {"reposts": 20, "likes": -3}, principal=by(non_leader(roster)))
     assert svc.incident(iid).signals == {"reposts": 10}
     assert counts(engine) == before
     with pytest.raises(NotFound):
-        svc.update_signals(424242, {"reposts": 1}, actor=non_leader(roster))
+        svc.update_signals(424242, {"reposts": 1}, principal=by(non_leader(roster)))
 
 
 def test_note_records_free_event(svc, roster, clock):
     iid = open_incident(svc)
     clock.advance(3 * M)
-    svc.note(iid, "media_call", "记者来电询问", actor=non_leader(roster), outlet="晚报")
+    svc.note(iid, "media_call", "记者来电询问", principal=by(non_leader(roster)), outlet="晚报")
     ev = svc.timeline(iid)[-1]
     assert (ev.kind, ev.actor, ev.at) == ("media_call", non_leader(roster), clock.now())
     assert ev.data == {"text": "记者来电询问", "outlet": "晚报"}
@@ -214,7 +216,7 @@ def test_event_table_refuses_update_and_delete(svc, engine):
     assert len(events) == n and events[0].kind == "incident_opened"
     assert {e.actor for e in events} != {"someone_else"}
     # appending still works
-    svc.note(iid, "check", "still appendable", actor=leader(svc.roster))
+    svc.note(iid, "check", "still appendable", principal=by(leader(svc.roster)))
     assert len(svc.timeline(iid)) == n + 1
 
 
@@ -224,7 +226,8 @@ def test_all_datetimes_come_back_aware_utc(svc, engine, roster, clock):
     drive_to(svc, iid, "reported")
     clock.advance(2 * H)
     svc.tick()
-    st = svc.draft_statement(iid, title="情况通报", body="后续进展将及时通报。", actor=roster.roles["spokesperson"])
+    st = svc.draft_statement(iid, title="情况通报", body="后续进展将及时通报。",
+                             principal=by(roster.roles["spokesperson"]))
     assert st.id is not None
     seen = 0
     with write_session(engine) as s:
@@ -244,7 +247,7 @@ def test_all_datetimes_come_back_aware_utc(svc, engine, roster, clock):
 
 def test_other_zone_input_is_normalised_to_utc(svc, roster):
     shanghai = timezone(timedelta(hours=8))
-    inc = svc.open_incident(title="t", category=CATEGORY, actor=non_leader(roster),
+    inc = svc.open_incident(title="t", category=CATEGORY, principal=by(non_leader(roster)),
                             now=datetime(2026, 3, 14, 21, 0, tzinfo=shanghai))
     stored = svc.incident(inc.id)
     assert stored.opened_at == START and stored.opened_at.tzinfo is not None
@@ -254,12 +257,12 @@ def test_other_zone_input_is_normalised_to_utc(svc, roster):
 def test_naive_datetimes_refused(svc, engine, roster):
     before = counts(engine)
     with pytest.raises(ValueError, match="naive"):
-        svc.open_incident(title="t", category=CATEGORY, actor=non_leader(roster), now=datetime(2026, 3, 14, 13))
+        svc.open_incident(title="t", category=CATEGORY, principal=by(non_leader(roster)), now=datetime(2026, 3, 14, 13))
     assert counts(engine) == before
     iid = open_incident(svc)
     # the column type itself refuses a naive value, even bypassing the service
     with pytest.raises(StatementError, match="naive"), write_session(engine) as s:
-        s.add(Event(incident_id=iid, at=datetime(2026, 3, 14, 13), actor="system", kind="x", data={}))
+        s.add(Event(incident_id=iid, at=datetime(2026, 3, 14, 13), principal=by("system"), kind="x", data={}))
     assert len(svc.timeline(iid)) == 3
 
 
@@ -271,7 +274,7 @@ def test_outbox_collision_rolls_back_whole_command(svc, engine, roster):
                             body="b", created_at=START))
     before = counts(engine)
     with pytest.raises(IntegrityError):
-        svc.open_incident(title="t", category=CATEGORY, actor=non_leader(roster))
+        svc.open_incident(title="t", category=CATEGORY, principal=by(non_leader(roster)))
     assert counts(engine) == before
     assert svc.incidents() == []
 
@@ -287,7 +290,7 @@ def test_failure_mid_transition_leaves_no_partial_rows(svc, engine, roster, monk
 
     monkeypatch.setattr(svc, "_enter_stage", boom)  # after the old stage's tasks were waived
     with pytest.raises(RuntimeError):
-        svc.fire(iid, "report", actor=leader(roster), override=True, reason="r", severity="I")
+        svc.fire(iid, "report", principal=by(leader(roster)), override=True, reason="r", severity="I")
     assert counts(engine) == before
     assert svc.incident(iid).model_dump() == inc_before
     assert [t.model_dump() for t in svc.tasks(iid)] == tasks_before
@@ -305,7 +308,7 @@ def test_audit_log_lines_only_after_commit(engine, playbooks, roster, clock, mon
     buf.seek(0)
     monkeypatch.setattr(svc, "_enter_stage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError):
-        svc.fire(iid, "report", actor=leader(roster), override=True, reason="r")
+        svc.fire(iid, "report", principal=by(leader(roster)), override=True, reason="r")
     assert buf.getvalue() == ""
 
 
@@ -313,7 +316,7 @@ def test_audit_log_lines_only_after_commit(engine, playbooks, roster, clock, mon
 def test_system_clock_under_freezegun(engine, playbooks, roster):
     svc = CrisisService(engine, playbooks, roster, SystemClock())
     with freeze_time("2026-05-01 08:30:00", tz_offset=0) as frozen:
-        inc = svc.open_incident(title="t", category=CATEGORY, actor=non_leader(roster), severity="II")
+        inc = svc.open_incident(title="t", category=CATEGORY, principal=by(non_leader(roster)), severity="II")
         assert inc.opened_at == datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
         assert svc.incident(inc.id).opened_at == datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
         task = svc.find_task(inc.id, "compile_report")
@@ -334,7 +337,7 @@ def test_next_deadlines_per_incident_aware(svc, roster, clock):
     got = svc.next_deadlines()
     assert got == {a: START + 15 * M, b: START + 10 * M + 2 * H}
     assert all(v.tzinfo is not None and v.utcoffset() == timedelta(0) for v in got.values())
-    svc.complete_task(svc.find_task(a, "compile_report").id, actor=leader(roster))
+    svc.complete_task(svc.find_task(a, "compile_report").id, principal=by(leader(roster)))
     assert svc.next_deadlines()[a] == START + 30 * M  # preserve_evidence
     drive_to(svc, b, "closed")
     assert b not in svc.next_deadlines()

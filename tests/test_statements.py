@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from helpers import drive_to, open_incident
+from helpers import by, drive_to, open_incident
 
 from crisis.errors import CrisisError, Forbidden, InputError, NotFound
 from crisis.statements import LEVELS, lint_statement, required_levels, reviewer_qualifies
@@ -28,7 +28,7 @@ def people(roster):
 def draft(svc, iid, people, **kw):
     kw.setdefault("title", "情况通报")
     kw.setdefault("body", BODY)
-    st = svc.draft_statement(iid, actor=people["spokesperson"], **kw)
+    st = svc.draft_statement(iid, principal=by(people["spokesperson"]), **kw)
     assert st.id is not None
     return st
 
@@ -52,13 +52,13 @@ def test_major_statement_three_levels_then_release(svc, clock, people):
     assert (st.status, st.major, st.reviews, st.drafted_by) == ("in_review", True, [], people["spokesperson"])
     for level, who in enumerate(("l1", "l2", "l3"), start=1):
         clock.advance(timedelta(minutes=10))
-        st = svc.review_statement(st.id, actor=people[who], approve=True, comment=f"ok {level}")
+        st = svc.review_statement(st.id, principal=by(people[who]), approve=True, comment=f"ok {level}")
         assert len(st.reviews) == level
         assert st.reviews[-1] == {"level": level, "by": people[who], "approve": True,
                                   "at": clock.now().isoformat(), "comment": f"ok {level}"}
         assert st.status == ("approved" if level == 3 else "in_review")
     clock.advance(timedelta(minutes=1))
-    st = svc.release_statement(st.id, actor=people["spokesperson"])
+    st = svc.release_statement(st.id, principal=by(people["spokesperson"]))
     assert (st.status, st.released_at, st.released_by) == ("released", clock.now(), people["spokesperson"])
     (stored,) = svc.statements(iid)
     assert stored.status == "released" and stored.released_at == clock.now()
@@ -72,9 +72,9 @@ def test_second_release_is_not_first(svc, people):
     iid = open_incident(svc, severity="III")
     for n in range(2):
         st = draft(svc, iid, people, title=f"通报{n}")
-        svc.review_statement(st.id, actor=people["l1"], approve=True)
-        svc.review_statement(st.id, actor=people["l2"], approve=True)
-        svc.release_statement(st.id, actor=people["spokesperson"])
+        svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+        svc.review_statement(st.id, principal=by(people["l2"]), approve=True)
+        svc.release_statement(st.id, principal=by(people["spokesperson"]))
     firsts = [e.data["first"] for e in svc.timeline(iid) if e.kind == "statement_released"]
     assert firsts == [True, False]
 
@@ -83,12 +83,12 @@ def test_minor_statement_needs_two_levels(svc, people):
     iid = open_incident(svc, severity="III")
     st = draft(svc, iid, people)
     assert st.major is False
-    svc.review_statement(st.id, actor=people["l1"], approve=True)
-    st = svc.review_statement(st.id, actor=people["l2"], approve=True)
+    svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+    st = svc.review_statement(st.id, principal=by(people["l2"]), approve=True)
     assert st.status == "approved"
     with pytest.raises(CrisisError, match="approved, not in review"):
-        svc.review_statement(st.id, actor=people["l3"], approve=True)
-    assert svc.release_statement(st.id, actor=people["spokesperson"]).status == "released"
+        svc.review_statement(st.id, principal=by(people["l3"]), approve=True)
+    assert svc.release_statement(st.id, principal=by(people["spokesperson"])).status == "released"
 
 
 def test_major_flag_explicit_overrides_severity(svc, people):
@@ -105,10 +105,10 @@ def test_release_before_full_review_refused(svc, people, approved_levels):
     iid = open_incident(svc, severity="I")
     st = draft(svc, iid, people)
     for who in ("l1", "l2", "l3")[:approved_levels]:
-        svc.review_statement(st.id, actor=people[who], approve=True)
+        svc.review_statement(st.id, principal=by(people[who]), approve=True)
     n_events = len(svc.timeline(iid))
     with pytest.raises(CrisisError, match=f"in_review \\({approved_levels}/3 review levels approved\\)"):
-        svc.release_statement(st.id, actor=people["spokesperson"])
+        svc.release_statement(st.id, principal=by(people["spokesperson"]))
     (stored,) = svc.statements(iid)
     assert stored.status == "in_review" and stored.released_at is None and stored.released_by is None
     assert len(svc.timeline(iid)) == n_events
@@ -120,14 +120,14 @@ def test_rejection_at_any_level_stops_the_statement(svc, people, reject_at):
     st = draft(svc, iid, people)
     who = ("l1", "l2", "l3")
     for level in range(1, reject_at):
-        svc.review_statement(st.id, actor=people[who[level - 1]], approve=True)
-    st = svc.review_statement(st.id, actor=people[who[reject_at - 1]], approve=False, comment="口径不统一")
+        svc.review_statement(st.id, principal=by(people[who[level - 1]]), approve=True)
+    st = svc.review_statement(st.id, principal=by(people[who[reject_at - 1]]), approve=False, comment="口径不统一")
     assert st.status == "rejected"
     assert st.reviews[-1]["approve"] is False and st.reviews[-1]["comment"] == "口径不统一"
     with pytest.raises(CrisisError, match="rejected"):
-        svc.release_statement(st.id, actor=people["spokesperson"])
+        svc.release_statement(st.id, principal=by(people["spokesperson"]))
     with pytest.raises(CrisisError, match="rejected, not in review"):
-        svc.review_statement(st.id, actor=people["l3"], approve=True)
+        svc.review_statement(st.id, principal=by(people["l3"]), approve=True)
     assert svc.statements(iid)[0].status == "rejected"
     # a corrected draft starts over
     again = draft(svc, iid, people, title="情况通报（更正）")
@@ -140,11 +140,11 @@ def test_review_by_wrong_role_refused(svc, people, level, who):
     iid = open_incident(svc, severity="I")
     st = draft(svc, iid, people)
     for reviewer in ("l1", "l2")[: level - 1]:
-        svc.review_statement(st.id, actor=people[reviewer], approve=True)
+        svc.review_statement(st.id, principal=by(people[reviewer]), approve=True)
     before = svc.statements(iid)[0].reviews
     n_events = len(svc.timeline(iid))
     with pytest.raises(Forbidden, match=f"level {level}"):
-        svc.review_statement(st.id, actor=people[who], approve=True)
+        svc.review_statement(st.id, principal=by(people[who]), approve=True)
     assert svc.statements(iid)[0].reviews == before
     assert len(svc.timeline(iid)) == n_events
     assert len(before) == level - 1 and all(r["level"] == i + 1 for i, r in enumerate(before))
@@ -153,33 +153,33 @@ def test_review_by_wrong_role_refused(svc, people, level, who):
 def test_same_person_cannot_review_two_levels(svc, roster, people):
     iid = open_incident(svc, severity="I")
     st = draft(svc, iid, people)
-    svc.review_statement(st.id, actor=people["l1"], approve=True)
+    svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
     both = people["l2"]  # the information head is also in leadership, so qualifies at level 3
     assert roster.is_leadership(both)
-    svc.review_statement(st.id, actor=both, approve=True)
+    svc.review_statement(st.id, principal=by(both), approve=True)
     with pytest.raises(Forbidden, match="already reviewed"):
-        svc.review_statement(st.id, actor=both, approve=True)
-    assert svc.review_statement(st.id, actor=people["l3"], approve=True).status == "approved"
+        svc.review_statement(st.id, principal=by(both), approve=True)
+    assert svc.review_statement(st.id, principal=by(people["l3"]), approve=True).status == "approved"
 
 
 def test_draft_refusals(svc, roster, people):
     iid = open_incident(svc, severity="II")
     with pytest.raises(InputError):
-        svc.draft_statement(iid, title="  ", body=BODY, actor=people["spokesperson"])
+        svc.draft_statement(iid, title="  ", body=BODY, principal=by(people["spokesperson"]))
     with pytest.raises(InputError):
-        svc.draft_statement(iid, title="通报", body="", actor=people["spokesperson"])
+        svc.draft_statement(iid, title="通报", body="", principal=by(people["spokesperson"]))
     with pytest.raises(NotFound):
-        svc.draft_statement(9999, title="通报", body=BODY, actor=people["spokesperson"])
-    with pytest.raises(NotFound):
-        svc.draft_statement(iid, title="通报", body=BODY, actor="ghost")
+        svc.draft_statement(9999, title="通报", body=BODY, principal=by(people["spokesperson"]))
+    with pytest.raises(Forbidden, match="unknown person"):
+        svc.draft_statement(iid, title="通报", body=BODY, principal=by("ghost"))
     assert svc.statements(iid) == []
     with pytest.raises(NotFound):
-        svc.review_statement(9999, actor=people["l1"], approve=True)
+        svc.review_statement(9999, principal=by(people["l1"]), approve=True)
     with pytest.raises(NotFound):
-        svc.release_statement(9999, actor=people["l1"])
+        svc.release_statement(9999, principal=by(people["l1"]))
     drive_to(svc, iid, "closed")
     with pytest.raises(CrisisError, match="closed"):
-        svc.draft_statement(iid, title="通报", body=BODY, actor=people["spokesperson"])
+        svc.draft_statement(iid, title="通报", body=BODY, principal=by(people["spokesperson"]))
     assert svc.statements(iid) == []
 
 
@@ -215,10 +215,10 @@ def test_lint_warnings_recorded_on_draft(svc, people):
 def test_release_refusal_counts_only_approvals(svc, people):
     iid = open_incident(svc, severity="I")
     st = draft(svc, iid, people)
-    svc.review_statement(st.id, actor=people["l1"], approve=True)
-    svc.review_statement(st.id, actor=people["l2"], approve=False)
+    svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+    svc.review_statement(st.id, principal=by(people["l2"]), approve=False)
     with pytest.raises(CrisisError) as err:
-        svc.release_statement(st.id, actor=people["spokesperson"])
+        svc.release_statement(st.id, principal=by(people["spokesperson"]))
     assert "(1/3 review levels approved)" in str(err.value)
 
 

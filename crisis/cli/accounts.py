@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from crisis.accounts import SCOPES, Accounts
-from crisis.cli.common import ByOpt, JsonOpt, actor, dump, emit, iso, local, out, run, service
+from crisis.cli.common import ByOpt, JsonOpt, dump, emit, iso, local, out, principal, run, service
 from crisis.errors import InputError
 
 user_app = typer.Typer(no_args_is_help=True, help="Sign-in accounts of roster people.")
@@ -40,7 +40,7 @@ def set_password(person: str, by: ByOpt = None, as_json: JsonOpt = False) -> Non
     def body() -> None:
         acc = accounts()
         acc.roster.person(person)  # say "unknown person" before asking for a password
-        acc.set_password(person, _read_password(), by=actor(by))
+        acc.set_password(person, _read_password(), by=principal(by).person)
         emit({"person": person, "password_set": True}) if as_json else out.print(f"password set for {person}")
     run(body, as_json)
 
@@ -60,7 +60,7 @@ def token_create(
         who = as_person or acc.roster.roles.get("duty_officer")
         if not who:
             raise InputError("say which roster person the token acts as with --as", field="--as")
-        secret, tok = acc.create_token(name, scope, person_id=who, by=actor(by))
+        secret, tok = acc.create_token(name, scope, person_id=who, by=principal(by).person)
         if as_json:
             emit({**dump(tok), "token": secret})
         else:
@@ -90,7 +90,7 @@ def token_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")]
                  as_json: JsonOpt = False) -> None:
     """Revoke a token at once (requests with it are refused from now on)."""
     def body() -> None:
-        tok = accounts().revoke_token(token, by=actor(by))
+        tok = accounts().revoke_token(token, by=principal(by).person)
         if as_json:
             emit({"id": tok.id, "name": tok.name, "revoked_at": iso(tok.revoked_at)})
         else:

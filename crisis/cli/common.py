@@ -22,6 +22,7 @@ from crisis.clock import SystemClock
 from crisis.config import Settings, build_channels, build_service, zone
 from crisis.errors import CrisisError, InputError
 from crisis.notify.dispatch import dispatch
+from crisis.principal import Principal
 from crisis.roster import GROUP_NAMES
 from crisis.service import CrisisService
 
@@ -61,11 +62,12 @@ def service() -> CrisisService:
     return svc
 
 
-def actor(by: str | None) -> str:
+def principal(by: str | None) -> Principal:
+    """Who acts at the shell: `--by`, else $CRISIS_USER, else the duty officer; the service checks the roster."""
     who = by or os.environ.get("CRISIS_USER") or service().roster.roles.get("duty_officer")
     if not who:
         raise InputError("say who acts with --by (or set CRISIS_USER)", field="--by")
-    return who
+    return Principal(person=who, auth="cli")
 
 
 def deliver() -> None:

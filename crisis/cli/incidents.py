@@ -13,7 +13,6 @@ from crisis.cli.common import (
     ByOpt,
     JsonOpt,
     _task_table,
-    actor,
     app,
     deliver,
     dump,
@@ -22,6 +21,7 @@ from crisis.cli.common import (
     local,
     out,
     parse_kv,
+    principal,
     run,
     service,
     settings,
@@ -45,7 +45,7 @@ def open_cmd(
     def body() -> None:
         svc = service()
         inc = svc.open_incident(title=title, category=category, source_url=source_url,
-                                signals=parse_kv(signal or [], "--signal"), severity=severity, actor=actor(by))
+                                signals=parse_kv(signal or [], "--signal"), severity=severity, principal=principal(by))
         deliver()
         if as_json:
             emit({"incident": dump(inc), "tasks": [dump(t) for t in svc.tasks(inc.id or 0)]})
@@ -131,7 +131,7 @@ def fire_cmd(
     def body() -> None:
         svc = service()
         before = svc.incident(incident_id).stage
-        inc = svc.fire(incident_id, trig, actor=actor(by), decision=decision, severity=severity,
+        inc = svc.fire(incident_id, trig, principal=principal(by), decision=decision, severity=severity,
                        override=override, reason=reason, note=note)
         deliver()
         if as_json:
@@ -148,7 +148,7 @@ def signals_cmd(incident_id: int, values: list[str], note: str | None = None, by
                 as_json: JsonOpt = False) -> None:
     """Record new signal values (NAME=NUMBER ...), e.g. reposts=1500 views=240000."""
     def body() -> None:
-        inc = service().update_signals(incident_id, parse_kv(values, "values"), actor=actor(by), note=note)
+        inc = service().update_signals(incident_id, parse_kv(values, "values"), principal=principal(by), note=note)
         if as_json:
             emit(dump(inc))
         else:
@@ -165,7 +165,7 @@ def ack_cmd(
 ) -> None:
     """Acknowledge an escalation: stops the chain for that task (the task itself stays open)."""
     def body() -> None:
-        esc = service().acknowledge(escalation_id=escalation_id, task_id=task, actor=actor(by))
+        esc = service().acknowledge(escalation_id=escalation_id, task_id=task, principal=principal(by))
         deliver()
         if as_json:
             emit(dump(esc))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crisis.cli.common import ByOpt, JsonOpt, _task_table, actor, app, deliver, dump, emit, out, run, service
+from crisis.cli.common import ByOpt, JsonOpt, _task_table, app, deliver, dump, emit, out, principal, run, service
 
 
 @app.command("regrade")
@@ -21,7 +21,7 @@ def regrade_cmd(
     def body() -> None:
         svc = service()
         before = svc.incident(incident_id).severity
-        inc = svc.regrade(incident_id, severity=severity, reason=reason, actor=actor(by))
+        inc = svc.regrade(incident_id, severity=severity, reason=reason, principal=principal(by))
         deliver()
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.severity})

@@ -9,10 +9,10 @@ import typer
 from crisis.cli.common import (
     ByOpt,
     JsonOpt,
-    actor,
     dump,
     emit,
     out,
+    principal,
     run,
     service,
 )
@@ -25,7 +25,7 @@ def statement_draft(incident_id: int, title: Annotated[str, typer.Option()], bod
         by: ByOpt = None, as_json: JsonOpt = False) -> None:
     """Draft a statement; it enters review (three levels when major)."""
     def body() -> None:
-        st = service().draft_statement(incident_id, title=title, body=body_text, actor=actor(by), major=major,
+        st = service().draft_statement(incident_id, title=title, body=body_text, principal=principal(by), major=major,
                                        next_update=next_update)
         emit(dump(st)) if as_json else out.print(f"statement #{st.id} in review ({'major' if st.major else 'minor'})")
     run(body, as_json)
@@ -36,7 +36,7 @@ def statement_review(statement_id: int, approve: Annotated[bool, typer.Option("-
                      comment: str | None = None, by: ByOpt = None, as_json: JsonOpt = False) -> None:
     """Review at the next level (information staff → information head → leadership)."""
     def body() -> None:
-        st = service().review_statement(statement_id, actor=actor(by), approve=approve, comment=comment)
+        st = service().review_statement(statement_id, principal=principal(by), approve=approve, comment=comment)
         emit(dump(st)) if as_json else out.print(f"statement #{st.id}: {st.status} ({len(st.reviews)} review(s))")
     run(body, as_json)
 
@@ -45,6 +45,6 @@ def statement_review(statement_id: int, approve: Annotated[bool, typer.Option("-
 def statement_release(statement_id: int, by: ByOpt = None, as_json: JsonOpt = False) -> None:
     """Release an approved statement."""
     def body() -> None:
-        st = service().release_statement(statement_id, actor=actor(by))
+        st = service().release_statement(statement_id, principal=principal(by))
         emit(dump(st)) if as_json else out.print(f"statement #{st.id} released")
     run(body, as_json)

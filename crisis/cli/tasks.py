@@ -8,11 +8,11 @@ from crisis.cli.common import (
     ByOpt,
     JsonOpt,
     _task_table,
-    actor,
     deliver,
     dump,
     emit,
     out,
+    principal,
     run,
     service,
 )
@@ -24,7 +24,7 @@ task_app = typer.Typer(no_args_is_help=True, help="Tasks assigned by the playboo
 def task_done(task_id: int, note: str | None = None, by: ByOpt = None, as_json: JsonOpt = False) -> None:
     """Mark a task done; its pending escalations stop."""
     def body() -> None:
-        t = service().complete_task(task_id, actor=actor(by), note=note)
+        t = service().complete_task(task_id, principal=principal(by), note=note)
         deliver()
         if as_json:
             emit(dump(t))

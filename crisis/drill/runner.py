@@ -20,10 +20,11 @@ from sqlalchemy.engine import Engine
 
 from crisis.clock import VirtualClock
 from crisis.drill.scenario import LoadedScenario, Step
-from crisis.errors import CrisisError
+from crisis.errors import CrisisError, InputError
 from crisis.notify.channels import MemoryChannel
 from crisis.notify.dispatch import dispatch
 from crisis.playbook import PlaybookSet
+from crisis.principal import Principal
 from crisis.roster import Roster
 from crisis.scorecard import build
 from crisis.service import CrisisService
@@ -70,7 +71,7 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
     """Run several scenarios at once (each shifted by its offset) on one engine and one virtual clock:
     a surge drill with concurrent incidents competing for the same people."""
     if not tracks:
-        raise CrisisError("no scenario to run")
+        raise InputError("no scenario to run")
     for loaded, _ in tracks:
         loaded.check_against(playbooks, roster)
     init_db(engine)
@@ -97,7 +98,8 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
             if t.result is None and t.start <= when:
                 inc = t.loaded.scenario.incident
                 opened = svc.open_incident(title=inc.title, category=inc.category, source_url=inc.source_url,
-                                           signals=dict(inc.signals), severity=inc.severity, actor=inc.opened_by)
+                                           signals=dict(inc.signals), severity=inc.severity,
+                                           principal=_as(inc.opened_by))
                 assert opened.id is not None
                 t.incident_id = opened.id
                 t.result = DrillResult(incident_id=opened.id, scorecard={}, service=svc)
@@ -138,41 +140,45 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
 def _apply(svc: CrisisService, incident_id: int, step: Step, index: int, loaded: LoadedScenario) -> bool:
     """Apply one step; a refused responder action is recorded, not raised."""
     if step.inject is not None:
-        if step.signals:
-            svc.update_signals(incident_id, dict(step.signals), actor="drill", note=step.text)
-        svc.note(incident_id, "inject", step.text or step.inject, actor="drill", inject=step.inject, step=index)
+        svc.drill_inject(incident_id, step.text or step.inject, signals=dict(step.signals or {}),
+                         signals_note=step.text, inject=step.inject, step=index)
         return True
     assert step.do is not None and step.by is not None
     try:
         _act(svc, incident_id, step)
     except CrisisError as exc:
-        svc.note(incident_id, "drill_action_rejected", str(exc), actor=step.by, action=step.do, step=index,
+        svc.note(incident_id, "drill_action_rejected", str(exc), principal=_as(step.by), action=step.do, step=index,
                  line=loaded.doc.line_of(("steps", index)))
         return False
     return True
 
 
+def _as(person: str) -> Principal:
+    """Scripted responders act as themselves, authenticated by the drill (their rights still apply)."""
+    return Principal(person=person, auth="drill")
+
+
 def _act(svc: CrisisService, incident_id: int, step: Step) -> None:
-    by = step.by
-    assert by is not None and step.do is not None
+    assert step.by is not None and step.do is not None
+    by = _as(step.by)
     if step.do == "complete":
         assert step.task
-        svc.complete_task(svc.find_task(incident_id, step.task).id or 0, actor=by, note=step.note)
+        svc.complete_task(svc.find_task(incident_id, step.task).id or 0, principal=by, note=step.note)
     elif step.do == "ack":
         assert step.task
-        svc.acknowledge(task_id=svc.find_task(incident_id, step.task).id, actor=by)
+        svc.acknowledge(task_id=svc.find_task(incident_id, step.task).id, principal=by)
     elif step.do == "signals":
-        svc.update_signals(incident_id, dict(step.signals or {}), actor=by, note=step.note)
+        svc.update_signals(incident_id, dict(step.signals or {}), principal=by, note=step.note)
     elif step.do == "statement":
         assert step.title and step.body
-        st = svc.draft_statement(incident_id, title=step.title, body=step.body, actor=by, major=step.major,
+        st = svc.draft_statement(incident_id, title=step.title, body=step.body, principal=by, major=step.major,
                                  next_update=step.next_update)
         assert st.id is not None
         for reviewer in step.reviewers:
-            st = svc.review_statement(st.id, actor=reviewer, approve=True)
-        svc.release_statement(st.id, actor=by)
+            st = svc.review_statement(st.id, principal=_as(reviewer), approve=True)
+        svc.release_statement(st.id, principal=by)
     else:
-        svc.fire(incident_id, step.do, actor=by, decision=step.decision, severity=step.severity,
+        svc.fire(incident_id, step.do, principal=by, decision=step.decision, severity=step.severity,
                  override=step.override, reason=step.reason, note=step.note)
 
 

@@ -1,5 +1,5 @@
 """The service's shared machinery: one transaction per command, audit events and outbox rows
-written with it, row locks, and the actor check every command starts with."""
+written with it, row locks, and the principal check every command starts with."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
-from crisis.errors import InputError, NotFound
+from crisis.errors import Forbidden, InputError, NotFound
 from crisis.logs import get_logger
 from crisis.notify.outbox import DEFAULT_CHANNELS, messages
 from crisis.playbook import PlaybookSet
+from crisis.principal import ENGINE_ACTORS, Principal, for_person
 from crisis.roster import Roster
 from crisis.store.db import read_session, write_session
 from crisis.store.models import Event, Incident, OutboxMessage, Statement, Task
 
-SYSTEM = "system"
+SYSTEM = "system"  # the engine's own actions (escalations, regrading): never a caller's principal
+DRILL = "drill"  # the drill facilitator's injects, recorded by the drill runner's own path
 
 
 @dataclass
@@ -32,6 +34,7 @@ class _Tx:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    auth: str | None = None  # how the command's principal authenticated (recorded once the schema has a column)
 
     def flush(self, s: Session) -> None:
         conn = s.connection()  # Core executemany: the ORM bulk path costs more than the rows
@@ -67,16 +70,19 @@ class ServiceBase:
     def _now(self, now: datetime | None) -> datetime:
         return ensure_aware(now) if now is not None else self.clock.now()
 
-    def _actor(self, actor: str) -> str:
-        if actor in (SYSTEM, "drill"):
-            return actor
-        self.roster.person(actor)
-        return actor
+    def _principal(self, principal: Principal, now: datetime | None = None) -> Principal:
+        """The caller's principal with its roles taken from the roster, never from the caller.
+        An unknown person, or one naming the engine's own actors, is forbidden (not "not found")."""
+        if not isinstance(principal, Principal):
+            raise Forbidden(f"expected a Principal, got {type(principal).__name__}", rule="team")
+        if principal.person in ENGINE_ACTORS or principal.person not in self.roster.person_ids:
+            raise Forbidden(f"unknown person '{principal.person}': only members of the roster may act", rule="team")
+        return for_person(self.roster, principal.person, principal.auth, now)
 
     @contextmanager
-    def _write(self) -> Iterator[tuple[Session, _Tx]]:
+    def _write(self, principal: Principal | None = None) -> Iterator[tuple[Session, _Tx]]:
         """One command's transaction; its audit events are logged only once committed."""
-        tx = _Tx()
+        tx = _Tx(auth=principal.auth if principal is not None else None)
         with write_session(self.engine) as s:
             yield s, tx
             tx.flush(s)

@@ -8,21 +8,24 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from crisis.engine import policy
 from crisis.engine.fsm import FINAL, MACHINE
 from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_time
-from crisis.errors import CrisisError, Forbidden, InputError
+from crisis.errors import Conflict, InputError
+from crisis.principal import Principal
 from crisis.roster import GROUP_NAMES
-from crisis.service.base import SYSTEM, ServiceBase, _signals, _Tx
+from crisis.service.base import DRILL, SYSTEM, ServiceBase, _signals, _Tx
 from crisis.severity import Severity
 from crisis.store.models import Incident, Task
 
 
 class IncidentCommands(ServiceBase):
-    def open_incident(self, *, title: str, category: str, actor: str, source_url: str | None = None,
+    def open_incident(self, *, title: str, category: str, principal: Principal, source_url: str | None = None,
                       signals: dict[str, Any] | None = None, severity: str | Severity | None = None,
                       now: datetime | None = None) -> Incident:
         now = self._now(now)
-        actor = self._actor(actor)
+        who = self._principal(principal, now)
+        actor = who.person
         if not title or not title.strip():
             raise InputError("title must not be empty", field="title")
         playbook = self.playbooks.get(category)
@@ -31,7 +34,7 @@ class IncidentCommands(ServiceBase):
         except ValueError as exc:
             raise InputError(str(exc), field="severity") from None
         sig = _signals(signals)
-        with self._write() as (s, tx):
+        with self._write(who) as (s, tx):
             inc = Incident(title=title.strip(), category=category, source_url=source_url, signals=sig,
                            stage="monitoring", severity=sev.value, opened_by=actor, opened_at=now,
                            stage_entered_at=now, playbook_version=playbook.version)
@@ -44,26 +47,23 @@ class IncidentCommands(ServiceBase):
             self._enter_stage(s, tx, inc, "monitoring", now, actor)
         return inc
 
-    def fire(self, incident_id: int, trigger: str, *, actor: str, decision: str | None = None,
+    def fire(self, incident_id: int, trigger: str, *, principal: Principal, decision: str | None = None,
              severity: str | Severity | None = None, override: bool = False, reason: str | None = None,
              note: str | None = None, now: datetime | None = None) -> Incident:
         """Move an incident along the stage machine; illegal or blocked triggers change nothing."""
         now = self._now(now)
-        actor = self._actor(actor)
+        who = self._principal(principal, now)
+        actor = who.person
         sev: Severity | None = None
         if severity is not None:
             try:
                 sev = Severity.parse(severity)
             except ValueError as exc:
                 raise InputError(str(exc), field="severity") from None
-        if override:
-            if not reason or not reason.strip():
-                raise InputError("an override needs a reason", field="reason")
-            if not self.roster.is_leadership(actor):
-                raise Forbidden(f"only a leadership member may override; {actor} is not in the leadership group")
-        if trigger == "assess" and not self.roster.is_leadership(actor):
-            raise Forbidden(f"assessment is leadership's decision; {actor} is not in the leadership group")
-        with self._write() as (s, tx):
+        if override and (not reason or not reason.strip()):
+            raise InputError("an override needs a reason", field="reason")
+        policy.enforce(policy.may_trigger(who, trigger, override=override))
+        with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             # A flare-up interrupts whatever stage it finds: reopening is never blocked by open tasks.
             current = self._stage_tasks(s, inc)
@@ -91,6 +91,7 @@ class IncidentCommands(ServiceBase):
                 inc.closed_at = None
                 inc.decision = None
             if sev is not None and sev.value != inc.severity:
+                policy.enforce(policy.may_regrade(who, self._facts(inc)))
                 self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
                             **{"from": inc.severity, "to": sev.value})
                 inc.severity = sev.value
@@ -103,25 +104,25 @@ class IncidentCommands(ServiceBase):
             s.add(inc)
         return inc
 
-    def regrade(self, incident_id: int, *, severity: str | Severity, reason: str, actor: str,
+    def regrade(self, incident_id: int, *, severity: str | Severity, reason: str, principal: Principal,
                 now: datetime | None = None) -> Incident:
         """Leadership changes the grade at any stage, with a reason (when unsure, grade higher; leadership
         confirms or changes it). Open tasks not yet escalated get the new grade's deadlines and chains;
         the timeline records from → to and why."""
         now = self._now(now)
-        actor = self._actor(actor)
+        who = self._principal(principal, now)
+        actor = who.person
         try:
             sev = Severity.parse(severity)
         except ValueError as exc:
             raise InputError(str(exc), field="severity") from None
         if not reason or not reason.strip():
             raise InputError("a regrade needs a reason", field="reason")
-        if not self.roster.is_leadership(actor):
-            raise Forbidden(f"only a leadership member may regrade; {actor} is not in the leadership group")
-        with self._write() as (s, tx):
+        with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             if inc.stage in FINAL:
-                raise CrisisError(f"incident #{inc.id} is {inc.stage}; reopen it before regrading")
+                raise Conflict(f"incident #{inc.id} is {inc.stage}; reopen it before regrading")
+            policy.enforce(policy.may_regrade(who, self._facts(inc)))
             if sev.value == inc.severity:
                 raise InputError(f"incident #{inc.id} is already grade {sev.value}", field="severity")
             self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
@@ -132,12 +133,16 @@ class IncidentCommands(ServiceBase):
             s.add(inc)
         return inc
 
-    def update_signals(self, incident_id: int, signals: dict[str, Any], *, actor: str, note: str | None = None,
-                       now: datetime | None = None) -> Incident:
+    def update_signals(self, incident_id: int, signals: dict[str, Any], *, principal: Principal,
+                       note: str | None = None, now: datetime | None = None) -> Incident:
         now = self._now(now)
-        actor = self._actor(actor)
+        who = self._principal(principal, now)
+        return self._update_signals(incident_id, signals, who.person, note, now, who)
+
+    def _update_signals(self, incident_id: int, signals: dict[str, Any], actor: str, note: str | None,
+                        now: datetime, who: Principal | None) -> Incident:
         sig = _signals(signals)
-        with self._write() as (s, tx):
+        with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             merged = {**inc.signals, **sig}
             self._event(s, tx, at=now, actor=actor, kind="signals_updated", incident_id=inc.id,
@@ -147,14 +152,31 @@ class IncidentCommands(ServiceBase):
             s.add(inc)
         return inc
 
-    def note(self, incident_id: int, kind: str, text: str, *, actor: str, now: datetime | None = None,
+    def note(self, incident_id: int, kind: str, text: str, *, principal: Principal, now: datetime | None = None,
              **data: Any) -> None:
-        """A free timeline entry (drill injects, media calls, a family arriving on site)."""
+        """A free timeline entry (media calls, a family arriving on site, a refused drill action)."""
         now = self._now(now)
-        actor = self._actor(actor)
-        with self._write() as (s, tx):
+        who = self._principal(principal, now)
+        self._note(incident_id, kind, text, who.person, now, who, data)
+
+    def drill_inject(self, incident_id: int, text: str, *, signals: dict[str, Any] | None = None,
+                     signals_note: str | None = None, now: datetime | None = None, **data: Any) -> None:
+        """The drill runner's own path: a scenario inject recorded as the facilitator ("drill"), never a
+        caller-chosen actor. Signals first, then the inject note, each its own transaction as before."""
+        now = self._now(now)
+        if signals:
+            self._update_signals(incident_id, signals, DRILL, signals_note, now, None)
+        self._note(incident_id, "inject", text, DRILL, now, None, data)
+
+    def _note(self, incident_id: int, kind: str, text: str, actor: str, now: datetime, who: Principal | None,
+              data: dict[str, Any]) -> None:
+        with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id)
             self._event(s, tx, at=now, actor=actor, kind=kind, incident_id=inc.id, text=text, **data)
+
+    def _facts(self, inc: Incident) -> policy.IncidentFacts:
+        return policy.IncidentFacts(id=inc.id or 0, stage=inc.stage, severity=inc.severity,
+                                    allowed_triggers=tuple(MACHINE.allowed(inc.stage)), final=inc.stage in FINAL)
 
     def _stage_tasks(self, s: Session, inc: Incident) -> list[Task]:
         return list(s.exec(select(Task).where(Task.incident_id == inc.id, Task.cycle == inc.cycle,

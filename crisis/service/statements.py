@@ -6,26 +6,29 @@ from datetime import datetime
 
 from sqlmodel import func, select
 
+from crisis.engine import policy
 from crisis.engine.fsm import FINAL
-from crisis.errors import CrisisError, Forbidden, InputError
+from crisis.errors import Conflict, InputError
+from crisis.principal import Principal
 from crisis.service.base import ServiceBase
 from crisis.severity import Severity
-from crisis.statements import lint_statement, required_levels, reviewer_qualifies
+from crisis.statements import lint_statement, required_levels
 from crisis.store.models import Statement
 
 
 class StatementCommands(ServiceBase):
-    def draft_statement(self, incident_id: int, *, title: str, body: str, actor: str, major: bool | None = None,
-                        next_update: str | None = None, channel: str = "official_account",
+    def draft_statement(self, incident_id: int, *, title: str, body: str, principal: Principal,
+                        major: bool | None = None, next_update: str | None = None, channel: str = "official_account",
                         now: datetime | None = None) -> Statement:
         now = self._now(now)
-        actor = self._actor(actor)
+        who = self._principal(principal, now)
+        actor = who.person
         if not title.strip() or not body.strip():
             raise InputError("a statement needs a title and a body")
-        with self._write() as (s, tx):
+        with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             if inc.stage in FINAL:
-                raise CrisisError(f"incident #{inc.id} is {inc.stage}")
+                raise Conflict(f"incident #{inc.id} is {inc.stage}")
             is_major = major if major is not None else Severity(inc.severity).rank <= 2
             st = Statement(incident_id=inc.id, title=title.strip(), body=body.strip(), major=is_major,
                            channel=channel, drafted_by=actor, drafted_at=now, next_update=next_update,
@@ -37,20 +40,16 @@ class StatementCommands(ServiceBase):
                         warnings=lint_statement(st.title, st.body, next_update))
         return st
 
-    def review_statement(self, statement_id: int, *, actor: str, approve: bool, comment: str | None = None,
-                         now: datetime | None = None) -> Statement:
+    def review_statement(self, statement_id: int, *, principal: Principal, approve: bool,
+                         comment: str | None = None, now: datetime | None = None) -> Statement:
         now = self._now(now)
-        actor = self._actor(actor)
-        with self._write() as (s, tx):
+        who = self._principal(principal, now)
+        actor = who.person
+        with self._write(who) as (s, tx):
             st = self._statement_locked(s, statement_id)
-            if st.status != "in_review":
-                raise CrisisError(f"statement #{st.id} is {st.status}, not in review")
             levels = required_levels(st.major)
             level = len(st.reviews) + 1
-            if not reviewer_qualifies(self.roster, actor, level):
-                raise Forbidden(f"{actor} may not review at level {level} ({levels[level - 1]})")
-            if any(r["by"] == actor for r in st.reviews):
-                raise Forbidden(f"{actor} already reviewed statement #{st.id}; each level needs another person")
+            policy.enforce(policy.may_review(who, statement_facts(st)))
             st.reviews = [*st.reviews, {"level": level, "by": actor, "approve": approve, "at": now.isoformat(),
                                         "comment": comment}]
             if not approve:
@@ -62,16 +61,14 @@ class StatementCommands(ServiceBase):
                         statement=st.id, level=level, approve=approve, comment=comment, status=st.status)
         return st
 
-    def release_statement(self, statement_id: int, *, actor: str, now: datetime | None = None) -> Statement:
+    def release_statement(self, statement_id: int, *, principal: Principal,
+                          now: datetime | None = None) -> Statement:
         now = self._now(now)
-        actor = self._actor(actor)
-        with self._write() as (s, tx):
+        who = self._principal(principal, now)
+        actor = who.person
+        with self._write(who) as (s, tx):
             st = self._statement_locked(s, statement_id)
-            if st.status != "approved":
-                done = sum(1 for r in st.reviews if r["approve"])
-                need = len(required_levels(st.major))
-                raise CrisisError(f"statement #{st.id} is {st.status} ({done}/{need} review levels approved); "
-                                  "only an approved statement can be released")
+            policy.enforce(policy.may_release(who, statement_facts(st)))
             first = s.exec(select(func.count()).select_from(Statement).where(
                 Statement.incident_id == st.incident_id, Statement.status == "released")).one() == 0
             st.status, st.released_at, st.released_by = "released", now, actor
@@ -80,3 +77,11 @@ class StatementCommands(ServiceBase):
                         statement=st.id, title=st.title, first=first, next_update=st.next_update)
         return st
 
+
+
+def statement_facts(st: Statement) -> policy.StatementFacts:
+    """What the policy rules read about a statement (approvals only count towards release)."""
+    return policy.StatementFacts(id=st.id or 0, status=st.status, major=st.major, drafted_by=st.drafted_by,
+                                 reviewed_by=tuple(r["by"] for r in st.reviews),
+                                 approved=sum(1 for r in st.reviews if r["approve"]),
+                                 levels=len(required_levels(st.major)))

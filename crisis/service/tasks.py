@@ -6,25 +6,22 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from crisis.errors import CrisisError, Forbidden, InputError, NotFound
+from crisis.engine import policy
+from crisis.errors import InputError, NotFound
+from crisis.principal import Principal
 from crisis.service.base import ServiceBase
 from crisis.store.models import Escalation, Task
 
 
 class TaskCommands(ServiceBase):
-    def complete_task(self, task_id: int, *, actor: str, note: str | None = None,
+    def complete_task(self, task_id: int, *, principal: Principal, note: str | None = None,
                       now: datetime | None = None) -> Task:
         now = self._now(now)
-        actor = self._actor(actor)
-        with self._write() as (s, tx):
+        who = self._principal(principal, now)
+        actor = who.person
+        with self._write(who) as (s, tx):
             task, inc = self._task_locked(s, task_id)
-            if task.status != "open":
-                raise CrisisError(f"task #{task.id} '{task.key}' is already {task.status}")
-            allowed = ({task.assignee, *self.roster.groups[task.group].everyone,
-                        *self.roster.groups["leadership"].everyone}
-                       | {self.roster.roles.get("duty_officer", "")})
-            if actor not in allowed and actor != "drill":
-                raise Forbidden(f"{actor} is not in the {task.group} group or leadership, and not the duty officer")
+            policy.enforce(policy.may_complete(who, task_facts(task)))
             task.status, task.done_at, task.done_by, task.note = "done", now, actor, note
             task.next_escalation_at = None
             s.add(task)
@@ -33,14 +30,15 @@ class TaskCommands(ServiceBase):
                         key=task.key, late_seconds=max(0.0, late) if late is not None else None, note=note)
         return task
 
-    def acknowledge(self, *, actor: str, escalation_id: int | None = None, task_id: int | None = None,
+    def acknowledge(self, *, principal: Principal, escalation_id: int | None = None, task_id: int | None = None,
                     now: datetime | None = None) -> Escalation:
         """Stop a task's escalation chain. The acknowledger must have been paged, lead, or be on call."""
         now = self._now(now)
-        actor = self._actor(actor)
+        who = self._principal(principal, now)
+        actor = who.person
         if (escalation_id is None) == (task_id is None):
             raise InputError("give exactly one of an escalation id or a task id")
-        with self._write() as (s, tx):
+        with self._write(who) as (s, tx):
             if escalation_id is not None:
                 esc = s.get(Escalation, escalation_id)
                 if esc is None:
@@ -50,17 +48,8 @@ class TaskCommands(ServiceBase):
             task, inc = self._task_locked(s, task_id)
             fired = list(s.exec(select(Escalation).where(Escalation.task_id == task.id)
                                 .order_by(col(Escalation.level))).all())
-            if not fired:
-                raise CrisisError(f"task #{task.id} '{task.key}' has no escalation to acknowledge")
-            if task.acked_at is not None:
-                raise CrisisError(f"task #{task.id} was already acknowledged by {task.acked_by} "
-                                  f"at {task.acked_at.isoformat()}")
-            if task.status != "open":
-                raise CrisisError(f"task #{task.id} is {task.status}; its escalations are already stopped")
             paged = {e.recipient for e in fired}
-            on_call = {oc.person for oc in self.roster.on_call}
-            if actor not in paged | on_call and not self.roster.is_leadership(actor):
-                raise Forbidden(f"{actor} was not paged for task #{task.id} and is neither leadership nor on call")
+            policy.enforce(policy.may_ack(who, task_facts(task, paged)))
             latest = fired[-1]
             latest.acked_at, latest.acked_by = now, actor
             task.acked_at, task.acked_by, task.next_escalation_at = now, actor, None
@@ -76,3 +65,9 @@ class TaskCommands(ServiceBase):
                              payload={"type": "acknowledged", "task": task.id})
         return latest
 
+
+
+def task_facts(task: Task, paged: set[str] | None = None) -> policy.TaskFacts:
+    """What the policy rules read about a task."""
+    return policy.TaskFacts(id=task.id or 0, group=task.group, assignee=task.assignee, status=task.status,
+                            required=task.required, paged=frozenset(paged or ()), acked=task.acked_at is not None)

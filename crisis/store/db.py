@@ -20,7 +20,7 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from crisis.errors import CrisisError
+from crisis.errors import Conflict
 from crisis.store import models
 
 SCHEMA_VERSION = 1
@@ -117,14 +117,14 @@ def init_db(engine: Engine) -> None:
         if version is None:
             conn.execute(insert(models.SchemaVersion).values(id=1, version=SCHEMA_VERSION))
         elif version > SCHEMA_VERSION:
-            raise CrisisError(f"database schema v{version} is newer than this crisis (v{SCHEMA_VERSION})")
+            raise Conflict(f"database schema v{version} is newer than this crisis (v{SCHEMA_VERSION})")
         elif version < SCHEMA_VERSION:
             _migrate(Session(bind=conn), version)
 
 
 def _migrate(session: Session, from_version: int) -> None:
     """Apply numbered migrations (none yet beyond v1; see store/migrations/README.md)."""
-    raise CrisisError(f"no migration path from schema v{from_version} to v{SCHEMA_VERSION}")
+    raise Conflict(f"no migration path from schema v{from_version} to v{SCHEMA_VERSION}")
 
 
 @contextmanager
