@@ -42,7 +42,7 @@ def _delta(value: object, **parts: float) -> timedelta:
 
 
 def format_duration(td: timedelta | float | int | None) -> str:
-    """Compact human form: 1h05m, 45m, 30s, -10m for negatives; '-' for None."""
+    """Compact human form: 2d05h30m, 1h05m, 45m, 30s, -10m for negatives; '-' for None."""
     if td is None:
         return "-"
     seconds = int(td.total_seconds()) if isinstance(td, timedelta) else int(td)
@@ -51,8 +51,8 @@ def format_duration(td: timedelta | float | int | None) -> str:
     d, rem = divmod(seconds, 86400)
     h, rem = divmod(rem, 3600)
     m, s = divmod(rem, 60)
-    if d:
-        return f"{sign}{d}d{h:02d}h" if h else f"{sign}{d}d"
+    if d:  # keep the minutes: "2d05h30m", not a rounded-down "2d05h"
+        return f"{sign}{d}d" + (f"{h:02d}h" if h or m else "") + (f"{m:02d}m" if m else "")
     if h:
         return f"{sign}{h}h{m:02d}m" if m else f"{sign}{h}h"
     if m:

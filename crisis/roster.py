@@ -9,15 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from crisis.clock import ensure_aware
 from crisis.errors import InputError, NotFound
+from crisis.labels import GROUPS as GROUPS_ZH_EN
 from crisis.yamlsrc import load_yaml
 
 GROUPS = ("leadership", "monitoring", "response", "logistics")
-GROUP_NAMES = {
-    "leadership": ("领导小组", "Leadership"),
-    "monitoring": ("监测与分析组", "Monitoring & analysis"),
-    "response": ("应急响应与处置组", "Emergency response & handling"),
-    "logistics": ("后勤保障组", "Logistics"),
-}
+GROUP_NAMES = GROUPS_ZH_EN  # labels live in crisis.labels (one catalogue)
 
 
 class _Strict(BaseModel):

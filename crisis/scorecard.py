@@ -86,6 +86,37 @@ def escalation_row(esc: Escalation, tasks: dict[int, Task], names: dict[str, str
     }
 
 
+def chain_rows(tasks: list[Task], escalations: list[Escalation], names: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per escalation chain (a task's reminders, level after level), not per level.
+
+    A chain is answered when someone acknowledged it or the task was completed after the first
+    reminder: both mean a person picked it up. "Never acknowledged" counts chains, so a chain that
+    climbed four levels before being answered is one answered chain, not three ignored reminders.
+    """
+    out = []
+    for task in tasks:
+        mine = sorted((e for e in escalations if e.task_id == task.id), key=lambda e: e.level)
+        if not mine:
+            continue
+        first = mine[0].fired_at
+        answers = [(task.acked_at, "acknowledged", task.acked_by)] if task.acked_at else []
+        if task.done_at is not None and task.done_at >= first:
+            answers.append((task.done_at, "completed", task.done_by))
+        at, how, by = min(answers, key=lambda a: a[0]) if answers else (None, None, None)
+        recipients = list(dict.fromkeys(e.recipient for e in mine))
+        out.append({
+            "task_id": task.id, "task": task.key, "task_title": task.title_zh, "task_title_en": task.title_en,
+            "group": task.group, "cycle": task.cycle, "levels": len(mine), "max_level": mine[-1].level,
+            "first_fired_at": _iso(first), "last_fired_at": _iso(mine[-1].fired_at),
+            "recipients": recipients, "recipient_names": [names.get(r, r) for r in recipients],
+            "reached_on_call": any(e.target == "on_call" for e in mine),
+            "answer": how, "answered_at": _iso(at), "answered_by": by,
+            "answered_by_name": names.get(by, by) if by else None,
+            "answer_seconds": _secs(first, at),
+        })
+    return out
+
+
 def evaluate(exp: Expectation, opened_at: datetime, milestones: dict[str, datetime | None],
              tasks: list[Task], finished: bool) -> dict[str, Any]:
     """SUCCESS within the time, PARTIAL within twice the time, FAILED otherwise, PENDING if undecided."""
@@ -123,6 +154,8 @@ def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectatio
     acked = [e for e in escalations if e.acked_at]
     ack_delays = [(e.acked_at - e.fired_at).total_seconds() for e in acked if e.acked_at]
     lates = [e.late_seconds for e in escalations]
+    chains = chain_rows(tasks, escalations, names)
+    answer_delays = [c["answer_seconds"] for c in chains if c["answer_seconds"] is not None]
     metrics: dict[str, Any] = {f"{k}_seconds": _secs(inc.opened_at, v) for k, v in milestones.items()}
     metrics.update({
         "tasks_total": len(rows),
@@ -138,6 +171,11 @@ def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectatio
         "max_escalation_level": max((e.level for e in escalations), default=None),
         "reached_on_call": sum(e.target == "on_call" for e in escalations),
         "median_ack_seconds": median(ack_delays) if ack_delays else None,
+        "escalation_chains": len(chains),
+        "chains_answered": sum(c["answer"] is not None for c in chains),
+        "chains_unanswered": sum(c["answer"] is None for c in chains),
+        "chains_reached_on_call": sum(c["reached_on_call"] for c in chains),
+        "median_answer_seconds": median(answer_delays) if answer_delays else None,
         "max_timer_lateness_seconds": max(lates, default=None),
         "statements_released": sum(s.status == "released" for s in statements),
         "overrides": sum(ev.kind == "override" for ev in events),
@@ -155,6 +193,7 @@ def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectatio
                      "closed_at": _iso(inc.closed_at), "source_url": inc.source_url, "signals": inc.signals},
         "tasks": rows,
         "escalations": [escalation_row(e, by_id, names) for e in escalations],
+        "chains": chains,
         "statements": [statement_row(s) for s in statements],
         "expectations": judged,
         "metrics": metrics,

@@ -36,9 +36,9 @@ def test_incident_report_zh_shows_the_recorded_facts(svc, incident):
     assert "| 等级 | II级（重大，橙色） |" in text
     assert "| 当前阶段 | 已报告 |" in text
     assert "| 发现时间 | 2026-03-14 21:00 |" in text  # 13:00 UTC shown in Asia/Shanghai
-    assert "- 2026-03-14 21:26 事件监测 → **已报告**（林值班）" in text
+    assert "- 2026-03-14 21:26 阶段变更：事件监测 → 已报告（林值班）" in text
     assert "| 2026-03-14 21:00 | 120 |" in text and "| 2026-03-14 21:20 | 1,500 |" in text
-    assert "「研判事件等级与范围，决定是否启动预案」超时，第 1 级提醒 → 王院长，**未确认**" in text
+    assert "「研判事件等级与范围，决定是否启动预案」超时，提醒 1 级（王院长），**无人响应**" in text
     assert "尚未对外发布信息" in text
     # next steps: the two open tasks of the current stage with their deadlines
     assert "- 领导小组：研判事件等级与范围，决定是否启动预案（王院长，03-14 22:26 前）" in text
@@ -49,8 +49,9 @@ def test_incident_report_en_and_time_zone(svc, incident):
     assert text.startswith("# Incident report")
     assert "| Grade | grade II (serious, orange) |" in text
     assert "| Detected | 2026-03-14 13:00 |" in text
-    assert "Reported" in text and "Monitoring → **Reported**" in text
-    assert '"Assess grade and scope; decide whether to activate the plan" overdue, level 1 → 王院长' in text
+    assert "- 2026-03-14 13:26 stage changed: Monitoring → Reported (林值班)" in text
+    assert ('"Assess grade and scope; decide whether to activate the plan" overdue, 1 reminder level(s) (王院长); '
+            "**nobody responded**") in text
 
 
 def test_after_action_findings_come_from_the_record(svc, incident):
@@ -58,7 +59,8 @@ def test_after_action_findings_come_from_the_record(svc, incident):
     gaps = [f["en"] for f in ctx["findings"] if f["kind"] == "gap"]
     assert "Leadership: 1 required task(s) missed or overdue." in gaps
     assert "Emergency response & handling: 1 required task(s) missed or overdue." in gaps
-    assert "2 escalation(s) were never acknowledged." in gaps
+    assert ("Leadership: 1 escalation chain(s) never acknowledged and the task not done "
+            "(“Assess grade and scope; decide whether to activate the plan”).") in gaps
     assert "No reviewed public statement was released." in gaps
     goods = [f["en"] for f in ctx["findings"] if f["kind"] == "good"]
     assert goods == ["1 task(s) were done on time."]
@@ -76,8 +78,8 @@ def test_an_open_task_not_yet_due_is_not_a_gap(svc, advance):
     inc = svc.open_incident(title="fresh", category="medical_dispute", principal=P("duty_officer"), severity="II")
     advance(minutes=5)
     ctx = reports.report_context(svc, inc.id)
-    assert [f for f in ctx["findings"] if f["kind"] == "gap"] == [
-        {"kind": "gap", "zh": "未发布任何经审核的对外声明。", "en": "No reviewed public statement was released."}]
+    assert [(f["zh"], f["en"], f["group"]) for f in ctx["findings"] if f["kind"] == "gap"] == [
+        ("未发布任何经审核的对外声明。", "No reviewed public statement was released.", "monitoring")]
     assert all(not t["overdue"] for t in ctx["tasks"])
 
 

@@ -239,7 +239,7 @@ def report_cmd(
             return
         ctx = reports.report_context(svc, incident_id, tz=zone_name)
         if as_json:
-            emit({k: v for k, v in ctx.items() if k != "names"})
+            emit(reports.document(ctx))
         else:
             sys.stdout.write(reports.render(kind, ctx, lang))
     run(body, as_json)

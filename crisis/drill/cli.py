@@ -59,11 +59,12 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
     scenario = {"name": sc.name, "title_zh": sc.title.zh, "title_en": sc.title.en, "file": str(scenario_path),
                 "start": sc.start.isoformat(), "duration_seconds": simulated, "category": sc.incident.category}
     assert result.service is not None
-    written = reports.write_reports(result.service, result.incident_id, out_dir, scenario=scenario, run=run,
-                                    tz=tz, expectations=sc.expectations())
+    ctx = reports.report_context(result.service, result.incident_id, scenario=scenario, run=run, tz=tz,
+                                 expectations=sc.expectations())
+    written = reports.write_context(ctx, out_dir)
     (out_dir / "notifications.jsonl").write_text(
         "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
-    card = {"scenario": scenario, "run": run, **result.scorecard}
+    card = reports.document(ctx)  # the same keys as scorecard.json and `crisis report --json`
     if as_json:
         print(json.dumps(card, ensure_ascii=False, indent=2, default=str))
     else:

@@ -14,23 +14,13 @@ from dataclasses import dataclass, field
 from transitions import EventData, Machine, MachineError
 
 from crisis.errors import GuardFailed, IllegalTrigger, InputError
+from crisis.labels import STAGES as STAGES_ZH_EN
 
 STAGES = ("monitoring", "reported", "assessing", "responding", "media_liaison", "onsite", "follow_up",
           "closed", "watch", "dismissed")
 FINAL = ("closed", "dismissed")
 DECISIONS = ("activate", "watch", "dismiss")
-STAGE_NAMES = {
-    "monitoring": ("事件监测", "Monitoring"),
-    "reported": ("已报告", "Reported"),
-    "assessing": ("评估与指令", "Assessment & instructions"),
-    "responding": ("应急响应与信息发布", "Response & information release"),
-    "media_liaison": ("媒体沟通与公众互动", "Media liaison & public interaction"),
-    "onsite": ("现场处置", "On-site handling"),
-    "follow_up": ("后续跟进", "Follow-up"),
-    "closed": ("已结案", "Closed"),
-    "watch": ("持续关注", "Watch"),
-    "dismissed": ("不予启动", "Dismissed"),
-}
+STAGE_NAMES = STAGES_ZH_EN  # labels live in crisis.labels (one catalogue)
 
 # (trigger, source(s), dest, condition on the decision or None)
 TRANSITIONS: list[dict[str, object]] = [

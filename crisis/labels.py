@@ -1,0 +1,198 @@
+"""The one catalogue of zh-CN / en labels: stages, groups, decisions, triggers, event kinds, signals,
+outcomes, escalation targets, grades and built-in actors.
+
+Every renderer (reports, PDF, console tables, notifications) asks here, so a hospital reading a
+Chinese report never meets an engine key such as `activate` or `reposts`, and a rename happens once.
+Unknown keys come back unchanged: a label is presentation, never a reason to fail.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Lang = Literal["zh-CN", "en"]
+LANGS: tuple[Lang, ...] = ("zh-CN", "en")
+
+Pair = tuple[str, str]  # (zh-CN, en)
+
+STAGES: dict[str, Pair] = {
+    "monitoring": ("事件监测", "Monitoring"),
+    "reported": ("已报告", "Reported"),
+    "assessing": ("评估与指令", "Assessment & instructions"),
+    "responding": ("应急响应与信息发布", "Response & information release"),
+    "media_liaison": ("媒体沟通与公众互动", "Media liaison & public interaction"),
+    "onsite": ("现场处置", "On-site handling"),
+    "follow_up": ("后续跟进", "Follow-up"),
+    "closed": ("已结案", "Closed"),
+    "watch": ("持续关注", "Watch"),
+    "dismissed": ("不予启动", "Dismissed"),
+}
+
+GROUPS: dict[str, Pair] = {
+    "leadership": ("领导小组", "Leadership"),
+    "monitoring": ("监测与分析组", "Monitoring & analysis"),
+    "response": ("应急响应与处置组", "Emergency response & handling"),
+    "logistics": ("后勤保障组", "Logistics"),
+}
+
+DECISIONS: dict[str, Pair] = {
+    "activate": ("启动", "activate"),
+    "watch": ("观察", "watch"),
+    "dismiss": ("排除", "dismiss"),
+}
+
+TRIGGERS: dict[str, Pair] = {
+    "report": ("报告领导小组", "report to leadership"),
+    "assess": ("研判", "assess"),
+    "respond": ("启动应急响应", "start the response"),
+    "media": ("转入媒体沟通", "move to media liaison"),
+    "onsite": ("转入现场处置", "move to on-site handling"),
+    "skip_onsite": ("无需现场处置", "skip on-site handling"),
+    "follow_up": ("转入后续跟进", "move to follow-up"),
+    "close": ("结案", "close"),
+    "reopen": ("重新启动", "reopen"),
+    "regrade": ("调整等级", "regrade"),
+    # drill actions that are not triggers
+    "complete": ("完成任务", "complete a task"),
+    "ack": ("确认升级提醒", "acknowledge an escalation"),
+    "statement": ("发布声明", "release a statement"),
+    "signals": ("更新舆情数据", "update signals"),
+    "applicable": ("标记任务适用", "mark a task applicable"),
+}
+
+EVENTS: dict[str, Pair] = {
+    "incident_opened": ("事件登记", "incident opened"),
+    "stage_changed": ("阶段变更", "stage changed"),
+    "severity_changed": ("等级调整", "grade changed"),
+    "override": ("越级推进", "override"),
+    "signals_updated": ("舆情数据更新", "signals updated"),
+    "task_assigned": ("任务分派", "task assigned"),
+    "task_done": ("任务完成", "task done"),
+    "task_waived": ("任务豁免", "task waived"),
+    "task_cancelled": ("任务取消", "task cancelled"),
+    "task_regraded": ("任务时限调整", "task deadline changed"),
+    "task_applicable": ("任务标记为适用", "task marked applicable"),
+    "task_carried": ("任务延续至下一阶段", "task carried to the next stage"),
+    "escalation_fired": ("超时升级", "escalation"),
+    "escalation_acknowledged": ("升级已确认", "escalation acknowledged"),
+    "statement_drafted": ("声明起草", "statement drafted"),
+    "statement_reviewed": ("声明审核", "statement reviewed"),
+    "statement_released": ("声明发布", "statement released"),
+    "inject": ("演练注入", "drill inject"),
+    "drill_action_rejected": ("操作被拒", "action refused"),
+}
+
+SIGNALS: dict[str, Pair] = {
+    "reposts": ("转发量", "reposts"),
+    "comments": ("评论量", "comments"),
+    "views": ("阅读量", "views"),
+    "likes": ("点赞量", "likes"),
+    "mentions": ("提及量", "mentions"),
+    "posts": ("发帖量", "posts"),
+    "media_reports": ("媒体报道数", "media reports"),
+    "hot_rank": ("热搜排名", "trending rank"),
+    "negative_ratio": ("负面占比", "negative share"),
+    "complaints": ("投诉量", "complaints"),
+}
+
+OUTCOMES: dict[str, Pair] = {
+    "on_time": ("按时", "on time"),
+    "late": ("超时", "late"),
+    "open": ("进行中", "open"),
+    "missed": ("未完成", "not done"),
+    "skipped": ("未执行（非必做）", "skipped (optional)"),
+}
+
+TARGETS: dict[str, Pair] = {
+    "assignee": ("责任人", "assignee"),
+    "group_head": ("组长", "group head"),
+    "leadership_head": ("领导小组组长", "head of leadership"),
+    "leadership": ("领导小组", "leadership"),
+    "on_call": ("值班管理员", "on-call administrator"),
+}
+
+ACTORS: dict[str, Pair] = {
+    "system": ("系统", "system"),
+    "drill": ("演练导调组", "drill control"),
+}
+
+REVIEW: dict[str, Pair] = {
+    "approve": ("通过", "approved"),
+    "reject": ("退回", "rejected"),
+}
+
+CLOCK_STATUS: dict[str, Pair] = {
+    "met": ("达标", "met"),
+    "missed": ("未达标", "missed"),
+    "pending": ("待定", "pending"),
+}
+
+EXPECTATION_STATUS: dict[str, Pair] = {
+    "SUCCESS": ("达成", "success"),
+    "PARTIAL": ("部分达成", "partial"),
+    "FAILED": ("未达成", "failed"),
+    "PENDING": ("待定", "pending"),
+}
+
+SEVERITY: dict[str, tuple[str, str, str, str]] = {  # zh label, en label, zh colour, en colour
+    "I": ("特别重大", "extremely serious", "红色", "red"),
+    "II": ("重大", "serious", "橙色", "orange"),
+    "III": ("较大", "relatively serious", "黄色", "yellow"),
+    "IV": ("一般", "general", "蓝色", "blue"),
+}
+
+CATALOGUE: dict[str, dict[str, Pair]] = {
+    "stage": STAGES, "group": GROUPS, "decision": DECISIONS, "trigger": TRIGGERS, "event": EVENTS,
+    "signal": SIGNALS, "outcome": OUTCOMES, "target": TARGETS, "actor": ACTORS, "review": REVIEW,
+    "clock": CLOCK_STATUS, "expectation": EXPECTATION_STATUS,
+}
+
+
+def label(kind: str, key: str | None, lang: Lang | str) -> str:
+    """The label of `key` in catalogue `kind` ('stage', 'group', 'decision', 'signal', …); '-' for nothing."""
+    if key is None or key == "":
+        return "-"
+    pair = CATALOGUE[kind].get(key)
+    if pair is None:
+        return key
+    return pair[0] if lang == "zh-CN" else pair[1]
+
+
+def severity(value: str | None, lang: Lang | str) -> str:
+    """'II级（重大，橙色）' / 'grade II (serious, orange)'."""
+    if not value or value not in SEVERITY:
+        return value or "-"
+    zh, en, colour_zh, colour_en = SEVERITY[value]
+    return f"{value}级（{zh}，{colour_zh}）" if lang == "zh-CN" else f"grade {value} ({en}, {colour_en})"
+
+
+def target(value: str | None, lang: Lang | str) -> str:
+    """An escalation target: the catalogue's words, or 'role:X' / 'person:X' as they are."""
+    return label("target", value, lang)
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+def pick(text: object, lang: Lang | str) -> str:
+    """One language out of bilingual free text.
+
+    Scenarios and rosters write bilingual text either as a mapping {zh: …, en: …} or as one line
+    "中文 / English"; a Chinese report shows the Chinese half, an English one the English half.
+    Text in one language only is shown as written.
+    """
+    if text is None:
+        return ""
+    if isinstance(text, dict):
+        zh, en = text.get("zh") or text.get("zh-CN"), text.get("en")
+        return str((zh or en) if lang == "zh-CN" else (en or zh) or "")
+    value = str(text)
+    parts = [p.strip() for p in value.split(" / ")]
+    if len(parts) == 2 and has_cjk(parts[0]) and not has_cjk(parts[1]):
+        return parts[0] if lang == "zh-CN" else parts[1]
+    return value
