@@ -117,7 +117,8 @@ def test_after_action_improvement_plan_and_decision_findings(svc, eventful):
     assert "王院长在必做任务未完成时越级推进，理由：院长指示先行处置" in zh
     assert "林值班的操作「转入媒体沟通」被系统拒绝" in zh
     override = next(r for r in plan if r["code"] == "override")
-    assert re.search(rf"\| {override['no']} \| .*越级推进.* \| 复核越级推进的理由.* \| 领导小组 \| 2026-\d\d-\d\d \|", zh)
+    row = rf"\| {override['no']} \| .*越级推进.* \| 复核越级推进的理由.* \| 领导小组 \| 2026-\d\d-\d\d \|"
+    assert re.search(row, zh)
     en = reports.render("after_action", ctx, "en")
     assert "| No. | Issue | Corrective action | Owner group | Due |" in en
     assert "action 'move to media liaison' was refused: illegal trigger 'media' in stage 'reported'" in en
