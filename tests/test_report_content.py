@@ -11,38 +11,39 @@ import pytest
 
 from crisis import labels, reports
 from crisis.durations import format_duration
+from crisis.principal import Principal as P
 
 
 @pytest.fixture()
 def eventful(svc, advance):
     """A grade III dispute with notes, an inject, a watch decision, a flare-up, escalations answered by
     completing the task and left unanswered, a regrade with override, and a statement sent back."""
-    inc = svc.open_incident(title="网传我院护士态度恶劣", category="medical_dispute", actor="duty_officer",
+    inc = svc.open_incident(title="网传我院护士态度恶劣", category="medical_dispute", principal=P("duty_officer"),
                             severity="III", signals={"reposts": 120, "views": 18000},
                             source_url="https://weibo.example/9")
     advance(minutes=5)
-    svc.complete_task(svc.find_task(inc.id, "preserve_evidence").id, actor="info_staff", note="原帖已截图存证")
+    svc.complete_task(svc.find_task(inc.id, "preserve_evidence").id, principal=P("info_staff"), note="原帖已截图存证")
     advance(minutes=5)
-    svc.update_signals(inc.id, {"reposts": 900}, actor="info_staff", note="转发快速上升")
+    svc.update_signals(inc.id, {"reposts": 900}, principal=P("info_staff"), note="转发快速上升")
     advance(minutes=5)
-    svc.note(inc.id, "inject", "家属到院聚集 / Relatives gather at the hospital", actor="drill", inject="crowd")
-    svc.complete_task(svc.find_task(inc.id, "compile_report").id, actor="publicity_head")
-    svc.fire(inc.id, "report", actor="duty_officer")
-    svc.fire(inc.id, "assess", actor="president", decision="watch", override=True, reason="热度不高，持续关注")
+    svc.drill_inject(inc.id, "家属到院聚集 / Relatives gather at the hospital", inject="crowd")
+    svc.complete_task(svc.find_task(inc.id, "compile_report").id, principal=P("publicity_head"))
+    svc.fire(inc.id, "report", principal=P("duty_officer"))
+    svc.fire(inc.id, "assess", principal=P("president"), decision="watch", override=True, reason="热度不高，持续关注")
     advance(hours=5)
-    svc.fire(inc.id, "reopen", actor="duty_officer", note="热度反弹")
+    svc.fire(inc.id, "reopen", principal=P("duty_officer"), note="热度反弹")
     for minutes in (121, 10, 10, 10, 10):  # past the grade III deadline (2 h), then up the chains
         advance(minutes=minutes)
         svc.tick()
-    svc.complete_task(svc.find_task(inc.id, "verify_facts").id, actor="medical_affairs", note="诊疗经过已核实")
-    svc.note(inc.id, "drill_action_rejected", "illegal trigger 'media' in stage 'reported'", actor="duty_officer",
-             action="media")
-    svc.fire(inc.id, "assess", actor="president", decision="activate", severity="II", override=True,
+    svc.complete_task(svc.find_task(inc.id, "verify_facts").id, principal=P("medical_affairs"), note="诊疗经过已核实")
+    svc.note(inc.id, "drill_action_rejected", "illegal trigger 'media' in stage 'reported'",
+             principal=P("duty_officer"), action="media")
+    svc.fire(inc.id, "assess", principal=P("president"), decision="activate", severity="II", override=True,
              reason="院长指示先行处置")
-    st = svc.draft_statement(inc.id, title="情况说明", body="网传…，高度重视。", actor="publicity_head",
+    st = svc.draft_statement(inc.id, title="情况说明", body="网传…，高度重视。", principal=P("publicity_head"),
                              next_update="24小时内 / within 24 h")
-    svc.review_statement(st.id, actor="info_staff", approve=True)
-    svc.review_statement(st.id, actor="info_head", approve=False, comment="口径需与医务部统一")
+    svc.review_statement(st.id, principal=P("info_staff"), approve=True)
+    svc.review_statement(st.id, principal=P("info_head"), approve=False, comment="口径需与医务部统一")
     return inc.id
 
 
