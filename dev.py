@@ -43,11 +43,25 @@ def run(argv: list[str]) -> int:
     return subprocess.call(argv, cwd=ROOT)
 
 
+def serve(rest: list[str]) -> int:
+    """The API and the scheduler on the embedded store (store/crisis.db) with the example roster."""
+    port = rest[rest.index("--port") + 1] if "--port" in rest and rest.index("--port") + 1 < len(rest) else "8000"
+    print(f"dev.py: serving http://127.0.0.1:{port}/api/v1 (API docs: /api/v1/docs) on store/crisis.db\n"
+          "dev.py: first set a password to sign in, in another terminal:\n"
+          "    python3 dev.py crisis user set-password president\n"
+          "  then: curl -c jar -H 'content-type: application/json' "
+          f"-d '{{\"person\":\"president\",\"password\":\"…\"}}' http://127.0.0.1:{port}/api/v1/auth/login",
+          flush=True)
+    os.chdir(ROOT)
+    os.execv(BIN / "crisis", [str(BIN / "crisis"), "serve", *rest])  # Ctrl-C / SIGTERM reach the server itself
+
+
 def main(args: list[str]) -> int:
     cmd = args[0] if args else "help"
-    if cmd not in {"drill", "test", "lint", "bench", "crisis"}:
+    if cmd not in {"drill", "test", "lint", "bench", "bench-api", "serve", "crisis"}:
         print(__doc__)
-        print("commands: drill [SCENARIO] [opts] | test [pytest args] | lint | bench | crisis ARGS")
+        print("commands: drill [SCENARIO] [opts] | test [pytest args] | lint | bench | bench-api | serve [opts] | "
+              "crisis ARGS")
         return 0 if cmd in {"help", "-h", "--help"} else 2
     ensure_venv()
     if cmd == "drill":
@@ -57,6 +71,8 @@ def main(args: list[str]) -> int:
         return run([str(BIN / "crisis"), "drill", "run", *rest])
     if cmd == "crisis":
         return run([str(BIN / "crisis"), *args[1:]])
+    if cmd == "serve":
+        return serve(args[1:])
     if cmd == "lint":
         return run([str(BIN / "ruff"), "check", "."])
     if cmd == "bench":

@@ -1,6 +1,7 @@
 """Where things are: database URL, playbooks, roster, notification file. Environment overrides defaults.
 
-CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (display time zone).
+CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (display time zone),
+CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Settings:
     notify_file: Path
     log_path: Path
     tz: str = "Asia/Shanghai"
+    signals_secret: str | None = None  # CRISIS_SIGNALS_SECRET: shared secret of HMAC-signed inbound signals
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,6 +42,7 @@ class Settings:
             notify_file=Path(env.get("CRISIS_NOTIFY_FILE", ROOT / "store" / "notifications.jsonl")),
             log_path=Path(env.get("CRISIS_LOG", ROOT / "store" / "crisis.log")),
             tz=env.get("CRISIS_TZ", "Asia/Shanghai"),
+            signals_secret=env.get("CRISIS_SIGNALS_SECRET") or None,
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -228,3 +228,30 @@ if __name__ == "__main__":
     from crisis.scheduler import main as _main
 
     sys.exit(_main())
+
+
+@contextlib.contextmanager
+def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock, *,
+               sweep_seconds: float = 30.0) -> Iterator[Runner]:
+    """Run the scheduler in this process's background threads for the block (`crisis serve`): the same
+    leader lock, catch-up cycle and jobs as `run`, without taking over the signal handlers, which belong
+    to whoever runs the foreground (uvicorn)."""
+    global _runner
+    if sweep_seconds <= 0:
+        raise CrisisError("--sweep must be a positive number of seconds")
+    with leader_lock(svc.engine):
+        scheduler = make_scheduler(svc.engine)
+        runner = Runner(svc, channels, clock, scheduler)
+        _runner = runner
+        runner.log.info("scheduler_started", db=str(svc.engine.url), sweep_seconds=sweep_seconds, background=True)
+        scheduler.add_job("crisis.scheduler:sweep", "interval", seconds=sweep_seconds, id=SWEEP_JOB,
+                          jobstore="default", replace_existing=True)
+        try:
+            runner.cycle("startup")
+            scheduler.start()
+            yield runner
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=True)
+            _runner = None
+            runner.log.info("scheduler_stopped")

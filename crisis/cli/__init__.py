@@ -7,6 +7,7 @@ One module per command group; each registers its commands on the shared `app`.
 
 from crisis.cli import incidents as _incidents  # noqa: F401  (registers the top-level commands)
 from crisis.cli import regrade as _regrade  # noqa: F401  (registers `crisis regrade`)
+from crisis.cli import serve as _serve  # noqa: F401  (registers `crisis serve`)
 from crisis.cli.accounts import token_app, user_app
 from crisis.cli.common import app
 from crisis.cli.drills import drill_app

@@ -1,0 +1,266 @@
+"""JSON endpoints for every CLI command and read model, under /api/v1.
+
+Each handler translates: a request body becomes a service call with the caller's identity, the result a
+JSON document (times in UTC ISO 8601 with Z). Who may do what is the service's decision; a refusal comes
+back as a typed error the error handlers turn into the one error shape. Handlers are plain `def`s, so
+FastAPI runs them in its thread pool and a database wait never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field, TypeAdapter
+
+from crisis.engine.fsm import MACHINE, TRIGGERS
+from crisis.errors import InputError
+from crisis.http.auth import Identity, require
+from crisis.service import CrisisService
+
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
+
+Reader = Annotated[Identity, Depends(require("read"))]
+Writer = Annotated[Identity, Depends(require("write"))]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+
+
+def encode(value: Any) -> Any:
+    """Rows, dicts and lists to JSON-ready data (datetimes as UTC ISO 8601 with Z, as pydantic writes them)."""
+    return _JSON.dump_python(value, mode="json")
+
+
+def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    chunk = items[offset:offset + limit]
+    nxt = offset + limit if offset + limit < len(items) else None
+    return {"items": encode(chunk), "total": len(items), "limit": limit, "offset": offset, "next_offset": nxt}
+
+
+def service(request: Request) -> CrisisService:
+    svc: CrisisService = request.app.state.svc
+    return svc
+
+
+def by(ident: Identity) -> dict[str, Any]:
+    """How the caller is handed to a service command."""
+    return {"actor": ident.person}
+
+
+def deliver(request: Request) -> None:
+    """Deliver what the command queued (channels are idempotent; the scheduler retries failures)."""
+    request.app.state.deliver()
+
+
+Signals = dict[str, float]
+
+
+class OpenBody(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=64)
+    source_url: str | None = Field(default=None, max_length=2000)
+    signals: Signals = Field(default_factory=dict)
+    severity: str | None = Field(default=None, description="Grade I–IV (default: the playbook's).")
+
+
+class FireBody(BaseModel):
+    trigger: Literal[TRIGGERS]  # type: ignore[valid-type]
+    decision: Literal["activate", "watch", "dismiss"] | None = None
+    severity: str | None = None
+    override: bool = False
+    reason: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000)
+    expected_version: int | None = Field(default=None, description="The incident version you saw (409 if stale).")
+
+
+class SignalsBody(BaseModel):
+    signals: Signals
+    note: str | None = Field(default=None, max_length=2000)
+    expected_version: int | None = None
+
+
+class DoneBody(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+    expected_version: int | None = None
+
+
+class DraftBody(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=20000)
+    next_update: str | None = Field(default=None, max_length=200)
+    major: bool | None = None
+    expected_version: int | None = None
+
+
+class ReviewBody(BaseModel):
+    approve: bool
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+router = APIRouter()
+
+
+# ---------------------------------------------------------------------------- incidents
+@router.get("/incidents", tags=["incidents"])
+def list_incidents(request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0,
+                   include_final: bool = False) -> dict[str, Any]:
+    """Incidents (open ones unless include_final) with their next deadline, oldest first."""
+    svc = service(request)
+    nxt = svc.next_deadlines()
+    rows = [{**i.model_dump(), "next_deadline": nxt.get(i.id or 0)}
+            for i in svc.incidents(include_final=include_final)]
+    return page(rows, limit, offset)
+
+
+@router.post("/incidents", status_code=201, tags=["incidents"])
+def open_incident(body: OpenBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Open an incident: it starts in monitoring with the playbook's first tasks."""
+    svc = service(request)
+    known = svc.playbooks.categories
+    if body.category not in known:
+        raise InputError(f"unknown category '{body.category}' (known: {', '.join(known)})", field="category")
+    inc = svc.open_incident(title=body.title, category=body.category, source_url=body.source_url,
+                            signals=body.signals, severity=body.severity, **by(ident))
+    deliver(request)
+    return encode({"incident": inc, "tasks": svc.tasks(inc.id or 0)})
+
+
+@router.get("/incidents/{incident_id}", tags=["incidents"])
+def show_incident(incident_id: int, request: Request, _: Reader) -> dict[str, Any]:
+    """One incident: stage, allowed triggers, tasks, escalations, statements and timeline."""
+    svc = service(request)
+    inc = svc.incident(incident_id)
+    return encode({"incident": inc, "allowed_triggers": MACHINE.allowed(inc.stage),
+                   "tasks": svc.tasks(incident_id), "escalations": svc.escalations(incident_id),
+                   "statements": svc.statements(incident_id), "timeline": svc.timeline(incident_id)})
+
+
+@router.post("/incidents/{incident_id}/fire", tags=["incidents"])
+def fire(incident_id: int, body: FireBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Fire a stage trigger; 409 lists the allowed triggers when this one is not."""
+    svc = service(request)
+    before = svc.incident(incident_id).stage
+    inc = svc.fire(incident_id, body.trigger, decision=body.decision, severity=body.severity,
+                   override=body.override, reason=body.reason, note=body.note, **by(ident))
+    deliver(request)
+    return encode({"incident": inc, "from": before, "to": inc.stage, "allowed_triggers": MACHINE.allowed(inc.stage)})
+
+
+@router.post("/incidents/{incident_id}/signals", tags=["incidents"])
+def update_signals(incident_id: int, body: SignalsBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Record new signal values (reposts, views, …) on an incident."""
+    inc = service(request).update_signals(incident_id, body.signals, note=body.note, **by(ident))
+    return encode({"incident": inc})
+
+
+@router.get("/incidents/{incident_id}/tasks", tags=["tasks"])
+def list_tasks(incident_id: int, request: Request, _: Reader) -> dict[str, Any]:
+    svc = service(request)
+    svc.incident(incident_id)  # 404 for an unknown incident, not an empty list
+    return {"items": encode(svc.tasks(incident_id))}
+
+
+@router.get("/incidents/{incident_id}/events", tags=["incidents"])
+def incident_events(incident_id: int, request: Request, _: Reader,
+                    since: Annotated[int, Query(ge=0, description="Last event id seen.")] = 0) -> dict[str, Any]:
+    """Timeline entries after event `since` (poll with the last id for live updates)."""
+    svc = service(request)
+    svc.incident(incident_id)
+    events = [e for e in svc.timeline(incident_id) if (e.id or 0) > since]
+    return {"items": encode(events), "last_id": max([since, *(e.id or 0 for e in events)])}
+
+
+@router.get("/incidents/{incident_id}/report", tags=["reports"])
+def report(incident_id: int, request: Request, _: Reader,
+           kind: Literal["incident_report", "after_action", "scorecard"] = "incident_report",
+           lang: Literal["zh-CN", "en"] = "zh-CN", format: Literal["markdown", "json"] = "markdown",
+           tz: str | None = None) -> Response:
+    """The incident report (舆情专报), after-action review or scorecard as Markdown, or their data as JSON."""
+    from crisis import reports
+
+    svc = service(request)
+    ctx = reports.report_context(svc, incident_id, tz=tz or request.app.state.tz)
+    if format == "json":
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse(encode({k: v for k, v in ctx.items() if k != "names"}))
+    return PlainTextResponse(reports.render(kind, ctx, lang), media_type="text/markdown; charset=utf-8")
+
+
+# ---------------------------------------------------------------------------- tasks and escalations
+@router.post("/tasks/{task_id}/done", tags=["tasks"])
+def task_done(task_id: int, body: DoneBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Mark a task done; its pending escalations stop. A second completion is a 409."""
+    task = service(request).complete_task(task_id, note=body.note, **by(ident))
+    deliver(request)
+    return encode({"task": task})
+
+
+@router.post("/escalations/{escalation_id}/ack", tags=["escalations"])
+def ack(escalation_id: int, request: Request, ident: Writer) -> dict[str, Any]:
+    """Acknowledge an escalation: holds the chain for that task (the task itself stays open)."""
+    esc = service(request).acknowledge(escalation_id=escalation_id, **by(ident))
+    deliver(request)
+    return encode({"escalation": esc})
+
+
+@router.get("/escalations", tags=["escalations"])
+def list_escalations(request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0, pending: bool = False,
+                     incident: int | None = None) -> dict[str, Any]:
+    """Escalations fired, oldest first; `pending`: unacknowledged chains of open tasks."""
+    return page(service(request).escalations(incident, unacked_only=pending), limit, offset)
+
+
+@router.post("/tick", tags=["escalations"])
+def tick(request: Request, _: Writer) -> dict[str, Any]:
+    """Fire what is due now and deliver (what the scheduler does every cycle; idempotent)."""
+    svc = service(request)
+    fired = svc.tick()
+    deliver(request)
+    return encode({"fired": fired, "next_due": svc.next_due()})
+
+
+# ---------------------------------------------------------------------------- statements
+@router.post("/incidents/{incident_id}/statements", status_code=201, tags=["statements"])
+def draft_statement(incident_id: int, body: DraftBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Draft a public statement; it enters review (three levels when major)."""
+    st = service(request).draft_statement(incident_id, title=body.title, body=body.body, major=body.major,
+                                          next_update=body.next_update, **by(ident))
+    return encode({"statement": st})
+
+
+@router.post("/statements/{statement_id}/review", tags=["statements"])
+def review_statement(statement_id: int, body: ReviewBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Review at the next level (information staff → information head → leadership)."""
+    st = service(request).review_statement(statement_id, approve=body.approve, comment=body.comment, **by(ident))
+    return encode({"statement": st})
+
+
+@router.post("/statements/{statement_id}/release", tags=["statements"])
+def release_statement(statement_id: int, request: Request, ident: Writer) -> dict[str, Any]:
+    """Release an approved statement."""
+    return encode({"statement": service(request).release_statement(statement_id, **by(ident))})
+
+
+# ---------------------------------------------------------------------------- playbooks
+@router.get("/playbooks", tags=["playbooks"])
+def list_playbooks(request: Request, _: Reader) -> dict[str, Any]:
+    return {"categories": service(request).playbooks.categories}
+
+
+@router.get("/playbooks/{category}", tags=["playbooks"])
+def playbook_outline(category: str, request: Request, _: Reader, severity: str = "II") -> dict[str, Any]:
+    """Stages, tasks and deadlines of a playbook for one grade."""
+    from crisis.durations import format_duration
+    from crisis.severity import Severity
+
+    pb = service(request).playbooks.get(category)
+    try:
+        sev = Severity.parse(severity)
+    except ValueError as exc:
+        raise InputError(str(exc), field="severity") from None
+    rows = [{"stage": st, "key": t.key, "group": t.group, "title": t.title.zh, "title_en": t.title.en,
+             "required": t.required, "anchor": t.anchor, "due": format_duration(t.due[sev]) if t.due else None}
+            for st, spec in pb.stages.items() for t in spec.tasks]
+    return {"category": pb.category, "severity": sev.value, "tasks": rows}

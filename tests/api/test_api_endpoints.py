@@ -1,0 +1,153 @@
+"""Every endpoint once, and each error code with the one error shape."""
+
+from __future__ import annotations
+
+from conftest import API, error, sign_in, token
+
+
+def _open(client, **kw) -> dict:
+    body = {"title": "网传我院术后患者死亡", "category": "medical_dispute", "source_url": "https://weibo.example/p/1",
+            "signals": {"reposts": 120}, "severity": "II", **kw}
+    res = client.post(f"{API}/incidents", json=body)
+    assert res.status_code == 201, res.text
+    return res.json()
+
+
+def test_openapi_document(anon):
+    doc = anon.get(f"{API}/openapi.json").json()
+    for path in ("/api/v1/incidents", "/api/v1/incidents/{incident_id}/fire", "/api/v1/signals",
+                 "/api/v1/tasks/{task_id}/done", "/api/v1/statements/{statement_id}/review", "/api/v1/auth/login"):
+        assert path in doc["paths"], path
+
+
+def test_incident_lifecycle_through_the_api(client, svc):
+    sign_in(client, "president")
+    opened = _open(client)
+    inc = opened["incident"]
+    assert inc["stage"] == "monitoring" and inc["opened_by"] == "president"
+    assert inc["opened_at"].endswith("Z") and opened["tasks"]
+    iid = inc["id"]
+
+    page = client.get(f"{API}/incidents", params={"limit": 1}).json()
+    assert page["total"] == 1 and page["items"][0]["id"] == iid and page["items"][0]["next_deadline"].endswith("Z")
+
+    for t in opened["tasks"]:
+        if t["required"]:
+            assert client.post(f"{API}/tasks/{t['id']}/done", json={"note": "ok"}).status_code == 200
+    res = client.post(f"{API}/incidents/{iid}/fire", json={"trigger": "report"})
+    assert res.status_code == 200, res.text
+    assert res.json()["to"] == "reported" and "assess" in res.json()["allowed_triggers"]
+
+    detail = client.get(f"{API}/incidents/{iid}").json()
+    assert detail["incident"]["stage"] == "reported" and detail["timeline"] and detail["tasks"]
+    assert client.get(f"{API}/incidents/{iid}/tasks").json()["items"]
+
+    res = client.post(f"{API}/incidents/{iid}/signals", json={"signals": {"reposts": 1500}, "note": "rising"})
+    assert res.json()["incident"]["signals"]["reposts"] == 1500
+
+    events = client.get(f"{API}/incidents/{iid}/events").json()
+    last = events["last_id"]
+    assert events["items"] and client.get(f"{API}/incidents/{iid}/events", params={"since": last}).json()["items"] == []
+
+    md = client.get(f"{API}/incidents/{iid}/report", params={"lang": "en"})
+    assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
+    data = client.get(f"{API}/incidents/{iid}/report", params={"format": "json"})
+    assert data.status_code == 200 and "incident" in data.json()
+
+
+def test_statements_escalations_tick_playbooks(client, svc, clock, advance):
+    sign_in(client, "president")
+    iid = _open(client)["incident"]["id"]
+    st = client.post(f"{API}/incidents/{iid}/statements",
+                     json={"title": "情况通报", "body": "我院已成立调查组。", "next_update": "24小时内"})
+    assert st.status_code == 201, st.text
+    sid = st.json()["statement"]["id"]
+    assert client.post(f"{API}/statements/{sid}/release").status_code == 409  # not approved yet
+    # the API reviewer is the signed-in person: level 1 needs information staff
+    res = client.post(f"{API}/statements/{sid}/review", json={"approve": True})
+    assert res.status_code in (200, 403)
+
+    advance(hours=48)
+    assert client.post(f"{API}/tick").status_code == 401  # the session went idle meanwhile
+    sign_in(client, "president")
+    res = client.post(f"{API}/tick")
+    assert res.status_code == 200, res.text
+    fired = res.json()["fired"]
+    assert fired
+    pending = client.get(f"{API}/escalations", params={"pending": True, "limit": 500}).json()
+    assert pending["total"] >= len(fired)
+    esc = pending["items"][0]
+    assert client.post(f"{API}/escalations/{esc['id']}/ack").status_code == 200
+
+    assert "medical_dispute" in client.get(f"{API}/playbooks").json()["categories"]
+    outline = client.get(f"{API}/playbooks/medical_dispute", params={"severity": "I"}).json()
+    assert outline["severity"] == "I" and outline["tasks"]
+    me = client.get(f"{API}/auth/me").json()
+    assert me["person"] == "president" and me["auth"] == "session"
+
+
+def test_error_codes_and_shape(client, anon, accounts, svc):
+    assert error(anon.get(f"{API}/incidents"))["code"] == "unauthenticated"
+    assert anon.get(f"{API}/incidents").status_code == 401
+    sign_in(client, "president")
+    res = client.get(f"{API}/incidents/999")
+    assert res.status_code == 404 and error(res)["code"] == "not_found"
+    assert client.get(f"{API}/no/such/route").status_code == 404
+    res = client.post(f"{API}/incidents", json={"title": "x", "category": "medical_dispute", "signals": {"a": "b"}})
+    assert res.status_code == 422 and error(res)["field"] == "signals.a"
+    res = client.post(f"{API}/incidents", json={"category": "medical_dispute"})
+    assert res.status_code == 422 and error(res)["field"] == "title"
+    res = client.post(f"{API}/incidents", content=b"{not json", headers={"content-type": "application/json"})
+    assert res.status_code == 422 and error(res)["code"] == "invalid"
+    res = client.post(f"{API}/incidents", json={"title": "x", "category": "nope"})
+    assert res.status_code == 422 and error(res)["field"] == "category"
+    iid = _open(client)["incident"]["id"]
+    res = client.post(f"{API}/incidents/{iid}/fire", json={"trigger": "close"})
+    assert res.status_code == 409 and error(res)["allowed"] == ["report"]
+    res = client.post(f"{API}/incidents/{iid}/fire", json={"trigger": "explode"})
+    assert res.status_code == 422 and error(res)["field"] == "trigger"
+    big = {"title": "x", "category": "medical_dispute", "source_url": "u" * (1024 * 1024 + 10)}
+    res = client.post(f"{API}/incidents", json=big)
+    assert res.status_code == 413 and error(res)["code"] == "too_large"
+    assert svc.incidents() and len(svc.incidents()) == 1  # nothing changed by the refusals
+
+
+def test_wrong_role_is_403_naming_the_rule(client, svc):
+    sign_in(client, "president")
+    iid = _open(client)["incident"]["id"]
+    other = client.__class__(client.app, raise_server_exceptions=False)
+    sign_in(other, "logistics_staff")
+    res = other.post(f"{API}/incidents/{iid}/fire", json={"trigger": "report", "override": True, "reason": "x"})
+    assert res.status_code == 403 and error(res)["code"] == "forbidden"
+    assert svc.incident(iid).stage == "monitoring"
+
+
+def test_chunked_oversized_body_is_413(client):
+    sign_in(client, "president")
+
+    def chunks():
+        for _ in range(20):
+            yield b"x" * (64 * 1024)
+
+    res = client.post(f"{API}/incidents", content=chunks(), headers={"content-type": "application/json"})
+    assert res.status_code == 413 and error(res)["code"] == "too_large"
+
+
+def test_unexpected_error_is_a_500_without_trace(client, svc, monkeypatch):
+    sign_in(client, "president")
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(svc, "incidents", boom)
+    res = client.get(f"{API}/incidents")
+    assert res.status_code == 500 and error(res)["code"] == "internal"
+    assert "secret" not in res.text and "Traceback" not in res.text
+
+
+def test_token_reads_and_writes(anon, accounts):
+    res = anon.get(f"{API}/incidents", headers=token(accounts, "read"))
+    assert res.status_code == 200
+    res = anon.post(f"{API}/incidents", json={"title": "t", "category": "medical_dispute"},
+                    headers=token(accounts, "write"))
+    assert res.status_code == 201 and res.json()["incident"]["opened_by"] == "duty_officer"
