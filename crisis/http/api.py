@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from crisis.engine.fsm import MACHINE, TRIGGERS
 from crisis.errors import InputError
 from crisis.http.auth import Identity, require
+from crisis.principal import Principal
 from crisis.service import CrisisService
 
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
@@ -44,8 +45,8 @@ def service(request: Request) -> CrisisService:
 
 
 def by(ident: Identity) -> dict[str, Any]:
-    """How the caller is handed to a service command."""
-    return {"actor": ident.person}
+    """The caller as a service command's principal (the service re-derives the roles from its roster)."""
+    return {"principal": Principal(person=ident.person, auth=ident.auth)}  # type: ignore[arg-type]
 
 
 def deliver(request: Request) -> None:

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from crisis.accounts import Accounts, SignIn, same
 from crisis.http.errors import ApiError
+from crisis.principal import roles_of
 
 SESSION_COOKIE = "crisis_session"
 CSRF_COOKIE = "crisis_csrf"
@@ -172,4 +173,5 @@ async def me(request: Request) -> dict[str, Any]:
         raise ApiError(401, "not signed in")
     roster = request.app.state.svc.roster
     return {"person": ident.person, "name": roster.name(ident.person), "auth": ident.auth,
-            "scopes": sorted(ident.scopes), "groups": roster.groups_of(ident.person)}
+            "scopes": sorted(ident.scopes),
+            "roles": sorted(roles_of(roster, ident.person, accounts_of(request).clock.now()))}

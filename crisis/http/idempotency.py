@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from crisis.errors import CrisisError as Conflict  # 409; crisis.errors.Conflict once api-core lands it
+from crisis.errors import Conflict
 from crisis.store.auth_models import IdempotencyKey
 from crisis.store.db import write_session
 

@@ -83,7 +83,7 @@ def test_statements_escalations_tick_playbooks(client, svc, clock, advance):
     outline = client.get(f"{API}/playbooks/medical_dispute", params={"severity": "I"}).json()
     assert outline["severity"] == "I" and outline["tasks"]
     me = client.get(f"{API}/auth/me").json()
-    assert me["person"] == "president" and me["auth"] == "session"
+    assert me["person"] == "president" and me["auth"] == "session" and "leadership_head" in me["roles"]
 
 
 def test_error_codes_and_shape(client, anon, accounts, svc):
@@ -118,7 +118,7 @@ def test_wrong_role_is_403_naming_the_rule(client, svc):
     other = client.__class__(client.app, raise_server_exceptions=False)
     sign_in(other, "logistics_staff")
     res = other.post(f"{API}/incidents/{iid}/fire", json={"trigger": "report", "override": True, "reason": "x"})
-    assert res.status_code == 403 and error(res)["code"] == "forbidden"
+    assert res.status_code == 403 and error(res)["code"] == "forbidden" and error(res)["rule"] == "override"
     assert svc.incident(iid).stage == "monitoring"
 
 
