@@ -98,6 +98,7 @@ class TaskSpec(_Strict):
     anchor: Literal["stage", "incident"] = "stage"
     role: str | None = None
     escalate: bool = True
+    carry: bool = False  # still open when the stage is left: stays open into the next stage instead
     guide: Text | None = None
 
     @field_validator("key")
@@ -162,6 +163,9 @@ class Playbook(_Strict):
     def tasks_for(self, stage: str) -> list[TaskSpec]:
         spec = self.stages.get(stage)
         return list(spec.tasks) if spec else []
+
+    def task_spec(self, stage: str, key: str) -> TaskSpec | None:
+        return next((t for t in self.tasks_for(stage) if t.key == key), None)
 
     def escalation_for(self, stage: str) -> EscalationSpec:
         spec = self.stages.get(stage)

@@ -29,6 +29,7 @@ from crisis.cli.common import (
 from crisis.durations import format_duration
 from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
 from crisis.errors import InputError
+from crisis.service import CrisisService
 
 
 @app.command("open")
@@ -134,13 +135,31 @@ def fire_cmd(
         inc = svc.fire(incident_id, trig, principal=principal(by), decision=decision, severity=severity,
                        override=override, reason=reason, note=note)
         deliver()
+        moved = _stage_exit_summary(svc, incident_id)
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.stage,
-                  "allowed_triggers": MACHINE.allowed(inc.stage)})
+                  "allowed_triggers": MACHINE.allowed(inc.stage), **moved})
         else:
             out.print(f"#{inc.id}: {before} → [bold]{inc.stage}[/] (grade {inc.severity})")
+            for what, label in (("waived", "waived by override"), ("carried", "carried over (still open)"),
+                                ("lapsed", "lapsed (optional, not done)")):
+                for t in moved[what]:
+                    out.print(f"  {label}: #{t['id']} {t['title']}", highlight=False)
             _task_table(svc, incident_id)
     run(body, as_json)
+
+
+def _stage_exit_summary(svc: CrisisService, incident_id: int) -> dict[str, list[dict[str, object]]]:
+    """What the last stage change did to open work (from its timeline entry), with task titles."""
+    ev = next((e for e in reversed(svc.timeline(incident_id)) if e.kind == "stage_changed"), None)
+    cycle = ev.data.get("cycle") if ev else None
+    tasks = {(t.cycle, t.key): t for t in svc.tasks(incident_id)}
+    out: dict[str, list[dict[str, object]]] = {}
+    for what in ("waived", "carried", "lapsed"):
+        keys = ev.data.get(what, []) if ev else []
+        out[what] = [{"id": t.id, "key": t.key, "title": t.title_zh}
+                     for k in keys if (t := tasks.get((cycle, k))) is not None]
+    return out
 
 
 @app.command("signals")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from crisis.cli.common import (
@@ -43,4 +45,18 @@ def task_list(incident_id: int, as_json: JsonOpt = False) -> None:
             emit([dump(t) for t in svc.tasks(incident_id)])
         else:
             _task_table(svc, incident_id)
+    run(body, as_json)
+
+
+@task_app.command("applicable")
+def task_applicable(task_id: int, reason: Annotated[str, typer.Option(help="Why it applies to this incident.")],
+                    by: ByOpt = None, as_json: JsonOpt = False) -> None:
+    """Mark an optional task applicable for this incident: it then holds its stage like a required one."""
+    def body() -> None:
+        t = service().mark_applicable(task_id, reason=reason, principal=principal(by))
+        deliver()
+        if as_json:
+            emit(dump(t))
+        else:
+            out.print(f"task #{t.id} {t.key} ({t.title_zh}) is now required for this incident")
     run(body, as_json)

@@ -7,6 +7,7 @@ The commands live in one module per concern; `CrisisService` is their union.
 """
 
 from crisis.service.base import SYSTEM
+from crisis.service.duties import DutyCommands
 from crisis.service.escalation import EscalationCommands
 from crisis.service.incidents import IncidentCommands
 from crisis.service.queries import Queries
@@ -14,7 +15,7 @@ from crisis.service.statements import StatementCommands
 from crisis.service.tasks import TaskCommands
 
 
-class CrisisService(IncidentCommands, TaskCommands, EscalationCommands, StatementCommands, Queries):
+class CrisisService(IncidentCommands, TaskCommands, DutyCommands, EscalationCommands, StatementCommands, Queries):
     """The one door: every adapter calls these commands and reads."""
 
 

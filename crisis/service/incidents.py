@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from crisis.engine import policy
+from crisis.engine.duties import OpenTask, StageExit, stage_exit
 from crisis.engine.fsm import FINAL, MACHINE
 from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_time
 from crisis.errors import Conflict, InputError
@@ -65,24 +66,25 @@ class IncidentCommands(ServiceBase):
         policy.enforce(policy.may_trigger(who, trigger, override=override))
         with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
-            # A flare-up interrupts whatever stage it finds: reopening is never blocked by open tasks.
-            current = self._stage_tasks(s, inc)
-            open_required = [] if trigger == "reopen" else [
-                t.key for t in current if t.status == "open" and t.required]
-            target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=open_required,
+            work = self._open_work(s, inc)
+            reopening = trigger == "reopen"  # a flare-up interrupts whatever stage it finds, never blocked
+            dest = MACHINE.target(inc.stage, trigger, decision=decision)  # where it would go, before the guard
+            exit_ = stage_exit(self._duties(inc, work), final=dest in FINAL, reopening=reopening)
+            target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=exit_.blocking,
                                     override=override)
             source = inc.stage
-            if override and open_required:
+            if override and exit_.blocking:
                 self._event(s, tx, at=now, actor=actor, kind="override", incident_id=inc.id, from_state=source,
-                            to_state=target, reason=reason.strip() if reason else "", waived=open_required)
-            reopening = trigger == "reopen"
+                            to_state=target, reason=reason.strip() if reason else "", waived=exit_.blocking)
+            moving = target != source or reopening
+            keys = {t.id: t.key for t in work}
             self._event(s, tx, at=now, actor=actor, kind="stage_changed", incident_id=inc.id, from_state=source,
                         to_state=target, trigger=trigger, decision=decision, note=note,
-                        cycle=inc.cycle + 1 if reopening else inc.cycle)
-            moving = target != source or reopening
+                        cycle=inc.cycle + 1 if reopening else inc.cycle,
+                        **({"waived": exit_.blocking, "carried": [keys[i] for i in exit_.carried],
+                            "lapsed": [keys[i] for i in exit_.lapsed]} if moving else {}))
             if moving:  # leave within the current cycle, so the stage's own open tasks are the ones stopped
-                self._leave_stage(s, tx, inc, current, now, actor, reason=reason if override else None,
-                                  interrupted=reopening)
+                self._leave_stage(s, tx, inc, work, exit_, now, actor, target=target, reason=reason)
             if decision:
                 inc.decision = decision
             if reopening:
@@ -209,22 +211,37 @@ class IncidentCommands(ServiceBase):
                                f"截止 Due: {due_txt}\n完成 Done: crisis task done {task.id}"),
                          payload={"type": "task_assigned", "task": task.id})
 
-    def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, tasks: list[Task], now: datetime, actor: str,
-                     reason: str | None, interrupted: bool = False) -> None:
-        """Close out the stage's open tasks: required ones were overridden (waived), optional ones
-        lapse (cancelled); a flare-up reopening the incident cancels them all."""
-        for task in tasks:
-            if task.status != "open":
-                continue
-            task.status = "waived" if task.required and not interrupted else "cancelled"
-            task.next_escalation_at = None
-            if interrupted:
-                task.note = "incident reopened on a flare-up"
-            else:
-                task.note = reason if task.required else "stage left before completion"
-            s.add(task)
-            self._event(s, tx, at=now, actor=actor, kind=f"task_{task.status}", incident_id=inc.id,
-                        task_id=task.id, key=task.key, reason=task.note)
+    def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, work: list[Task], exit_: StageExit, now: datetime,
+                     actor: str, *, target: str, reason: str | None) -> None:
+        """Apply the stage exit: carried tasks stay open (recorded), required ones were waived by the
+        override, optional ones lapse, and a reopen cancels the old cycle's open work."""
+        by_id = {t.id: t for t in work}
+        for task_id in exit_.carried:
+            task = by_id[task_id]
+            self._event(s, tx, at=now, actor=actor, kind="task_carried", incident_id=inc.id, task_id=task.id,
+                        key=task.key, from_stage=inc.stage, to_stage=target)
+        for ids, status, note in ((exit_.waived, "waived", (reason or "").strip()),
+                                  (exit_.lapsed, "cancelled", "stage left before completion"),
+                                  (exit_.interrupted, "cancelled", "incident reopened on a flare-up")):
+            for task_id in ids:
+                task = by_id[task_id]
+                task.status, task.note, task.next_escalation_at = status, note, None
+                s.add(task)
+                self._event(s, tx, at=now, actor=actor, kind=f"task_{status}", incident_id=inc.id,
+                            task_id=task.id, key=task.key, reason=note)
+
+    def _open_work(self, s: Session, inc: Incident) -> list[Task]:
+        """The current stage's open tasks and those carried into it from earlier stages of this cycle."""
+        return list(s.exec(select(Task).where(Task.incident_id == inc.id, Task.cycle == inc.cycle,
+                                              Task.status == "open").order_by(col(Task.id))).all())
+
+    def _duties(self, inc: Incident, work: list[Task]) -> list[OpenTask]:
+        playbook = self.playbooks.get(inc.category)
+        out = []
+        for t in work:
+            spec = playbook.task_spec(t.stage, t.key)
+            out.append(OpenTask(id=t.id or 0, key=t.key, required=t.required, carry=bool(spec and spec.carry)))
+        return out
 
     def _regrade(self, s: Session, tx: _Tx, inc: Incident, now: datetime) -> None:
         """New grade: open tasks not yet escalated get the new grade's deadline and chase plan."""
