@@ -172,5 +172,7 @@ def test_task_applicable_cli(crisis):  # noqa: F811
     evidence = next(t for t in opened["tasks"] if t["key"] == "preserve_evidence")
     t = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "原帖已删", "--by", "publicity_head")
     assert t["required"] is True
-    err = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "x", code=2)
-    assert err["type"] == "InputError"
+    err = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "x", "--by", "publicity_head", code=2)
+    assert err["type"] == "InputError" and "already required" in err["error"]
+    err = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "x", code=2)  # the duty officer
+    assert err["type"] == "Forbidden"
