@@ -1,0 +1,67 @@
+"""Two clients racing on the same thing through the API: one wins, the other gets 409 and changes nothing.
+On the SQLite file and on a throwaway PostgreSQL cluster (skipped, with the reason, where there is none)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from conftest import API, FAST_HASH, PW, sign_in
+from fastapi.testclient import TestClient
+from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
+
+from crisis.accounts import Accounts
+from crisis.http.app import create_app
+from crisis.service import CrisisService
+from crisis.store.db import init_db, make_engine
+
+ROUNDS = 3
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def racing_app(request, tmp_path, playbooks, roster, clock):
+    sqlite = f"sqlite:///{tmp_path / 'race.db'}"
+    url = sqlite if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    init_db(engine)
+    svc = CrisisService(engine, playbooks, roster, clock)
+    accounts = Accounts(engine, roster, clock, hasher=FAST_HASH)
+    for person in ("president", "vp_medical"):
+        accounts.set_password(person, PW, by="president")
+    yield create_app(svc, accounts), svc
+    engine.dispose()
+
+
+def _race(clients: list[TestClient], call: Callable[[TestClient], object]) -> list:
+    barrier = threading.Barrier(len(clients))
+    results: list = [None] * len(clients)
+
+    def go(i: int) -> None:
+        barrier.wait()
+        results[i] = call(clients[i])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_two_clients_complete_the_same_task(racing_app):
+    app, svc = racing_app
+    with TestClient(app, raise_server_exceptions=False) as a, TestClient(app, raise_server_exceptions=False) as b:
+        sign_in(a, "president")
+        sign_in(b, "vp_medical")
+        for _ in range(ROUNDS):
+            res = a.post(f"{API}/incidents", json={"title": "race", "category": "medical_dispute"})
+            task = res.json()["tasks"][0]["id"]
+            results = _race([a, b], lambda c, task=task: c.post(f"{API}/tasks/{task}/done", json={}))
+            codes = sorted(r.status_code for r in results)
+            assert codes == [200, 409], [r.text for r in results]
+            loser = next(r for r in results if r.status_code == 409).json()["error"]
+            assert loser["code"] == "conflict" and "already done" in loser["message"]
+            winner = next(r for r in results if r.status_code == 200).json()["task"]["done_by"]
+            done = [e for e in svc.timeline(res.json()["incident"]["id"]) if e.kind == "task_done"]
+            assert len(done) == 1 and done[0].actor == winner
