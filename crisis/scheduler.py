@@ -1,14 +1,19 @@
-"""The scheduler process: wakes the engine when the next deadline comes due, and delivers notifications.
+"""The scheduler process: fires escalation steps when they come due, and delivers notifications.
 
-Deadlines are rows (`task.next_escalation_at`); APScheduler only holds a *hint* — one `date` job,
-"crisis-wake", in its SQLAlchemy job store on the same database, set to the earliest pending step.
-Every wake-up recomputes what is due at `now` and fires each step through the engine's
-compare-and-set, so a late, doubled or replayed wake-up changes nothing twice. A periodic sweep
-picks up deadlines created by other processes (the CLI) and retries undelivered notifications.
+Deadlines are rows (`task.next_escalation_at`). The runner owns the waiting: after every cycle it reads the
+next due time from the database and sleeps until then, or until a wake-up is requested (a hint: "something
+may have changed"). A wake requested while a cycle runs is kept by the event and makes the next wait return at
+once, so no wake-up is ever lost; nothing believes a job is "armed" across a cycle. (The previous design
+re-armed an APScheduler date job from inside its own run; APScheduler refused the second instance and
+nothing fired until the next sweep.) APScheduler only drives the periodic safety-net sweep, which requests a
+wake-up to pick up deadlines created by other processes (the CLI) and to retry undelivered notifications.
+
+A cycle fires due steps in batches through the engine's compare-and-set, so a late, doubled or replayed
+wake-up changes nothing twice; delivery runs in its own thread and is kicked after every committed batch,
+so the first pages of a long catch-up go out while the rest is still being fired.
 
 On start the scheduler first takes a leader lock (a file lock next to the SQLite database, or a
-PostgreSQL advisory lock), because two APScheduler instances must never share a job store; then it
-catches up on everything that came due while nobody was running, before it sleeps.
+PostgreSQL advisory lock), then catches up on everything that came due while nobody was running.
 
 Run: `crisis scheduler run` or `python -m crisis.scheduler [--sweep SECONDS]`.
 """
@@ -26,10 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -43,82 +44,118 @@ from crisis.notify.dispatch import dispatch
 from crisis.service import CrisisService
 from crisis.store.db import sqlite_path
 
-WAKE_JOB = "crisis-wake"
 SWEEP_JOB = "crisis-sweep"
-JOBS_TABLE = "apscheduler_jobs"
 ADVISORY_KEY = 0x637269736973  # "crisis": the PostgreSQL advisory lock every scheduler competes for
-
-_UNKNOWN = object()  # the wake job's state in the store before this process has set it
-_runner: Runner | None = None  # the pickled wake job refers to `crisis.scheduler:wake`, which finds it here
+RETRY_PAUSE = 1.0  # seconds between a failed cycle and the next try
+MAX_WAIT = 3600.0  # seconds; an idle runner still re-reads the database at least this often
 
 
 class AlreadyRunning(Conflict):
     """Another scheduler holds the leader lock for this database."""
 
 
-def wake() -> None:
-    """Job target (referenced by name so the job store can pickle it): run one engine cycle."""
-    if _runner is not None:
-        _runner.cycle("wake")
+class Deliverer:
+    """Delivers the outbox in its own thread, so firing never waits on a channel; `kick()` after a commit."""
 
+    def __init__(self, svc: CrisisService, channels: Mapping[str, Channel], clock: Clock) -> None:
+        self.svc, self.channels, self.clock = svc, channels, clock
+        self.log = logs.get_logger(component="delivery", pid=os.getpid())
+        self._kick = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="crisis-delivery", daemon=True)
+        self.delivered = 0
 
-def sweep() -> None:
-    if _runner is not None:
-        _runner.cycle("sweep")
+    def start(self) -> None:
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._kick.set()
+        self._thread.join(timeout=60)
+
+    def deliver_now(self) -> int:
+        """Deliver what is pending in the calling thread (tests, and the last round before stopping)."""
+        n = dispatch(self.svc.engine, self.channels, self.clock.now())
+        self.delivered += n
+        return n
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            self._kick.wait()
+            self._kick.clear()  # before delivering: a kick during the round is kept for the next one
+            try:
+                self.deliver_now()
+            except Exception as exc:  # a bad round must not end delivery: the next kick or sweep retries
+                self.log.exception("delivery_failed", error=str(exc))
 
 
 class Runner:
-    """One cycle = fire what is due, deliver the outbox, re-arm the wake job at the next deadline."""
+    """The firing loop: cycle, read the next due time, wait for it or for a wake-up request, repeat."""
 
-    def __init__(self, svc: CrisisService, channels: Mapping[str, Channel], clock: Clock,
-                 scheduler: BackgroundScheduler) -> None:
+    def __init__(self, svc: CrisisService, clock: Clock, deliverer: Deliverer) -> None:
         self.svc = svc
-        self.channels = channels
         self.clock = clock
-        self.scheduler = scheduler
+        self.deliverer = deliverer
         self.log = logs.get_logger(component="scheduler", pid=os.getpid())
-        self._lock = threading.Lock()  # wake and sweep never interleave
-        self._armed: datetime | object | None = _UNKNOWN  # what the stored wake job points at (None: no job)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._reasons: list[str] = []
+        self.cycles = 0
+        self.thread: threading.Thread | None = None  # the thread running `serve`, when `background` started it
 
-    def cycle(self, reason: str) -> None:
-        with self._lock:
-            try:
-                now = self.clock.now()
-                if reason == "wake":
-                    self._armed = None  # a fired date job is removed from the store
-                fired = self.svc.tick(now)
-                delivered = dispatch(self.svc.engine, self.channels, now)
-                nxt = self.svc.next_due()
-                self.arm(nxt)
-            except Exception as exc:  # a bad cycle must not kill the process: the sweep retries
-                self.log.exception("scheduler_cycle_failed", reason=reason, error=str(exc))
-                return
-            if fired or delivered or reason != "sweep":
-                self.log.info("scheduler_cycle", reason=reason, fired=len(fired), delivered=delivered,
-                              max_late_seconds=max((e.late_seconds for e in fired), default=None),
-                              next_due=nxt.isoformat() if nxt else None)
+    def request_wake(self, reason: str = "wake") -> None:
+        """Ask for a cycle as soon as possible (safe from any thread; never lost, see `serve`)."""
+        self._reasons.append(reason)
+        self._wake.set()
 
-    def arm(self, when: datetime | None) -> None:
-        """Point the persistent wake job at `when` (or remove it when nothing is pending)."""
-        if when == self._armed:
-            return  # the sweep found nothing new: no job-store write
-        if when is None:
-            with contextlib.suppress(JobLookupError):
-                self.scheduler.remove_job(WAKE_JOB, jobstore="db")
-        else:
-            self.scheduler.add_job("crisis.scheduler:wake", "date", run_date=when, id=WAKE_JOB, jobstore="db",
-                                   replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=1)
-        self._armed = when
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def serve(self) -> None:
+        """Run cycles until `stop()`. The wake event is cleared *before* each cycle, so a request made while
+        the cycle runs leaves it set and the following wait returns at once."""
+        reason = "startup"
+        while not self._stopping.is_set():
+            self._wake.clear()
+            nxt = self.cycle(reason)
+            if self._stopping.is_set():
+                break
+            self._wake.wait(self._timeout(nxt))
+            reason = self._reasons.pop(0) if self._reasons else "due"
+            self._reasons.clear()
+
+    def _timeout(self, nxt: datetime | None) -> float:
+        if nxt is None:
+            return MAX_WAIT
+        return min(MAX_WAIT, max(0.0, (nxt - self.clock.now()).total_seconds()))
+
+    def cycle(self, reason: str) -> datetime | None:
+        """Fire what is due (delivery kicked after each batch); return the next due time from the database.
+
+        A failing cycle is logged and retried after a short pause, never fatal to the process."""
+        self.cycles += 1
+        try:
+            fired = self.svc.tick(on_batch=lambda _batch: self.deliverer.kick())
+            self.deliverer.kick()  # also for messages queued by other processes (sweep)
+            nxt = self.svc.next_due()
+        except Exception as exc:  # e.g. the database is locked or gone: try again soon
+            self.log.exception("scheduler_cycle_failed", reason=reason, error=str(exc))
+            self._wake.wait(RETRY_PAUSE)  # (a stop or wake request ends the pause)
+            return self.clock.now()
+        if fired or reason != "sweep":
+            self.log.info("scheduler_cycle", reason=reason, fired=len(fired),
+                          max_late_seconds=max((e.late_seconds for e in fired), default=None),
+                          next_due=nxt.isoformat() if nxt else None)
+        return nxt
 
 
-def make_scheduler(engine: Engine) -> BackgroundScheduler:
-    # misfire_grace_time=None: a wake-up due while we were down still runs (APScheduler 3 drops it otherwise).
-    return BackgroundScheduler(
-        jobstores={"db": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE), "default": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-        timezone="UTC",
-    )
+def make_scheduler() -> BackgroundScheduler:
+    """APScheduler for periodic jobs only (in memory: nothing to persist, nothing re-armed from inside a run)."""
+    return BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1}, timezone="UTC")
 
 
 @contextlib.contextmanager
@@ -170,44 +207,56 @@ def _pg_lock(conn: Connection) -> None:
         raise AlreadyRunning("another scheduler holds the PostgreSQL advisory lock for this database")
 
 
+@contextlib.contextmanager
+def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock, *,
+               sweep_seconds: float = 30.0) -> Iterator[Runner]:
+    """Run the scheduler in this process's background threads for the block (`crisis serve`, and `run`):
+    the leader lock, the firing loop (its first cycle is the catch-up: a restart fires what came due while
+    down), delivery and the periodic sweep. Signal handlers belong to whoever runs the foreground."""
+    if sweep_seconds <= 0:
+        raise CrisisError("--sweep must be a positive number of seconds")
+    with leader_lock(svc.engine):
+        deliverer = Deliverer(svc, channels, clock)
+        runner = Runner(svc, clock, deliverer)
+        runner.log.info("scheduler_started", db=str(svc.engine.url), sweep_seconds=sweep_seconds)
+        periodic = make_scheduler()
+        periodic.add_job(runner.request_wake, "interval", args=["sweep"], seconds=sweep_seconds, id=SWEEP_JOB)
+        loop = threading.Thread(target=runner.serve, name="crisis-runner", daemon=True)
+        runner.thread = loop
+        try:
+            deliverer.start()
+            loop.start()
+            periodic.start()
+            yield runner
+        finally:
+            if periodic.running:
+                periodic.shutdown(wait=True)
+            runner.stop()
+            loop.join(timeout=60)
+            deliverer.stop()
+            runner.log.info("scheduler_stopped")
+
+
 def run(settings: Settings, *, sweep_seconds: float = 30.0, clock: Clock | None = None) -> None:
     """Run until SIGTERM/SIGINT. Catches up first, so a restart fires what came due while down."""
-    global _runner
     if sweep_seconds <= 0:
-        raise InputError("--sweep must be a positive number of seconds")
+        raise CrisisError("--sweep must be a positive number of seconds")
     logs.configure(settings.log_path)
     clock = clock or SystemClock()
     svc = build_service(settings, clock)
-    with leader_lock(svc.engine):
-        scheduler = make_scheduler(svc.engine)
-        runner = Runner(svc, build_channels(settings), clock, scheduler)
-        _runner = runner
-        runner.log.info("scheduler_started", db=str(svc.engine.url), sweep_seconds=sweep_seconds)
+    stopping = threading.Event()
+    received: list[str] = []
 
-        stopping = threading.Event()
-        received: list[str] = []
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)  # no I/O here: the main thread may be mid-write
+        stopping.set()  # safe at any moment, even before the loop has started
 
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            received.append(signal.Signals(signum).name)  # no I/O here: the main thread may be mid-write
-            stopping.set()  # safe at any moment, even before the scheduler has started
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        scheduler.add_job("crisis.scheduler:sweep", "interval", seconds=sweep_seconds, id=SWEEP_JOB,
-                          jobstore="default", replace_existing=True)
-        try:
-            # Catch up first: a restart fires what came due while down, whatever the job store holds.
-            # A past-due wake job left in the store then also runs at once; the engine's CAS makes it a no-op.
-            runner.cycle("startup")
-            scheduler.start()
-            while not stopping.wait(1.0):
-                pass
-            runner.log.info("scheduler_stopping", signal=received[0] if received else None)
-        finally:
-            if scheduler.running:
-                scheduler.shutdown(wait=True)
-            _runner = None
-            runner.log.info("scheduler_stopped")
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with background(svc, build_channels(settings), clock, sweep_seconds=sweep_seconds) as runner:
+        while not stopping.wait(1.0) and runner.thread is not None and runner.thread.is_alive():
+            pass
+        runner.log.info("scheduler_stopping", signal=received[0] if received else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,35 +272,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run inside the importable module, not `__main__`: the jobs name `crisis.scheduler:wake`, whose
-    # module-level `_runner` must be the one this process sets.
-    from crisis.scheduler import main as _main
-
-    sys.exit(_main())
-
-
-@contextlib.contextmanager
-def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock, *,
-               sweep_seconds: float = 30.0) -> Iterator[Runner]:
-    """Run the scheduler in this process's background threads for the block (`crisis serve`): the same
-    leader lock, catch-up cycle and jobs as `run`, without taking over the signal handlers, which belong
-    to whoever runs the foreground (uvicorn)."""
-    global _runner
-    if sweep_seconds <= 0:
-        raise CrisisError("--sweep must be a positive number of seconds")
-    with leader_lock(svc.engine):
-        scheduler = make_scheduler(svc.engine)
-        runner = Runner(svc, channels, clock, scheduler)
-        _runner = runner
-        runner.log.info("scheduler_started", db=str(svc.engine.url), sweep_seconds=sweep_seconds, background=True)
-        scheduler.add_job("crisis.scheduler:sweep", "interval", seconds=sweep_seconds, id=SWEEP_JOB,
-                          jobstore="default", replace_existing=True)
-        try:
-            runner.cycle("startup")
-            scheduler.start()
-            yield runner
-        finally:
-            if scheduler.running:
-                scheduler.shutdown(wait=True)
-            _runner = None
-            runner.log.info("scheduler_stopped")
+    sys.exit(main())

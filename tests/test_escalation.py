@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from crisis.errors import CrisisError, Forbidden, InputError
 from crisis.roster import OnCall
 from crisis.service import CrisisService
+from crisis.service.base import _Tx
 from crisis.store.db import write_session
 from crisis.store.models import Escalation
 
@@ -135,9 +136,11 @@ def test_partial_catch_up_then_continue(svc, clock):
 def test_escalation_unique_per_task_and_level(svc, clock, engine):
     iid, tid = single_task_incident(svc)
     clock.advance_to(START + 30 * M)
+    with engine.begin() as conn:  # a second worker reads the due step before the first one fires it ...
+        stale = svc._steps(svc._due(conn, clock.now(), tid)[0], clock.now())
     (first,) = svc.tick()
-    # a racing second worker running the same step finds the level already moved on
-    assert svc._escalate(tid, clock.now()) == []
+    with engine.begin() as conn:  # ... and then loses the compare-and-set: nothing written, nothing returned
+        assert svc._advance_and_record(conn, _Tx(), stale, clock.now()) == []
     with pytest.raises(IntegrityError), write_session(engine) as s:
         s.add(Escalation(task_id=tid, incident_id=iid, level=1, target="assignee", recipient="x",
                          scheduled_at=first.scheduled_at, fired_at=clock.now()))

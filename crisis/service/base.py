@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
@@ -36,8 +36,8 @@ class _Tx:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     auth: str | None = None  # how the command's principal authenticated (recorded once the schema has a column)
 
-    def flush(self, s: Session) -> None:
-        conn = s.connection()  # Core executemany: the ORM bulk path costs more than the rows
+    def flush(self, s: Session | Connection) -> None:
+        conn = s.connection() if isinstance(s, Session) else s  # Core executemany: the ORM bulk path costs more
         if self.events:
             conn.execute(insert(Event.__table__), self.events)  # type: ignore[attr-defined]
         if self.outbox:
@@ -86,6 +86,9 @@ class ServiceBase:
         with write_session(self.engine) as s:
             yield s, tx
             tx.flush(s)
+        self._log_committed(tx)
+
+    def _log_committed(self, tx: _Tx) -> None:
         for ev in tx.events:
             self.log.info(ev["kind"], incident=ev["incident_id"], actor=ev["actor"], at=ev["at"].isoformat(),
                           from_state=ev["from_state"], to_state=ev["to_state"], task=ev["task_id"], **ev["data"])

@@ -1,44 +1,201 @@
 """The escalation clock: fire every due step exactly once (compare-and-set on the task's level).
 
-Each task escalates in its own transaction, and a task whose escalation fails (corrupt plan, deadline
-arithmetic out of range) is recorded as faulted and reported to the on-call administrator, while the rest of
-the tick goes on: one bad task must never silence every other page.
+Due steps fire in batches: one short write transaction per batch reads the due tasks with their incidents,
+advances them all with one guarded `UPDATE … RETURNING` (a task whose level or next step changed since the
+read is not returned, and nothing is written for it: the compare-and-set stays the exactly-once guarantee),
+inserts the batch's escalations, audit events and outbox rows with one statement each, and commits. Each
+escalation's fire time is its own batch's time, taken once the write lock is held (not the tick's start), and
+`on_batch` runs after every commit, so delivery starts while a long catch-up goes on.
+
+A task whose escalation fails (corrupt plan, deadline arithmetic out of range, an unresolvable chain step) is
+recorded as faulted and reported to the on-call administrator, while the rest of the batch goes on: one bad
+task must never silence every other page. A database error other than OperationalError re-runs the batch one
+task per transaction, so the task that caused it is the only one faulted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
-from sqlmodel import col, func, select
+from sqlalchemy import Row, and_, bindparam, case, cast, func, insert, null, select, type_coerce, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from crisis.durations import format_duration
 from crisis.engine.plan import due_steps, step_time
-from crisis.service.base import SYSTEM, ServiceBase
+from crisis.notify.outbox import messages
+from crisis.service.base import SYSTEM, ServiceBase, _Tx
 from crisis.store.db import read_session
-from crisis.store.models import Escalation, Task
+from crisis.store.models import Escalation, Incident, Task
+from crisis.store.types import UTCDateTime
+
+BATCH = 250  # due tasks per transaction: small enough that the first pages go out within a fraction of a second
+T = Task.__table__  # type: ignore[attr-defined]
+I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
+E = Escalation.__table__  # type: ignore[attr-defined]
+_DUE_COLUMNS = (T.c.id, T.c.incident_id, T.c.key, T.c.group, T.c.title_zh, T.c.title_en, T.c.assignee, T.c.due_at,
+                T.c.escalation_plan, T.c.escalation_level, T.c.next_escalation_at,
+                I.c.title.label("inc_title"), I.c.severity, I.c.stage)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One escalation step to fire, decided from a due task's row (pure: no database)."""
+
+    row: Row[Any]
+    level: int  # 0-based step index (the level before firing)
+    target: str
+    recipient: str
+    scheduled: datetime
 
 
 class EscalationCommands(ServiceBase):
-    def tick(self, now: datetime | None = None) -> list[Escalation]:
-        """Fire every escalation step due at `now`, each exactly once (compare-and-set on the level)."""
-        now = self._now(now)
-        with read_session(self.engine) as s:
-            ids = list(s.exec(select(Task.id).where(Task.status == "open", col(Task.acked_at).is_(None),
-                                                    col(Task.next_escalation_at).is_not(None),
-                                                    col(Task.next_escalation_at) <= now)
-                              .order_by(col(Task.next_escalation_at), col(Task.id))).all())
+    def tick(self, now: datetime | None = None, *,
+             on_batch: Callable[[list[Escalation]], None] | None = None) -> list[Escalation]:
+        """Fire every escalation step due, each exactly once, batch by batch until none is due.
+
+        With `now` given (drills, tests) every batch fires at that instant; otherwise each batch reads the clock
+        when its transaction starts, so its fire time is its own commit time and steps that come due during a
+        long catch-up are fired by it too."""
+        fixed = self._now(now) if now is not None else None
         fired: list[Escalation] = []
-        for task_id in ids:
-            assert task_id is not None
-            try:
-                fired.extend(self._escalate(task_id, now))
-            except OperationalError:  # the database itself (locked, gone): not this task's fault, retry next tick
+        while True:
+            batch, selected = self._fire_batch(fixed)
+            fired.extend(batch)
+            if batch and on_batch is not None:
+                on_batch(batch)
+            if selected < BATCH:
+                return fired
+
+    def _fire_batch(self, fixed: datetime | None, only: int | None = None) -> tuple[list[Escalation], int]:
+        """One transaction: fire the due steps of up to BATCH tasks (or of task `only`). Returns the escalations
+        fired and how many due tasks were selected (fewer than BATCH: nothing more is due)."""
+        tx = _Tx()
+        faults: list[tuple[int, Exception]] = []
+        rows: Sequence[Row[Any]] = []
+        try:
+            with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so `now` is read holding the write lock
+                now = fixed or self.clock.now()
+                rows = self._due(conn, now, only)
+                steps: list[_Step] = []
+                for row in rows:
+                    try:
+                        steps.extend(self._steps(row, now))
+                    except Exception as exc:  # one bad task must not stop the others
+                        faults.append((row.id, exc))
+                fired = self._advance_and_record(conn, tx, steps, now)
+        except OperationalError:  # the database itself (locked, gone): not a task's fault, retry next tick
+            raise
+        except DBAPIError:
+            if only is not None or not rows:
                 raise
-            except Exception as exc:  # one bad task must not stop the others
-                self._escalation_fault(task_id, now, exc)
+            return self._one_by_one([r.id for r in rows], fixed)
+        self._log_committed(tx)
+        for task_id, exc in faults:
+            self._escalation_fault(task_id, now, exc)
+        return fired, len(rows)
+
+    def _one_by_one(self, task_ids: list[int], fixed: datetime | None) -> tuple[list[Escalation], int]:
+        """A batch hit a database error: fire its tasks one per transaction; fault only the one that fails."""
+        fired: list[Escalation] = []
+        for task_id in task_ids:
+            try:
+                fired.extend(self._fire_batch(fixed, only=task_id)[0])
+            except OperationalError:
+                raise
+            except Exception as exc:
+                self._escalation_fault(task_id, fixed or self.clock.now(), exc)
+        return fired, len(task_ids)
+
+    def _due(self, conn: Connection, now: datetime, only: int | None) -> Sequence[Row[Any]]:
+        stmt = (select(*_DUE_COLUMNS).join(I, I.c.id == T.c.incident_id)
+                .where(T.c.status == "open", T.c.acked_at.is_(None), T.c.next_escalation_at.is_not(None),
+                       T.c.next_escalation_at <= now)
+                .order_by(T.c.next_escalation_at, T.c.id).limit(BATCH)
+                .with_for_update(skip_locked=True, of=T))  # PostgreSQL: concurrent tickers take disjoint tasks
+        if only is not None:
+            stmt = stmt.where(T.c.id == only)
+        return conn.execute(stmt).all()
+
+    def _steps(self, row: Row[Any], now: datetime) -> list[_Step]:
+        """The steps of one due task that fire at `now`, with their recipients."""
+        if row.due_at is None:
+            raise ValueError("task has a pending escalation step but no deadline")
+        plan = [(str(t), int(o)) for t, o in row.escalation_plan]
+        out = []
+        for step in due_steps(row.due_at, plan, row.escalation_level, now):
+            scheduled = step_time(row.due_at, plan, step)
+            assert scheduled is not None
+            target = plan[step][0]
+            recipient = self.roster.resolve(target, group=row.group, assignee=row.assignee, now=now)
+            out.append(_Step(row, step, target, recipient, scheduled))
+        if not out:
+            raise ValueError(f"escalation step {row.escalation_level + 1} is pending but not due by its plan")
+        return out
+
+    def _advance_and_record(self, conn: Connection, tx: _Tx, steps: list[_Step], now: datetime) -> list[Escalation]:
+        if not steps:
+            return []
+        last: dict[int, _Step] = {}
+        for st in steps:
+            last[st.row.id] = st  # steps are in level order per task
+        advanced = set(conn.execute(self._guarded_update(last)).scalars())
+        steps = [st for st in steps if st.row.id in advanced]  # lost the compare-and-set: someone else fired it
+        if not steps:
+            return []
+        rows = [{"task_id": st.row.id, "incident_id": st.row.incident_id, "level": st.level + 1, "target": st.target,
+                 "recipient": st.recipient, "scheduled_at": st.scheduled, "fired_at": now,
+                 "late_seconds": (now - st.scheduled).total_seconds(), "acked_at": None, "acked_by": None}
+                for st in steps]
+        ids = conn.execute(insert(E).returning(E.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        fired = []
+        for st, esc_id, values in zip(steps, ids, rows, strict=True):
+            self._record(tx, st, esc_id, now)
+            fired.append(Escalation(id=esc_id, **values))
+        tx.flush(conn)
         return fired
+
+    @staticmethod
+    def _guarded_update(last: dict[int, _Step]) -> Any:
+        """Advance every task to just past its last due step, only where it still stands where it was read."""
+        ids = list(last)
+        read_level = {tid: st.row.escalation_level for tid, st in last.items()}
+        read_next = {tid: bindparam(None, st.row.next_escalation_at, type_=UTCDateTime())
+                     for tid, st in last.items()}
+        new_level = {tid: st.level + 1 for tid, st in last.items()}
+        new_next = {}
+        for tid, st in last.items():
+            plan = [(str(t), int(o)) for t, o in st.row.escalation_plan]
+            nxt = step_time(st.row.due_at, plan, st.level + 1)
+            # a typed NULL: a CASE of bare NULLs is text to PostgreSQL
+            new_next[tid] = cast(null(), UTCDateTime()) if nxt is None else bindparam(None, nxt, type_=UTCDateTime())
+        return (update(T)
+                .where(T.c.id.in_(ids), T.c.status == "open", T.c.acked_at.is_(None),
+                       and_(T.c.escalation_level == case(read_level, value=T.c.id),
+                            T.c.next_escalation_at == type_coerce(case(read_next, value=T.c.id), UTCDateTime())))
+                .values(escalation_level=case(new_level, value=T.c.id),
+                        next_escalation_at=type_coerce(case(new_next, value=T.c.id), UTCDateTime()))
+                .returning(T.c.id))
+
+    def _record(self, tx: _Tx, st: _Step, esc_id: int, now: datetime) -> None:
+        """The audit event and the notifications of one fired step."""
+        r, level_no = st.row, st.level + 1  # people count reminders from 1: level 1 = the assignee at the deadline
+        self._event(None, tx, at=now, actor=SYSTEM, kind="escalation_fired", incident_id=r.incident_id,  # type: ignore[arg-type]
+                    task_id=r.id, key=r.key, level=level_no, target=st.target, recipient=st.recipient,
+                    escalation=esc_id, late_seconds=(now - st.scheduled).total_seconds())
+        overdue = format_duration(now - r.due_at)
+        tx.outbox.extend(messages(
+            channels=self.channels, key=f"esc:{r.id}:{level_no}", recipient=st.recipient, incident_id=r.incident_id,
+            now=now,
+            subject=f"[舆情#{r.incident_id} {r.severity}级 升级{level_no}] 超时 Overdue {overdue}: {r.title_zh}",
+            body=(f"{r.title_zh} / {r.title_en}\n"
+                  f"事件 Incident: #{r.incident_id} {r.inc_title} ({r.stage})\n"
+                  f"负责人 Assignee: {self.roster.name(r.assignee)}; 截止 Due {r.due_at.isoformat()}\n"
+                  f"确认 Acknowledge: crisis ack {esc_id} --by {st.recipient}"),
+            payload={"type": "escalation", "task": r.id, "level": level_no, "escalation": esc_id}))
 
     def _escalation_fault(self, task_id: int, now: datetime, exc: Exception) -> None:
         """Record a task whose escalation failed and page the on-call administrator about it.
@@ -48,7 +205,7 @@ class EscalationCommands(ServiceBase):
         overdue for people to handle."""
         error = f"{type(exc).__name__}: {exc}"[:500]
         with self._write() as (s, tx):
-            task = s.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
+            task = s.get(Task, task_id, with_for_update=True)
             if task is None or task.status != "open":
                 return
             inc = self._incident(s, task.incident_id)
@@ -66,53 +223,10 @@ class EscalationCommands(ServiceBase):
                       f"{level + 1}; follow it up by hand.\n错误 Error: {error}"),
                 payload={"type": "engine_fault", "task": task.id, "level": level + 1})
 
-    def _escalate(self, task_id: int, now: datetime) -> list[Escalation]:
-        out: list[Escalation] = []
-        with self._write() as (s, tx):
-            task = s.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
-            if task is None or task.status != "open" or task.acked_at is not None or task.due_at is None:
-                return []
-            inc = self._incident(s, task.incident_id)
-            plan = [(str(t), int(o)) for t, o in task.escalation_plan]
-            level = task.escalation_level
-            for step in due_steps(task.due_at, plan, level, now):
-                scheduled = step_time(task.due_at, plan, step)
-                assert scheduled is not None
-                nxt = step_time(task.due_at, plan, step + 1)
-                res = s.execute(update(Task).where(col(Task.id) == task.id, col(Task.escalation_level) == step,
-                                                   col(Task.status) == "open", col(Task.acked_at).is_(None))
-                                .values(escalation_level=step + 1, next_escalation_at=nxt)
-                                .execution_options(synchronize_session=False))
-                if res.rowcount != 1:  # someone else fired or stopped it: a double wake-up changes nothing
-                    break
-                target = plan[step][0]
-                level_no = step + 1  # people count reminders from 1: level 1 = the assignee at the deadline
-                recipient = self.roster.resolve(target, group=task.group, assignee=task.assignee, now=now)
-                esc = Escalation(task_id=task.id, incident_id=inc.id, level=level_no, target=target,
-                                 recipient=recipient, scheduled_at=scheduled, fired_at=now,
-                                 late_seconds=(now - scheduled).total_seconds())
-                s.add(esc)
-                s.flush()
-                out.append(esc)
-                overdue = format_duration(now - task.due_at)
-                self._event(s, tx, at=now, actor=SYSTEM, kind="escalation_fired", incident_id=inc.id,
-                            task_id=task.id, key=task.key, level=level_no, target=target, recipient=recipient,
-                            escalation=esc.id, late_seconds=esc.late_seconds)
-                self._notify(
-                    tx, inc, key=f"esc:{task.id}:{level_no}", recipient=recipient, now=now,
-                    subject=f"[舆情#{inc.id} {inc.severity}级 升级{level_no}] 超时 Overdue {overdue}: {task.title_zh}",
-                    body=(f"{task.title_zh} / {task.title_en}\n"
-                          f"事件 Incident: #{inc.id} {inc.title} ({inc.stage})\n"
-                          f"负责人 Assignee: {self.roster.name(task.assignee)}; 截止 Due {task.due_at.isoformat()}\n"
-                          f"确认 Acknowledge: crisis ack {esc.id} --by {recipient}"),
-                    payload={"type": "escalation", "task": task.id, "level": level_no, "escalation": esc.id})
-            s.expire(task)
-        return out
-
     def next_due(self) -> datetime | None:
         """The earliest pending escalation step: when the scheduler should wake next."""
         with read_session(self.engine) as s:
-            value = s.exec(select(func.min(Task.next_escalation_at)).where(
-                Task.status == "open", col(Task.acked_at).is_(None))).first()
+            value = s.execute(select(func.min(T.c.next_escalation_at)).where(
+                T.c.status == "open", T.c.acked_at.is_(None))).scalar()
         return value  # min() keeps the column's type, so the value comes back aware UTC
 
