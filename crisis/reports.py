@@ -20,6 +20,7 @@ from crisis import labels, narrative, scorecard
 from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
+from crisis.escaping import md_inline
 from crisis.service import CrisisService
 from crisis.store.db import ROOT
 
@@ -32,20 +33,29 @@ _QUIET = {"task_assigned", "task_cancelled", "task_regraded"}
 
 
 def environment(templates: Path = TEMPLATES) -> Environment:
-    """Markdown output: no HTML autoescaping, but a strict undefined so a typo in a template fails loudly."""
+    """Markdown output: every printed value is Markdown-escaped by `finalize` (user text is data, and a
+    hospital's re-worded template cannot forget a filter), a strict undefined so a typo fails loudly."""
     env = Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined, autoescape=False,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                      finalize=_finalize, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["cell"] = cell
     env.filters["dur"] = format_duration
     env.filters["num"] = num
     return env
 
 
+def _finalize(value: object) -> object:
+    """Every `{{ … }}` goes through here: numbers print as themselves, anything else as inert one-line
+    Markdown (`Md` values, e.g. from `cell`, are already escaped and pass unchanged)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return md_inline(value)
+
+
 def cell(value: object) -> str:
-    """Make any text safe inside a Markdown table cell."""
+    """A table cell: '-' when empty (escaping, pipes included, is `finalize`'s job)."""
     if value is None or value == "":
         return "-"
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return md_inline(value)
 
 
 def num(value: object) -> str:

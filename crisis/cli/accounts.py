@@ -10,10 +10,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from crisis.accounts import SCOPES, Accounts
-from crisis.cli.common import ByOpt, JsonOpt, dump, emit, iso, local, out, principal, run, service
+from crisis.cli.common import ByOpt, JsonOpt, Table, dump, emit, esc, iso, local, out, principal, run, service
 from crisis.errors import InputError
 
 user_app = typer.Typer(no_args_is_help=True, help="Sign-in accounts of roster people.")
@@ -41,7 +40,7 @@ def set_password(person: str, by: ByOpt = None, as_json: JsonOpt = False) -> Non
         acc = accounts()
         acc.roster.person(person)  # say "unknown person" before asking for a password
         acc.set_password(person, _read_password(), by=principal(by).person)
-        emit({"person": person, "password_set": True}) if as_json else out.print(f"password set for {person}")
+        emit({"person": person, "password_set": True}) if as_json else out.print(f"password set for {esc(person)}")
     run(body, as_json)
 
 
@@ -64,7 +63,7 @@ def token_create(
         if as_json:
             emit({**dump(tok), "token": secret})
         else:
-            out.print(f"token #{tok.id} {tok.name} ({', '.join(tok.scopes)}, acts as {who}) — shown once:")
+            out.print(f"token #{tok.id} {esc(tok.name)} ({', '.join(tok.scopes)}, acts as {esc(who)}) — shown once:")
             print(secret)
     run(body, as_json)
 
@@ -94,5 +93,5 @@ def token_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")]
         if as_json:
             emit({"id": tok.id, "name": tok.name, "revoked_at": iso(tok.revoked_at)})
         else:
-            out.print(f"token #{tok.id} {tok.name} revoked")
+            out.print(f"token #{tok.id} {esc(tok.name)} revoked")
     run(body, as_json)

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import table as rich_table
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
 from crisis import logs
 from crisis.clock import SystemClock
@@ -84,8 +86,22 @@ def run(fn: Callable[[], Any], as_json: bool) -> None:
         if as_json:
             print(json.dumps({"error": str(exc), "type": type(exc).__name__}, ensure_ascii=False))
         else:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def esc(value: object) -> str:
+    """A value (user text: titles, reasons, names, error messages) inside a Rich markup string: shown
+    literally, never parsed, so a title containing `[/]` cannot break or restyle the output."""
+    return escape(str(value))
+
+
+class Table(rich_table.Table):
+    """A Rich table whose string cells are data, never markup: every table of the CLI is made from this.
+    Cells that carry our own styling are passed as `Text` objects."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        super().add_row(*(Text(c) if isinstance(c, str) else c for c in renderables), **kwargs)
 
 
 def emit(data: Any) -> None:
@@ -127,9 +143,9 @@ def _task_table(svc: CrisisService, incident_id: int) -> None:
     for task in svc.tasks(incident_id):
         if task.status in ("cancelled",):
             continue
-        due = local(task.due_at)
+        due: str | Text = local(task.due_at)
         if task.status == "open" and task.due_at and task.due_at < now:
-            due = f"[red]{due} overdue[/]"
+            due = Text(f"{due} overdue", style="red")
         t.add_row(str(task.id), task.stage, GROUP_NAMES[task.group][0], task.title_zh,
                   svc.roster.name(task.assignee), due, task.status,
                   str(task.escalation_level) + (" ack" if task.acked_at else ""))

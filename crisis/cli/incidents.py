@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from crisis.cli.common import (
     ByOpt,
     JsonOpt,
+    Table,
     _task_table,
     app,
     deliver,
     dump,
     emit,
+    esc,
     iso,
     local,
     out,
@@ -94,9 +95,9 @@ def show_cmd(incident_id: int, as_json: JsonOpt = False) -> None:
                   "timeline": [dump(e) for e in events]})
             return
         zh, en = STAGE_NAMES[inc.stage]
-        out.print(f"[bold]#{inc.id} {inc.title}[/]\n{inc.category} · grade {inc.severity} · stage {inc.stage} "
-                  f"({zh} / {en}) · cycle {inc.cycle}\nsource: {inc.source_url or '-'} · signals: "
-                  f"{inc.signals or '-'}\nnext triggers: {', '.join(MACHINE.allowed(inc.stage)) or 'none'}")
+        out.print(f"[bold]#{inc.id} {esc(inc.title)}[/]\n{inc.category} · grade {inc.severity} · stage {inc.stage} "
+                  f"({zh} / {en}) · cycle {inc.cycle}\nsource: {esc(inc.source_url or '-')} · signals: "
+                  f"{esc(inc.signals or '-')}\nnext triggers: {', '.join(MACHINE.allowed(inc.stage)) or 'none'}")
         _task_table(svc, incident_id)
         if escs:
             et = Table("esc", "task", "level", "recipient", "fired", "late", "acked")
@@ -171,7 +172,7 @@ def signals_cmd(incident_id: int, values: list[str], note: str | None = None, by
         if as_json:
             emit(dump(inc))
         else:
-            out.print(f"#{inc.id} signals: {inc.signals}")
+            out.print(f"#{inc.id} signals: {esc(inc.signals)}")
     run(body, as_json)
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from crisis.cli.common import (
     JsonOpt,
+    Table,
     emit,
     out,
     run,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crisis.cli.common import ByOpt, JsonOpt, _task_table, app, deliver, dump, emit, out, principal, run, service
+from crisis.cli.common import ByOpt, JsonOpt, _task_table, app, deliver, dump, emit, esc, out, principal, run, service
 
 
 @app.command("regrade")
@@ -26,6 +26,6 @@ def regrade_cmd(
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.severity})
         else:
-            out.print(f"#{inc.id}: grade {before} → [bold]{inc.severity}[/] ({reason})")
+            out.print(f"#{inc.id}: grade {before} → [bold]{inc.severity}[/] ({esc(reason)})")
             _task_table(svc, incident_id)
     run(body, as_json)

@@ -13,6 +13,7 @@ from crisis.cli.common import (
     deliver,
     dump,
     emit,
+    esc,
     out,
     principal,
     run,
@@ -32,7 +33,7 @@ def task_done(task_id: int, note: str | None = None, by: ByOpt = None, as_json: 
             emit(dump(t))
         else:
             late = (t.done_at - t.due_at).total_seconds() if t.due_at and t.done_at else 0
-            out.print(f"task #{t.id} {t.key} done" + (f", {format_duration(late)} late" if late > 0 else ""))
+            out.print(f"task #{t.id} {esc(t.key)} done" + (f", {format_duration(late)} late" if late > 0 else ""))
     run(body, as_json)
 
 

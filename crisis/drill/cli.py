@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from crisis import logs
 from crisis.clock import SystemClock
@@ -47,7 +49,7 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
 
     def live(when: datetime, text: str) -> None:
         offset = format_duration(when - sc.start)
-        console.print(f"[dim]T+{offset:>7}[/] {when.astimezone(zone(tz)):%m-%d %H:%M}  {text}", highlight=False)
+        console.print(f"[dim]T+{offset:>7}[/] {when.astimezone(zone(tz)):%m-%d %H:%M}  {escape(text)}", highlight=False)
 
     started = wall.monotonic()
     result = run_drill(loaded, engine=make_engine(db_url), playbooks=playbooks, roster=roster, speed=speed,
@@ -74,7 +76,7 @@ def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path
 
 def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo) -> None:
     sc, run, m = card["scenario"], card["run"], card["metrics"]
-    console.rule(f"[bold]{sc['title_zh']} / {sc['title_en']}")
+    console.rule(f"[bold]{escape(sc['title_zh'])} / {escape(sc['title_en'])}")  # scenario text is data
     tl = Table("T+", "who", "what", "detail", title="Timeline")
     skip = {"task_assigned", "task_cancelled"}
     for ev in card["timeline"]:
@@ -87,19 +89,19 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path], t
             detail = f"{d.get('key')} L{d.get('level')} → {d.get('recipient')}"
         else:
             detail = str(d.get("key") or d.get("text") or d.get("title") or d.get("reason") or "")
-        tl.add_row(format_duration(ev["offset_seconds"]), ev["actor"], ev["kind"], detail)
+        tl.add_row(format_duration(ev["offset_seconds"]), Text(ev["actor"]), ev["kind"], Text(detail))
     console.print(tl)
     tt = Table("stage", "group", "task", "due", "done", "late by", "esc", "outcome", title="Tasks")
     for t in card["tasks"]:
         colour = {"on_time": "green", "late": "yellow", "missed": "red", "open": "red"}.get(t["outcome"], "dim")
-        tt.add_row(t["stage"], t["group"], t["title"], _hm(t["due_at"], tz), _hm(t["done_at"], tz),
+        tt.add_row(t["stage"], t["group"], Text(t["title"]), _hm(t["due_at"], tz), _hm(t["done_at"], tz),
                    format_duration(t["late_seconds"]) if t["late_seconds"] else "-", str(t["escalations"]),
                    f"[{colour}]{t['outcome']}[/]")
     console.print(tt)
     if card["expectations"]:
         et = Table("expectation", "value", "limit", "status", title="Expectations")
         for e in card["expectations"]:
-            et.add_row(e["name"], format_duration(e["value_seconds"]), format_duration(e["within_seconds"]),
+            et.add_row(Text(e["name"]), format_duration(e["value_seconds"]), format_duration(e["within_seconds"]),
                        e["status"])
         console.print(et)
     console.print(
@@ -112,9 +114,9 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path], t
         + (f" · expectation score {m['expectation_score']}%" if "expectation_score" in m else ""))
     console.print(f"replayed {format_duration(run['simulated_seconds'])} of drill time in {run['wall_seconds']:.3f} s "
                   f"({run['mode']}); database {run['db']}", soft_wrap=True)
-    console.print(f"reports written to [bold]{run['reports_dir']}[/]:", soft_wrap=True)
+    console.print(f"reports written to [bold]{escape(run['reports_dir'])}[/]:", soft_wrap=True)
     for p in written:
-        console.print(f"  {p}", soft_wrap=True, highlight=False)
+        console.print(f"  {escape(str(p))}", soft_wrap=True, highlight=False)
 
 
 def _hm(iso: str | None, tz: tzinfo) -> str:

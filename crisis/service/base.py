@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
-from crisis.errors import Forbidden, InputError, NotFound
+from crisis.errors import Forbidden, NotFound
 from crisis.logs import get_logger
 from crisis.notify.outbox import DEFAULT_CHANNELS, messages
 from crisis.playbook import PlaybookSet
@@ -42,19 +42,6 @@ class _Tx:
             conn.execute(insert(Event.__table__), self.events)  # type: ignore[attr-defined]
         if self.outbox:
             conn.execute(insert(OutboxMessage.__table__), self.outbox)  # type: ignore[attr-defined]
-
-
-def _signals(value: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in (value or {}).items():
-        if not isinstance(k, str) or not k:
-            raise InputError(f"signal name {k!r} must be a non-empty string", field="signals")
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise InputError(f"signal '{k}' must be a number, got {v!r}", field=f"signals.{k}")
-        if v < 0:
-            raise InputError(f"signal '{k}' must not be negative", field=f"signals.{k}")
-        out[k] = v
-    return out
 
 
 class ServiceBase:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from crisis import textinput
 from crisis.engine import policy
 from crisis.engine.duties import OpenTask, StageExit, stage_exit
 from crisis.engine.fsm import FINAL, MACHINE
@@ -15,7 +16,7 @@ from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_
 from crisis.errors import Conflict, InputError
 from crisis.principal import Principal
 from crisis.roster import GROUP_NAMES
-from crisis.service.base import DRILL, SYSTEM, ServiceBase, _signals, _Tx
+from crisis.service.base import DRILL, SYSTEM, ServiceBase, _Tx
 from crisis.severity import Severity
 from crisis.store.models import Incident, Task
 
@@ -27,16 +28,16 @@ class IncidentCommands(ServiceBase):
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
-        if not title or not title.strip():
-            raise InputError("title must not be empty", field="title")
+        title = textinput.one_line(title, "title", max_len=textinput.TITLE_MAX)
+        source_url = textinput.optional_line(source_url, "source_url", max_len=textinput.URL_MAX)
         playbook = self.playbooks.get(category)
         try:
             sev = Severity.parse(severity) if severity is not None else playbook.default_severity
         except ValueError as exc:
             raise InputError(str(exc), field="severity") from None
-        sig = _signals(signals)
+        sig = textinput.signals(signals)
         with self._write(who) as (s, tx):
-            inc = Incident(title=title.strip(), category=category, source_url=source_url, signals=sig,
+            inc = Incident(title=title, category=category, source_url=source_url, signals=sig,
                            stage="monitoring", severity=sev.value, opened_by=actor, opened_at=now,
                            stage_entered_at=now, playbook_version=playbook.version)
             s.add(inc)
@@ -61,7 +62,9 @@ class IncidentCommands(ServiceBase):
                 sev = Severity.parse(severity)
             except ValueError as exc:
                 raise InputError(str(exc), field="severity") from None
-        if override and (not reason or not reason.strip()):
+        reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX)
+        note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
+        if override and not reason:
             raise InputError("an override needs a reason", field="reason")
         policy.enforce(policy.may_trigger(who, trigger, override=override))
         with self._write(who) as (s, tx):
@@ -118,7 +121,8 @@ class IncidentCommands(ServiceBase):
             sev = Severity.parse(severity)
         except ValueError as exc:
             raise InputError(str(exc), field="severity") from None
-        if not reason or not reason.strip():
+        reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX) or ""
+        if not reason:
             raise InputError("a regrade needs a reason", field="reason")
         with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
@@ -143,7 +147,8 @@ class IncidentCommands(ServiceBase):
 
     def _update_signals(self, incident_id: int, signals: dict[str, Any], actor: str, note: str | None,
                         now: datetime, who: Principal | None) -> Incident:
-        sig = _signals(signals)
+        sig = textinput.signals(signals)
+        note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
         with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             merged = {**inc.signals, **sig}
@@ -172,6 +177,7 @@ class IncidentCommands(ServiceBase):
 
     def _note(self, incident_id: int, kind: str, text: str, actor: str, now: datetime, who: Principal | None,
               data: dict[str, Any]) -> None:
+        text = textinput.block(text, "text", max_len=textinput.NOTE_MAX)
         with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id)
             self._event(s, tx, at=now, actor=actor, kind=kind, incident_id=inc.id, text=text, **data)

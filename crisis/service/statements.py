@@ -6,9 +6,10 @@ from datetime import datetime
 
 from sqlmodel import func, select
 
+from crisis import textinput
 from crisis.engine import policy
 from crisis.engine.fsm import FINAL
-from crisis.errors import Conflict, InputError
+from crisis.errors import Conflict
 from crisis.principal import Principal
 from crisis.service.base import ServiceBase
 from crisis.severity import Severity
@@ -23,14 +24,16 @@ class StatementCommands(ServiceBase):
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
-        if not title.strip() or not body.strip():
-            raise InputError("a statement needs a title and a body")
+        title = textinput.one_line(title, "title", max_len=textinput.TITLE_MAX)
+        body = textinput.block(body, "body", max_len=textinput.BODY_MAX)
+        next_update = textinput.optional_line(next_update, "next_update", max_len=textinput.LINE_MAX)
+        channel = textinput.one_line(channel, "channel", max_len=textinput.LINE_MAX)
         with self._write(who) as (s, tx):
             inc = self._incident(s, incident_id, lock=True)
             if inc.stage in FINAL:
                 raise Conflict(f"incident #{inc.id} is {inc.stage}")
             is_major = major if major is not None else Severity(inc.severity).rank <= 2
-            st = Statement(incident_id=inc.id, title=title.strip(), body=body.strip(), major=is_major,
+            st = Statement(incident_id=inc.id, title=title, body=body, major=is_major,
                            channel=channel, drafted_by=actor, drafted_at=now, next_update=next_update,
                            status="in_review")
             s.add(st)
@@ -45,6 +48,7 @@ class StatementCommands(ServiceBase):
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
+        comment = textinput.optional_block(comment, "comment", max_len=textinput.NOTE_MAX)
         with self._write(who) as (s, tx):
             st = self._statement_locked(s, statement_id)
             levels = required_levels(st.major)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
+from crisis import textinput
 from crisis.engine import policy
 from crisis.errors import InputError, NotFound
 from crisis.principal import Principal
@@ -19,6 +20,7 @@ class TaskCommands(ServiceBase):
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
+        note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
         with self._write(who) as (s, tx):
             task, inc = self._task_locked(s, task_id)
             policy.enforce(policy.may_complete(who, task_facts(task)))
