@@ -73,6 +73,8 @@ def main(args: list[str]) -> int:
         return run([str(BIN / "crisis"), *args[1:]])
     if cmd == "serve":
         return serve(args[1:])
+    if cmd == "bench-api":
+        return run([str(BIN / "python"), "benchmarks/bench_api.py", *args[1:]])
     if cmd == "lint":
         return run([str(BIN / "ruff"), "check", "."])
     if cmd == "bench":

@@ -33,10 +33,15 @@ def encode(value: Any) -> Any:
     return _JSON.dump_python(value, mode="json")
 
 
+def paged(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    """One page of a list, with where the next one starts (None at the end)."""
+    nxt = offset + limit if offset + limit < total else None
+    return {"items": encode(items), "total": total, "limit": limit, "offset": offset, "next_offset": nxt}
+
+
 def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
-    chunk = items[offset:offset + limit]
-    nxt = offset + limit if offset + limit < len(items) else None
-    return {"items": encode(chunk), "total": len(items), "limit": limit, "offset": offset, "next_offset": nxt}
+    """Page a list read whole (short ones: escalations)."""
+    return paged(items[offset:offset + limit], len(items), limit, offset)
 
 
 def service(request: Request) -> CrisisService:
@@ -108,10 +113,11 @@ def list_incidents(request: Request, _: Reader, limit: Limit = 50, offset: Offse
                    include_final: bool = False) -> dict[str, Any]:
     """Incidents (open ones unless include_final) with their next deadline, oldest first."""
     svc = service(request)
-    nxt = svc.next_deadlines()
-    rows = [{**i.model_dump(), "next_deadline": nxt.get(i.id or 0)}
-            for i in svc.incidents(include_final=include_final)]
-    return page(rows, limit, offset)
+    rows = svc.incidents(include_final=include_final, limit=limit, offset=offset)
+    nxt = svc.next_deadlines([i.id for i in rows if i.id is not None])
+    total = svc.count_incidents(include_final=include_final)
+    items = [{**i.model_dump(), "next_deadline": nxt.get(i.id or 0)} for i in rows]
+    return paged(items, total, limit, offset)
 
 
 @router.post("/incidents", status_code=201, tags=["incidents"])

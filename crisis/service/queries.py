@@ -13,12 +13,22 @@ from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Stat
 
 
 class Queries(ServiceBase):
-    def incidents(self, *, include_final: bool = True) -> list[Incident]:
+    def incidents(self, *, include_final: bool = True, limit: int | None = None, offset: int = 0) -> list[Incident]:
+        """Incidents oldest first; `limit`/`offset` page in SQL (the API's lists)."""
         with read_session(self.engine) as s:
             stmt = select(Incident).order_by(col(Incident.id))
             if not include_final:
                 stmt = stmt.where(col(Incident.stage).not_in(FINAL))
+            if limit is not None:
+                stmt = stmt.limit(limit).offset(offset)
             return list(s.exec(stmt).all())
+
+    def count_incidents(self, *, include_final: bool = True) -> int:
+        with read_session(self.engine) as s:
+            stmt = select(func.count()).select_from(Incident)
+            if not include_final:
+                stmt = stmt.where(col(Incident.stage).not_in(FINAL))
+            return int(s.exec(stmt).one())
 
     def incident(self, incident_id: int) -> Incident:
         with read_session(self.engine) as s:
@@ -49,11 +59,14 @@ class Queries(ServiceBase):
             return list(s.exec(select(Statement).where(Statement.incident_id == incident_id)
                                .order_by(col(Statement.id))).all())
 
-    def next_deadlines(self) -> dict[int, datetime]:
-        """Per incident, the earliest due time among its open tasks."""
+    def next_deadlines(self, incident_ids: list[int] | None = None) -> dict[int, datetime]:
+        """Per incident (all, or those listed), the earliest due time among its open tasks."""
         with read_session(self.engine) as s:
-            rows = s.exec(select(Task.incident_id, func.min(Task.due_at)).where(
-                Task.status == "open", col(Task.due_at).is_not(None)).group_by(Task.incident_id)).all()
+            stmt = select(Task.incident_id, func.min(Task.due_at)).where(
+                Task.status == "open", col(Task.due_at).is_not(None)).group_by(Task.incident_id)
+            if incident_ids is not None:
+                stmt = stmt.where(col(Task.incident_id).in_(incident_ids))
+            rows = s.exec(stmt).all()
         return {iid: due for iid, due in rows if due is not None}  # min() keeps the column's UTC type
 
     def outbox(self, *, undelivered_only: bool = False) -> list[OutboxMessage]:
