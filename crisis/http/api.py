@@ -86,6 +86,16 @@ class SignalsBody(BaseModel):
     expected_version: int | None = None
 
 
+class RegradeBody(BaseModel):
+    severity: str = Field(min_length=1, max_length=8, description="New grade I–IV.")
+    reason: str = Field(min_length=1, max_length=2000)
+    expected_version: int | None = None
+
+
+class ApplicableBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class DoneBody(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
     expected_version: int | None = None
@@ -161,6 +171,14 @@ def update_signals(incident_id: int, body: SignalsBody, request: Request, ident:
     return encode({"incident": inc})
 
 
+@router.post("/incidents/{incident_id}/regrade", tags=["incidents"])
+def regrade(incident_id: int, body: RegradeBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Leadership changes the grade, with a reason; open tasks get the new grade's deadlines."""
+    inc = service(request).regrade(incident_id, severity=body.severity, reason=body.reason, **by(ident))
+    deliver(request)
+    return encode({"incident": inc})
+
+
 @router.get("/incidents/{incident_id}/tasks", tags=["tasks"])
 def list_tasks(incident_id: int, request: Request, _: Reader) -> dict[str, Any]:
     svc = service(request)
@@ -200,6 +218,14 @@ def report(incident_id: int, request: Request, _: Reader,
 def task_done(task_id: int, body: DoneBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Mark a task done; its pending escalations stop. A second completion is a 409."""
     task = service(request).complete_task(task_id, note=body.note, **by(ident))
+    deliver(request)
+    return encode({"task": task})
+
+
+@router.post("/tasks/{task_id}/applicable", tags=["tasks"])
+def task_applicable(task_id: int, body: ApplicableBody, request: Request, ident: Writer) -> dict[str, Any]:
+    """Mark an optional task applicable here: it then holds its stage like a required one."""
+    task = service(request).mark_applicable(task_id, reason=body.reason, **by(ident))
     deliver(request)
     return encode({"task": task})
 
