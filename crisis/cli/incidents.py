@@ -31,6 +31,7 @@ from crisis.durations import format_duration
 from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
 from crisis.errors import InputError
 from crisis.service import CrisisService
+from crisis.service.queries import DEFAULT_PAGE, Page
 
 
 @app.command("open")
@@ -57,27 +58,47 @@ def open_cmd(
     run(body, as_json)
 
 
+LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="Rows per page (0: everything).")]
+PageOpt = Annotated[int, typer.Option("--page", min=1, help="Which page (1 = the first).")]
+
+
+def _paging(limit: int, page: int) -> dict[str, int | None]:
+    return {"limit": limit or None, "offset": (page - 1) * limit}
+
+
+def _footer(pg: Page[object], page: int, order: str) -> None:
+    """Say where this page sits in the whole list, so nothing seems to be missing."""
+    if pg.total > len(pg.items) and pg.limit is not None:
+        first = pg.offset + 1 if pg.items else 0
+        more = f"; --page {page + 1} for more" if pg.next_offset is not None else ""
+        out.print(f"{first}–{pg.offset + len(pg.items)} of {pg.total}, {order}{more}; --limit 0 for all",
+                  highlight=False)
+
+
 @app.command("list")
 def list_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Include closed and dismissed incidents.")] = False,
+    limit: LimitOpt = DEFAULT_PAGE,
+    page: PageOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Incidents with their stage, grade and next deadline."""
+    """Incidents with their stage, grade and next deadline, newest first, one page at a time."""
     def body() -> None:
         svc = service()
-        incs = svc.incidents(include_final=all_)
-        nxt = svc.next_deadlines()
+        pg = svc.incident_page(include_final=all_, **_paging(limit, page))
+        nxt = svc.next_deadlines([i.id for i in pg.items if i.id is not None])
         if as_json:
-            emit([{**dump(i), "next_deadline": iso(nxt.get(i.id or 0))} for i in incs])
+            emit([{**dump(i), "next_deadline": iso(nxt.get(i.id or 0))} for i in pg.items])
             return
         t = Table("#", "title", "category", "grade", "stage", "next deadline", "opened")
         now = svc.clock.now()
-        for i in incs:
+        for i in pg.items:
             due = nxt.get(i.id or 0)
             due_s = "-" if due is None else f"{local(due)} ({'overdue ' if due < now else 'in '}" \
                                             f"{format_duration(abs(due - now))})"
             t.add_row(str(i.id), i.title, i.category, i.severity, i.stage, due_s, local(i.opened_at))
         out.print(t)
+        _footer(pg, page, "newest first")
     run(body, as_json)
 
 
@@ -198,20 +219,24 @@ def ack_cmd(
 def escalations_cmd(
     pending: Annotated[bool, typer.Option(help="Only unacknowledged chains of open tasks.")] = False,
     incident: Annotated[int | None, typer.Option(help="Only this incident.")] = None,
+    limit: LimitOpt = DEFAULT_PAGE,
+    page: PageOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Escalations fired (what an on-call administrator should look at)."""
+    """Escalations fired (what an on-call administrator should look at): with --pending the most overdue
+    first, otherwise the newest first; one page at a time."""
     def body() -> None:
         svc = service()
-        rows = svc.escalations(incident, unacked_only=pending)
+        pg = svc.escalation_page(incident, unacked_only=pending, **_paging(limit, page))
         if as_json:
-            emit([dump(e) for e in rows])
+            emit([dump(e) for e in pg.items])
             return
         t = Table("esc", "incident", "task", "level", "recipient", "fired", "acked")
-        for e in rows:
+        for e in pg.items:
             t.add_row(str(e.id), str(e.incident_id), str(e.task_id), str(e.level), svc.roster.name(e.recipient),
                       local(e.fired_at), svc.roster.name(e.acked_by) if e.acked_at else "-")
         out.print(t)
+        _footer(pg, page, "most overdue first" if pending else "newest first")
     run(body, as_json)
 
 

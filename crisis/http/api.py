@@ -39,11 +39,6 @@ def paged(items: list[Any], total: int, limit: int, offset: int) -> dict[str, An
     return {"items": encode(items), "total": total, "limit": limit, "offset": offset, "next_offset": nxt}
 
 
-def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
-    """Page a list read whole (short ones: escalations)."""
-    return paged(items[offset:offset + limit], len(items), limit, offset)
-
-
 def service(request: Request) -> CrisisService:
     svc: CrisisService = request.app.state.svc
     return svc
@@ -241,8 +236,9 @@ def ack(escalation_id: int, request: Request, ident: Writer) -> dict[str, Any]:
 @router.get("/escalations", tags=["escalations"])
 def list_escalations(request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0, pending: bool = False,
                      incident: int | None = None) -> dict[str, Any]:
-    """Escalations fired, oldest first; `pending`: unacknowledged chains of open tasks."""
-    return page(service(request).escalations(incident, unacked_only=pending), limit, offset)
+    """Escalations fired, newest first; `pending`: unacknowledged chains of open tasks, most overdue first."""
+    pg = service(request).escalation_page(incident, unacked_only=pending, limit=limit, offset=offset)
+    return paged(pg.items, pg.total, limit, offset)
 
 
 @router.post("/tick", tags=["escalations"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlmodel import col, func, select
 
@@ -11,8 +14,58 @@ from crisis.service.base import ServiceBase
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Statement, Task
 
+R = TypeVar("R")
+DEFAULT_PAGE = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """One page of a listing; the same queries serve the CLI, the API and the web board."""
+
+    items: list[R]
+    total: int
+    limit: int | None  # None: everything
+    offset: int
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.offset + len(self.items)
+        return end if self.limit is not None and end < self.total else None
+
 
 class Queries(ServiceBase):
+    def incident_page(self, *, include_final: bool = False, limit: int | None = DEFAULT_PAGE,
+                      offset: int = 0) -> Page[Incident]:
+        """Incidents newest first, one page (the cost does not grow with history: primary-key order)."""
+        with read_session(self.engine) as s:
+            stmt = select(Incident).order_by(col(Incident.id).desc())
+            count = select(func.count()).select_from(Incident)
+            if not include_final:
+                stmt = stmt.where(col(Incident.stage).not_in(FINAL))
+                count = count.where(col(Incident.stage).not_in(FINAL))
+            items = list(s.exec(stmt.offset(offset).limit(limit)).all())
+            return Page(items, s.exec(count).one(), limit, offset)
+
+    def escalation_page(self, incident_id: int | None = None, *, unacked_only: bool = False,
+                        limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[Escalation]:
+        """Escalations, one page: pending ones (unacknowledged chains of open tasks) most overdue first,
+        the others newest first."""
+        with read_session(self.engine) as s:
+            stmt = select(Escalation)
+            count = select(func.count()).select_from(Escalation)
+            if incident_id is not None:
+                stmt = stmt.where(Escalation.incident_id == incident_id)
+                count = count.where(Escalation.incident_id == incident_id)
+            if unacked_only:
+                pending = (col(Task.id) == Escalation.task_id, Task.status == "open", col(Task.acked_at).is_(None))
+                stmt = stmt.join(Task, pending[0]).where(*pending[1:]).order_by(
+                    col(Task.due_at), col(Escalation.task_id), col(Escalation.level).desc())
+                count = count.join(Task, pending[0]).where(*pending[1:])
+            else:
+                stmt = stmt.order_by(col(Escalation.fired_at).desc(), col(Escalation.id).desc())
+            items = list(s.exec(stmt.offset(offset).limit(limit)).all())
+            return Page(items, s.exec(count).one(), limit, offset)
+
     def incidents(self, *, include_final: bool = True, limit: int | None = None, offset: int = 0) -> list[Incident]:
         """Incidents oldest first; `limit`/`offset` page in SQL (the API's lists)."""
         with read_session(self.engine) as s:
@@ -59,13 +112,13 @@ class Queries(ServiceBase):
             return list(s.exec(select(Statement).where(Statement.incident_id == incident_id)
                                .order_by(col(Statement.id))).all())
 
-    def next_deadlines(self, incident_ids: list[int] | None = None) -> dict[int, datetime]:
-        """Per incident (all, or those listed), the earliest due time among its open tasks."""
+    def next_deadlines(self, incident_ids: Iterable[int] | None = None) -> dict[int, datetime]:
+        """Per incident (all, or those given: one page's), the earliest due time among its open tasks."""
         with read_session(self.engine) as s:
             stmt = select(Task.incident_id, func.min(Task.due_at)).where(
                 Task.status == "open", col(Task.due_at).is_not(None)).group_by(Task.incident_id)
             if incident_ids is not None:
-                stmt = stmt.where(col(Task.incident_id).in_(incident_ids))
+                stmt = stmt.where(col(Task.incident_id).in_(list(incident_ids)))
             rows = s.exec(stmt).all()
         return {iid: due for iid, due in rows if due is not None}  # min() keeps the column's UTC type
 
