@@ -66,3 +66,11 @@ class Forbidden(CrisisError):
     def __init__(self, message: str, *, rule: str | None = None) -> None:
         self.rule = rule
         super().__init__(message)
+
+
+class Unavailable(CrisisError):
+    """The database cannot be used: unreachable, not a database, read-only, full (HTTP 503). Nothing changed."""
+
+
+class Busy(Unavailable):
+    """Another process held the database's write lock for longer than a command waits (HTTP 503, retry)."""

@@ -1,7 +1,14 @@
-"""structlog set-up: every audit event is also one JSON line (to a file by default, or any stream)."""
+"""structlog set-up: every audit event is also one JSON line (to a file by default, or any stream).
+
+The database timeline is the record; the log file is a convenience copy. So the log can never fail a
+command that has committed: a log path that cannot be opened, or a write that fails later (disk full,
+file removed under us), gives one warning on stderr and the process goes on without the file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -11,12 +18,58 @@ import structlog
 _configured_stream: IO[str] | None = None
 
 
+class _Guarded(io.TextIOBase):
+    """A text stream whose write errors become one warning on stderr, after which writes are dropped."""
+
+    def __init__(self, stream: IO[str] | None, name: str) -> None:
+        self._stream, self._name = stream, name
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()  # drop what is still buffered, so closing at exit cannot fail again
+            _warn(f"cannot write the log {self._name} ({_reason(exc)}); going on without it")
+
+    def write(self, s: str) -> int:
+        if self._stream is not None:
+            try:
+                self._stream.write(s)
+            except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+                self._fail(exc)
+        return len(s)
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def writable(self) -> bool:
+        return True
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
+def _warn(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # not even stderr: nothing left to tell
+        print(f"warning: {message}; the database timeline is the record", file=sys.stderr, flush=True)
+
+
 def configure(target: str | Path | IO[str] | None = None) -> None:
     """Send JSON log lines to `target` (a path, a stream, or stderr when None)."""
     global _configured_stream
     if isinstance(target, str | Path):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        stream: IO[str] = open(target, "a", encoding="utf-8")  # noqa: SIM115 - lives for the process
+        try:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            opened: IO[str] | None = open(target, "a", encoding="utf-8")  # noqa: SIM115 - lives for the process
+        except OSError as exc:
+            _warn(f"cannot open the log file {target} ({_reason(exc)}); going on without it")
+            opened = None
+        stream: IO[str] = _Guarded(opened, f"file {target}")  # type: ignore[assignment]
     else:
         stream = target or sys.stderr
     _configured_stream = stream

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -45,6 +46,7 @@ from crisis.service import CrisisService
 from crisis.store.db import sqlite_path
 
 SWEEP_JOB = "crisis-sweep"
+MIN_SWEEP, MAX_SWEEP = 0.1, 3600.0  # seconds: below, the sweep spins a CPU; above, CLI deadlines wait too long
 ADVISORY_KEY = 0x637269736973  # "crisis": the PostgreSQL advisory lock every scheduler competes for
 RETRY_PAUSE = 1.0  # seconds between a failed cycle and the next try
 MAX_WAIT = 3600.0  # seconds; an idle runner still re-reads the database at least this often
@@ -207,14 +209,19 @@ def _pg_lock(conn: Connection) -> None:
         raise AlreadyRunning("another scheduler holds the PostgreSQL advisory lock for this database")
 
 
+def check_sweep(seconds: float) -> None:
+    if not (math.isfinite(seconds) and MIN_SWEEP <= seconds <= MAX_SWEEP):
+        raise InputError(f"must be between {MIN_SWEEP:g} and {MAX_SWEEP:g} seconds, got {seconds:g}",
+                         field="--sweep")
+
+
 @contextlib.contextmanager
 def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock, *,
                sweep_seconds: float = 30.0) -> Iterator[Runner]:
     """Run the scheduler in this process's background threads for the block (`crisis serve`, and `run`):
     the leader lock, the firing loop (its first cycle is the catch-up: a restart fires what came due while
     down), delivery and the periodic sweep. Signal handlers belong to whoever runs the foreground."""
-    if sweep_seconds <= 0:
-        raise CrisisError("--sweep must be a positive number of seconds")
+    check_sweep(sweep_seconds)
     with leader_lock(svc.engine):
         deliverer = Deliverer(svc, channels, clock)
         runner = Runner(svc, clock, deliverer)
@@ -239,8 +246,7 @@ def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock
 
 def run(settings: Settings, *, sweep_seconds: float = 30.0, clock: Clock | None = None) -> None:
     """Run until SIGTERM/SIGINT. Catches up first, so a restart fires what came due while down."""
-    if sweep_seconds <= 0:
-        raise CrisisError("--sweep must be a positive number of seconds")
+    check_sweep(sweep_seconds)
     logs.configure(settings.log_path)
     clock = clock or SystemClock()
     svc = build_service(settings, clock)

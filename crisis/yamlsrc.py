@@ -1,6 +1,10 @@
 """Load YAML while remembering the line of every field, so validation errors can name it.
 
-PyYAML silently keeps the last of duplicate keys; here a duplicate is an error.
+PyYAML silently keeps the last of duplicate keys; here a duplicate is an error. Input files are
+hand-written configuration, so anything a hostile or broken file could use to hang or crash the loader
+is refused with a located error before PyYAML builds objects: files over MAX_BYTES, anchors and
+aliases (a few hundred bytes of nested aliases expand to billions of nodes, and a recursive alias never
+ends), nesting deeper than MAX_DEPTH (PyYAML's composer recurses), and invalid dates.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from crisis.errors import InputError
 
 Loc = tuple[str | int, ...]
+MAX_BYTES = 1024 * 1024  # playbooks, rosters and scenarios are a few KiB; 1 MiB is generous
+MAX_DEPTH = 32  # the deepest shipped file nests 7 levels
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -70,16 +76,25 @@ def format_loc(loc: Loc) -> str:
 def load_yaml(path: str | Path) -> YamlDoc:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, expected a YAML file", file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror or exc})", file=str(path)) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
     return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, file: str) -> YamlDoc:
+    if len(text) > MAX_BYTES or len(text.encode("utf-8")) > MAX_BYTES:
+        raise InputError(f"file is larger than {MAX_BYTES // 1024} KiB", file=file)
     try:
+        _check_events(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -96,8 +111,32 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
         raise InputError("file is empty", file=file)
     lines: dict[Loc, int] = {(): node.start_mark.line + 1}
     _walk(node, (), lines, file)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.SafeLoader("").construct_document(node)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # an unhashable key, an unknown !!tag, !!float x
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"YAML value error: {problem}", file=file, line=mark.line + 1 if mark else None) from None
     return YamlDoc(data, lines, file)
+
+
+def _check_events(text: str, file: str) -> None:
+    """Refuse anchors, aliases and deep nesting from the event stream, before anything is composed."""
+    depth = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = ev.start_mark.line + 1
+        if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) is not None:
+            raise InputError("YAML anchors and aliases (&name, *name) are not allowed here; write the value out",
+                             file=file, line=line)
+        if isinstance(ev, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
@@ -115,3 +154,9 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
         for i, item in enumerate(node.value):
             lines[(*loc, i)] = item.start_mark.line + 1
             _walk(item, (*loc, i), lines, file)
+    elif node.tag == _TIMESTAMP:
+        try:
+            yaml.SafeLoader("").construct_yaml_timestamp(node)
+        except ValueError as exc:  # e.g. 2026-02-30: PyYAML raises a bare ValueError while constructing
+            raise InputError(f"invalid date {node.value!r} ({exc})", file=file, field=format_loc(loc) or None,
+                             line=node.start_mark.line + 1) from None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from crisis.principal import Principal
 from crisis.roster import Roster
@@ -27,6 +32,46 @@ def crisis_env(tmp_path: Path, playbooks_dir: Path = PLAYBOOKS_DIR) -> dict[str,
         "CRISIS_NOTIFY_FILE": str(tmp_path / "notifications.jsonl"),
         "CRISIS_LOG": str(tmp_path / "crisis.log"),
     }
+
+
+class Cli:
+    """The `crisis` command line run in-process (typer's runner) on the environment `crisis_env` describes.
+
+    `cli("list")` asserts the exit code (`code=`, default 0) and returns the result; `cli.json(...)` adds --json
+    and parses stdout; `cli.tmp` is the folder holding the database, notification file and log."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from typer.testing import CliRunner
+
+        self.tmp, self.runner = tmp_path, CliRunner()
+
+    def __call__(self, *args: str, code: int = 0) -> Any:
+        from crisis import cli
+        from crisis.cli import common
+
+        common._state.clear()
+        result = self.runner.invoke(cli.app, list(args))
+        assert result.exit_code == code, (result.output, result.exception)
+        return result
+
+    def json(self, *args: str, code: int = 0) -> Any:
+        return json.loads(self(*args, "--json", code=code).stdout)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str = "call") -> Iterator[None]:
+    """Fail (instead of hanging the suite) when the block runs longer than `seconds` (main thread, POSIX)."""
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"{what} took longer than {seconds}s")
+
+    previous: Callable[..., Any] | int | None = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --------------------------------------------------------------------------- roster helpers

@@ -1,7 +1,8 @@
 """Shared parts of the `crisis` command line for the duty officer, on-call administrators and drill facilitators.
 
 A thin adapter: parse arguments, call the service, print with rich (or JSON with --json).
-Every user error exits with status 2 and a one-line message; nothing is changed.
+Every error exits with status 2 and a one-line message (a JSON object under --json); no traceback
+reaches the user. A failure that is not a CrisisError is a bug: its traceback goes to the log file.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich import table as rich_table
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from typer.core import TyperGroup
 
 from crisis import logs
 from crisis.clock import SystemClock
@@ -28,7 +30,32 @@ from crisis.principal import Principal
 from crisis.roster import GROUP_NAMES
 from crisis.service import CrisisService
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+try:
+    from typer._click.exceptions import UsageError  # recent typer vendors its own click
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import UsageError  # type: ignore[no-redef]
+
+
+class CrisisGroup(TyperGroup):
+    """The top-level group: under --json, a usage error (bad option, a value click refuses) is JSON too."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        wants_json = "--json" in args
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta["crisis_json"] = wants_json
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            if not ctx.meta.get("crisis_json"):
+                raise
+            print(json.dumps({"error": exc.format_message(), "type": "UsageError"}, ensure_ascii=False))
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=CrisisGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Public-opinion crisis response: incidents, tasks, escalations, drills.")
 
 
@@ -78,16 +105,27 @@ def deliver() -> None:
     dispatch(svc.engine, build_channels(settings()), svc.clock.now())
 
 
+def fail(message: str, kind: str, as_json: bool) -> NoReturn:
+    """Print one error line (a JSON object under --json) and exit with status 2."""
+    if as_json:
+        print(json.dumps({"error": message, "type": kind}, ensure_ascii=False))
+    else:
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
 def run(fn: Callable[[], Any], as_json: bool) -> None:
-    """Run a command body, turning user errors into exit status 2 with one clear line."""
+    """Run a command body; every failure becomes exit status 2 with one clear line."""
     try:
         fn()
     except CrisisError as exc:
-        if as_json:
-            print(json.dumps({"error": str(exc), "type": type(exc).__name__}, ensure_ascii=False))
-        else:
-            err.print(f"[bold red]error:[/] {esc(exc)}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc), type(exc).__name__, as_json)
+    except OSError as exc:  # a path given to us: --out, a report folder, the notification file
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"cannot use {where}{exc.strerror or exc}", "InputError", as_json)
+    except Exception as exc:  # a bug: one line here, the traceback in the log
+        logs.get_logger().exception("internal_error", error=repr(exc))
+        fail(f"internal error ({type(exc).__name__}: {exc}); details in the log", "InternalError", as_json)
 
 
 def esc(value: object) -> str:

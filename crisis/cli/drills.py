@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from crisis.cli.common import (
     JsonOpt,
     emit,
-    err,
+    fail,
     out,
     run,
     settings,
@@ -32,11 +33,9 @@ def drill_run(
     from crisis.drill.cli import run_drill_command
 
     if speed is not None and instant:
-        err.print("[bold red]error:[/] --speed and --instant exclude each other")
-        raise typer.Exit(2)
-    if speed is not None and speed <= 0:
-        err.print("[bold red]error:[/] --speed must be greater than zero")
-        raise typer.Exit(2)
+        fail("--speed and --instant exclude each other", "InputError", as_json)
+    if speed is not None and not (math.isfinite(speed) and speed > 0):
+        fail(f"--speed must be a number greater than zero, got {speed}", "InputError", as_json)
     run(lambda: run_drill_command(scenario, speed=speed, out_dir=out_dir, db_url=db, tz=tz or settings().tz,
                                   as_json=as_json,
                                   settings=settings(), console=out), as_json)

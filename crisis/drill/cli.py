@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from crisis.drill.scenario import LoadedScenario, load_scenario
 from crisis.durations import format_duration
 from crisis.playbook import PlaybookSet, check_roster, load_playbooks
 from crisis.roster import Roster, load_roster
-from crisis.store.db import ROOT, make_engine
+from crisis.store.db import ROOT, make_engine, sqlite_path
 
 
 def load_checked(scenario_path: Path, settings: Settings) -> tuple[LoadedScenario, PlaybookSet, Roster]:
@@ -35,17 +38,42 @@ def load_checked(scenario_path: Path, settings: Settings) -> tuple[LoadedScenari
 
 def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path | None, db_url: str | None,
                       tz: str, as_json: bool, settings: Settings, console: Console) -> dict[str, Any]:
-    from crisis import reports
-
     zone(tz)  # a bad time zone fails before anything is replayed or written
     loaded, playbooks, roster = load_checked(scenario_path, settings)
     sc = loaded.scenario
     wall = SystemClock()
     run_id = f"{sc.name}-{wall.now():%Y%m%d-%H%M%S-%f}"
     out_dir = out_dir or ROOT / "reports" / "drills" / run_id
+    made_db = None if db_url else sqlite_path(db_url := drill_db_url(ROOT / "store", run_id))
+    with _cleanup_on_failure(out_dir, made_db):
+        logs.configure(out_dir / "audit.log")
+        return _replay(loaded, playbooks, roster, run_id=run_id, out_dir=out_dir, db_url=db_url, speed=speed,
+                       tz=tz, as_json=as_json, scenario_path=scenario_path, console=console, wall=wall)
+
+
+@contextlib.contextmanager
+def _cleanup_on_failure(out_dir: Path, made_db: Path | None) -> Iterator[None]:
+    """Create the reports folder; if the drill then fails, remove it and the drill database this run made, so a
+    failed run leaves nothing behind (a folder that existed before, or a database given with --db, stay)."""
+    existed = out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    db_url = db_url or drill_db_url(ROOT / "store", run_id)
-    logs.configure(out_dir / "audit.log")
+    try:
+        yield
+    except BaseException:
+        logs.configure(None)  # release the audit log file before its folder goes
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm") if made_db else ():
+            made_db.with_name(made_db.name + suffix).unlink(missing_ok=True)  # type: ignore[union-attr]
+        raise
+
+
+def _replay(loaded: LoadedScenario, playbooks: PlaybookSet, roster: Roster, *, run_id: str, out_dir: Path,
+            db_url: str, speed: float | None, tz: str, as_json: bool, scenario_path: Path, console: Console,
+            wall: SystemClock) -> dict[str, Any]:
+    from crisis import reports
+
+    sc = loaded.scenario
 
     def live(when: datetime, text: str) -> None:
         offset = format_duration(when - sc.start)

@@ -8,7 +8,7 @@ responders' steps shows what escalates when nobody acts.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +29,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_DRILL = timedelta(days=366)  # a drill longer than a year is a typo; bounds every date computed from it
+EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(2999, 1, 1, tzinfo=UTC)
+
+
 def _duration(v: Any) -> timedelta:
-    return parse_duration(v)
+    try:
+        d = parse_duration(v)
+    except OverflowError:
+        d = MAX_DRILL * 2
+    if d > MAX_DRILL:
+        raise ValueError(f"{v!r} is longer than a drill may last ({MAX_DRILL.days} days)")
+    return d
 
 
 class IncidentSpec(_Strict):
@@ -124,6 +134,8 @@ class Scenario(_Strict):
     def _start(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("start needs a time zone, e.g. 2026-03-14T21:30:00+08:00")
+        if not EARLIEST <= v <= LATEST:
+            raise ValueError(f"start must lie between {EARLIEST.year} and {LATEST.year}")
         return ensure_aware(v)
 
     @field_validator("duration", mode="before")

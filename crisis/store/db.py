@@ -1,7 +1,13 @@
 """Database engine set-up: SQLite (default, file under store/) or PostgreSQL by URL.
 
 SQLite writers start with BEGIN IMMEDIATE so that the scheduler process and CLI commands
-serialise cleanly instead of failing on lock upgrades; WAL lets readers run meanwhile.
+serialise cleanly instead of failing on lock upgrades; WAL lets readers run meanwhile. Readers use
+plain (deferred) read transactions, read-only ones on PostgreSQL, and a command on a database whose
+schema is already current never takes the write lock, so a long write never stalls `list` or `show`.
+
+Driver errors that mean "this database cannot be used" (busy, not a database, cannot open, read-only,
+disk full, unreachable server) become typed errors (`Busy`, `Unavailable`) with one clear line, in one
+place: the engine's `handle_error` hook.
 
 On PostgreSQL writers run concurrently: the service takes row locks (the incident's, a statement's,
 a task's for escalation) before it decides on what it read, and `init_db` takes an advisory lock so
@@ -11,20 +17,23 @@ processes starting together on an empty database take turns.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import event, exc, insert, text
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from crisis.errors import Conflict
+from crisis.errors import Busy, Conflict, InputError, Unavailable
 from crisis.store import models
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parents[2]
+BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before "database busy"
+URL_HELP = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DBNAME"
 PG_INIT_LOCK = 0x63726973697377  # "crisisw": the advisory lock init_db takes (scheduler.py's leader lock: "crisis")
 
 
@@ -41,17 +50,75 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len("sqlite:///"):])
 
 
+def parse_url(url: str) -> URL:
+    """The URL, or an InputError saying what is wrong with it (only SQLite and PostgreSQL are supported)."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise InputError(f"cannot parse database URL {url!r} ({URL_HELP})", field="database URL") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InputError(f"unsupported database {parsed.get_backend_name()!r} in "
+                         f"{parsed.render_as_string(hide_password=True)} ({URL_HELP})", field="database URL")
+    return parsed
+
+
 def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
     url = url or default_url()
-    if url.startswith("sqlite"):
-        path = sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
-        _sqlite_setup(engine)
-    else:
-        engine = create_engine(url, echo=echo, pool_pre_ping=True)
+    parsed = parse_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise Unavailable(f"cannot use database {path}: cannot make its folder {path.parent} "
+                                      f"({e.strerror or e})") from None
+            engine = create_engine(url, echo=echo,
+                                   connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT})
+            _sqlite_setup(engine)
+        else:
+            engine = create_engine(url, echo=echo, pool_pre_ping=True)
+    except (exc.ArgumentError, ImportError) as e:  # a bad option, or a driver that is not installed
+        raise InputError(f"cannot use database URL {shown}: {e} ({URL_HELP})", field="database URL") from None
+    event.listen(engine, "handle_error", _translate_errors(shown))
     return engine
+
+
+# SQLite primary result codes that mean the database file itself is unusable (https://sqlite.org/rescode.html)
+_SQLITE_UNUSABLE = {3: "permission denied", 8: "the database is read-only", 10: "disk I/O error",
+                    11: "the database file is corrupt", 13: "the disk is full", 14: "cannot open the file",
+                    23: "not authorised", 26: "the file is not a database"}
+_SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_PG_BUSY = {"55P03", "55006"}  # lock_not_available, object_in_use
+
+
+def _translate_errors(shown: str) -> Any:
+    """A `handle_error` hook: driver errors that mean the database cannot be used become one-line typed errors."""
+
+    def translate(ctx: ExceptionContext) -> None:
+        if ctx.is_pre_ping:
+            return  # the pool reconnects on its own
+        orig = ctx.original_exception
+        if isinstance(orig, OverflowError):  # SQLite binds integers as 64-bit
+            raise InputError("number too large (the database holds whole numbers up to 9223372036854775807)")
+        if isinstance(orig, sqlite3.Error):
+            code = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code in _SQLITE_BUSY:
+                raise Busy("database busy, try again in a moment")
+            if code in _SQLITE_UNUSABLE:
+                raise Unavailable(f"cannot use database {shown}: {_SQLITE_UNUSABLE[code]}")
+            return
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate in _PG_BUSY:
+            raise Busy("database busy, try again in a moment")
+        if isinstance(ctx.sqlalchemy_exception, exc.OperationalError) and (ctx.connection is None
+                                                                            or ctx.is_disconnect):
+            first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+            raise Unavailable(f"cannot reach database {shown}: {first}")
+
+    return translate
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -62,7 +129,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -99,6 +166,8 @@ def init_db(engine: Engine) -> None:
     One transaction, so processes starting together on an empty database (the scheduler and a CLI command)
     take turns: the first creates everything, the others find it made."""
     _ = models  # tables are registered on import
+    if schema_current(engine):
+        return  # the common case: no write lock, so commands do not queue behind a long write
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             _pg_init_lock(conn)
@@ -122,6 +191,15 @@ def init_db(engine: Engine) -> None:
             _migrate(Session(bind=conn), version)
 
 
+def schema_current(engine: Engine) -> bool:
+    """Whether the schema is already at this version, read in a read-only transaction."""
+    try:
+        with read_connection(engine) as conn:
+            return conn.execute(select(models.SchemaVersion.version)).scalar() == SCHEMA_VERSION
+    except (exc.OperationalError, exc.ProgrammingError):  # no such table yet
+        return False
+
+
 def _migrate(session: Session, from_version: int) -> None:
     """Apply numbered migrations (none yet beyond v1; see store/migrations/README.md)."""
     raise Conflict(f"no migration path from schema v{from_version} to v{SCHEMA_VERSION}")
@@ -139,7 +217,21 @@ def write_session(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def _reader(engine: Engine) -> Engine:
+    """The engine with read transactions: plain BEGIN on SQLite (no write lock), READ ONLY on PostgreSQL."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(crisis_read=True, postgresql_readonly=True)
+    return engine.execution_options(crisis_read=True)
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    with _reader(engine).connect() as conn, conn.begin():
+        yield conn
+
+
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    with Session(engine.execution_options(crisis_read=True), expire_on_commit=False) as s:
+    """A read transaction: it never waits for writers (PostgreSQL also refuses a write inside it)."""
+    with Session(_reader(engine), expire_on_commit=False) as s:
         yield s
