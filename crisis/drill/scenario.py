@@ -34,10 +34,7 @@ EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(2999, 1, 1, tzinfo
 
 
 def _duration(v: Any) -> timedelta:
-    try:
-        d = parse_duration(v)
-    except OverflowError:
-        d = MAX_DRILL * 2
+    d = parse_duration(v)
     if d > MAX_DRILL:
         raise ValueError(f"{v!r} is longer than a drill may last ({MAX_DRILL.days} days)")
     return d
