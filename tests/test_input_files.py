@@ -106,7 +106,7 @@ def test_a_failed_drill_leaves_no_report_folder_or_database(tmp_path, monkeypatc
     def disk_full(*_a, **_k):
         raise OSError(28, "No space left on device", str(tmp_path / "reports" / "report.md"))
 
-    monkeypatch.setattr(reports, "write_reports", disk_full)
+    monkeypatch.setattr(reports, "write_context", disk_full)  # the disk fills while reports are written
     out = tmp_path / "out"
     result = Cli(tmp_path)("drill", "run", str(SCENARIO), "--out", str(out), code=2)
     assert "No space left on device" in result.output and "Traceback" not in result.output
