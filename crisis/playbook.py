@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crisis.durations import parse_duration
+from crisis.engine.fsm import always_before
 from crisis.errors import InputError, NotFound
 from crisis.roster import GROUPS, Roster
 from crisis.severity import Severity
@@ -95,7 +96,7 @@ class TaskSpec(_Strict):
     title: Text
     required: bool = True
     due: dict[Severity, timedelta] | None = None
-    anchor: Literal["stage", "incident"] = "stage"
+    anchor: str = "stage"  # stage entry, the incident's (cycle's) opening, or entry into a named earlier stage
     role: str | None = None
     escalate: bool = True
     carry: bool = False  # still open when the stage is left: stays open into the next stage instead
@@ -106,6 +107,13 @@ class TaskSpec(_Strict):
     def _key(cls, v: str) -> str:
         if not _KEY.match(v):
             raise ValueError(f"task key {v!r} must be lower_snake_case")
+        return v
+
+    @field_validator("anchor")
+    @classmethod
+    def _anchor(cls, v: str) -> str:
+        if v not in ("stage", "incident", *TASK_STAGES):
+            raise ValueError(f"unknown anchor {v!r} (use stage, incident or a stage name: {', '.join(TASK_STAGES)})")
         return v
 
     @field_validator("group")
@@ -159,6 +167,23 @@ class Playbook(_Strict):
             if name not in TASK_STAGES:
                 raise LocatedValueError((str(name),), f"unknown stage {name!r} (use {', '.join(TASK_STAGES)})")
         return v
+
+    @model_validator(mode="after")
+    def _every_duty_comes_due(self) -> Playbook:
+        """A required task that can never become due is a duty nobody will be chased for: one without a
+        deadline, or one anchored at a stage that some cycle reaches its own stage without entering."""
+        for name, st in self.stages.items():
+            for i, t in enumerate(st.tasks):
+                if t.required and t.due is None:
+                    raise LocatedValueError(("stages", name, "tasks", i, "due"),
+                                            f"required task '{t.key}' has no deadline, so it can never become due "
+                                            "(give `due`, or make it `required: false`)")
+                if t.anchor in TASK_STAGES and not always_before(t.anchor, name):
+                    raise LocatedValueError(("stages", name, "tasks", i, "anchor"),
+                                            f"task '{t.key}' is anchored at stage '{t.anchor}', which does not "
+                                            f"always happen before '{name}' in a cycle, so its deadline may never "
+                                            "start (anchor at an earlier stage every path passes, or `incident`)")
+        return self
 
     def tasks_for(self, stage: str) -> list[TaskSpec]:
         spec = self.stages.get(stage)

@@ -25,7 +25,8 @@ from crisis.roster import GROUPS, load_roster
 from crisis.severity import Severity
 from crisis.yamlsrc import parse_yaml
 
-CATEGORIES = ("medical_dispute", "service_quality", "information_error", "public_health")
+CATEGORIES = ("medical_dispute", "service_quality", "information_error", "public_health", "workplace_violence",
+              "privacy_leak", "staff_conduct")
 GRAVEST_FIRST = (Severity.I, Severity.II, Severity.III, Severity.IV)
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -261,7 +262,7 @@ BAD_CASES = [
     pytest.param(BASE.replace("        group: monitoring\n", "        group: monitoring\n        owner: bob\n"),
                  "stages.monitoring.tasks[0].owner", 10, "Extra inputs are not permitted", id="unknown-task-field"),
     pytest.param(BASE.replace("        due:", "        anchor: event\n        due:"),
-                 "stages.monitoring.tasks[0].anchor", 11, "'stage' or 'incident'", id="bad-anchor"),
+                 "stages.monitoring.tasks[0].anchor", 11, "unknown anchor 'event'", id="bad-anchor"),
     pytest.param(BASE.replace("key: compile_report", "key: Compile-Report"),
                  "stages.monitoring.tasks[0].key", 8, "lower_snake_case", id="bad-task-key"),
     pytest.param(BASE.replace("category: sample", "category: Sample-X"),
@@ -326,7 +327,7 @@ def test_duplicate_task_key_in_a_stage_is_named(tmp_path):
 
 def test_same_task_key_in_two_stages_is_fine(tmp_path):
     text = BASE + ("  reported:\n    tasks:\n      - key: compile_report\n        group: leadership\n"
-                   "        title: {zh: 再报, en: Again}\n")
+                   "        title: {zh: 再报, en: Again}\n        due: 1h\n")
     pb = load_playbook(write(tmp_path, "ok.yaml", text))
     assert [t.key for t in pb.tasks_for("reported")] == ["compile_report"]
 

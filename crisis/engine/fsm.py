@@ -113,3 +113,35 @@ class StageMachine:
 
 
 MACHINE = StageMachine()
+
+
+CYCLE_ENTRIES = ("monitoring", "reported")  # a first cycle starts in monitoring; a reopened one in reported
+
+
+def always_before(anchor: str, stage: str) -> bool:
+    """Whether every cycle that reaches `stage` has entered `anchor` first (or `anchor` is `stage`).
+
+    A deadline anchored at a stage is only ever computable when this holds: `monitoring` never happens in
+    a reopened cycle, `onsite` is skipped on the way to follow-up, `watch` is one assessment outcome of
+    several. Reopen edges are left out: they start a new cycle, whose clocks start again."""
+    if anchor == stage:
+        return True
+    edges: dict[str, set[str]] = {}
+    for t in TRANSITIONS:
+        if t["trigger"] == "reopen":
+            continue
+        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+        for src in sources:
+            edges.setdefault(str(src), set()).add(str(t["dest"]))
+    for entry in CYCLE_ENTRIES:
+        if entry == anchor:
+            continue
+        seen, todo = {entry}, [entry]
+        while todo:  # stages reachable from this entry without passing through the anchor
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt != anchor and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        if stage in seen:
+            return False
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,20 +26,27 @@ class PlannedTask:
 
 
 def due_at(spec: TaskSpec, severity: Severity, *, stage_entered_at: datetime,
-           incident_opened_at: datetime) -> datetime | None:
+           incident_opened_at: datetime, entered: Mapping[str, datetime] | None = None) -> datetime | None:
     """Deadline of a task for a grade; anchored at stage entry or at the incident's opening.
 
     `incident_opened_at` is the start of the incident's current cycle: a reopened incident restarts its
     regulatory clocks from the reopen (the flare-up is a new event for the authorities and the public),
-    so a task anchored at the opening is never created days overdue."""
+    so a task anchored at the opening is never created days overdue. `entered`: when the current cycle
+    entered each stage so far, for tasks anchored at a named earlier stage."""
     if spec.due is None:
         return None
-    base = incident_opened_at if spec.anchor == "incident" else stage_entered_at
+    if spec.anchor == "incident":
+        base = incident_opened_at
+    elif spec.anchor == "stage":
+        base = stage_entered_at
+    else:  # a named stage: when this cycle entered it (validation makes sure it always has)
+        base = (entered or {}).get(spec.anchor, stage_entered_at)
     return base + spec.due[severity]
 
 
 def plan_stage(playbook: Playbook, stage: str, severity: Severity, *, stage_entered_at: datetime,
-               incident_opened_at: datetime, roster: Roster) -> list[PlannedTask]:
+               incident_opened_at: datetime, roster: Roster,
+               entered: Mapping[str, datetime] | None = None) -> list[PlannedTask]:
     """The tasks a stage assigns on entry, with deadlines and escalation plans for this grade.
 
     A task already overdue when it is created (an opening-anchored clock that ran out before its stage
@@ -47,7 +55,8 @@ def plan_stage(playbook: Playbook, stage: str, severity: Severity, *, stage_ente
     out = []
     for spec in playbook.tasks_for(stage):
         assignee = roster.assignee_for(spec.group, spec.role)
-        due = due_at(spec, severity, stage_entered_at=stage_entered_at, incident_opened_at=incident_opened_at)
+        due = due_at(spec, severity, stage_entered_at=stage_entered_at, incident_opened_at=incident_opened_at,
+                     entered=entered)
         plan = chase_plan(policy, severity, group=spec.group, assignee=assignee, roster=roster,
                           overdue=overdue_by(due, stage_entered_at)) if (due and spec.escalate) else []
         out.append(PlannedTask(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from crisis import textinput
 from crisis.engine import policy
@@ -18,7 +18,7 @@ from crisis.principal import Principal
 from crisis.roster import GROUP_NAMES
 from crisis.service.base import DRILL, SYSTEM, ServiceBase, _Tx
 from crisis.severity import Severity
-from crisis.store.models import Incident, Task
+from crisis.store.models import Event, Incident, Task
 
 
 class IncidentCommands(ServiceBase):
@@ -197,7 +197,8 @@ class IncidentCommands(ServiceBase):
         # Each stage is entered at most once per cycle (watch re-assessed as watch does not move), so no task
         # of this stage exists yet.
         planned = plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
-                             incident_opened_at=inc.cycle_anchor, roster=self.roster)
+                             incident_opened_at=inc.cycle_anchor, roster=self.roster,
+                             entered=self._stage_entries(s, inc))
         tasks = [Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
                       title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
                       anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
@@ -241,6 +242,14 @@ class IncidentCommands(ServiceBase):
         return list(s.exec(select(Task).where(Task.incident_id == inc.id, Task.cycle == inc.cycle,
                                               Task.status == "open").order_by(col(Task.id))).all())
 
+    def _stage_entries(self, s: Session, inc: Incident) -> dict[str, datetime]:
+        """When the current cycle first entered each stage (from the audit timeline), for deadlines anchored
+        at a named earlier stage."""
+        rows = s.exec(select(Event.to_state, func.min(Event.at)).where(
+            Event.incident_id == inc.id, col(Event.kind).in_(("stage_changed", "incident_opened")),
+            col(Event.at) >= inc.cycle_anchor, col(Event.to_state).is_not(None)).group_by(Event.to_state)).all()
+        return {str(stage): at for stage, at in rows}  # min() keeps the column's UTC type
+
     def _duties(self, inc: Incident, work: list[Task]) -> list[OpenTask]:
         playbook = self.playbooks.get(inc.category)
         out = []
@@ -253,13 +262,15 @@ class IncidentCommands(ServiceBase):
         """New grade: open tasks not yet escalated get the new grade's deadline and chase plan."""
         playbook = self.playbooks.get(inc.category)
         sev = Severity(inc.severity)
+        entries = self._stage_entries(s, inc)
         for task in s.exec(select(Task).where(Task.incident_id == inc.id, Task.status == "open",
                                               Task.escalation_level == 0)).all():
             spec = next((t for t in playbook.tasks_for(task.stage) if t.key == task.key), None)
             if spec is None or spec.due is None:
                 continue
             entered = inc.stage_entered_at if task.stage == inc.stage else task.created_at
-            new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.cycle_anchor)
+            new_due = due_at(spec, sev, stage_entered_at=entered, incident_opened_at=inc.cycle_anchor,
+                             entered=entries)
             plan = chase_plan(playbook.escalation_for(task.stage), sev, group=task.group, assignee=task.assignee,
                               roster=self.roster, overdue=overdue_by(new_due, now)) if spec.escalate else []
             if new_due == task.due_at and [list(x) for x in plan] == [list(x) for x in task.escalation_plan]:
