@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from crisis.cli.common import app, err, run, service, settings
+
+if TYPE_CHECKING:
+    from crisis.notify.channels import Channel
+    from crisis.scheduler import Runner
+    from crisis.service import CrisisService
 
 
 @app.command("serve")
@@ -30,16 +36,15 @@ def serve_cmd(
         from crisis.accounts import Accounts
         from crisis.config import build_channels
         from crisis.http.app import create_app
-        from crisis.notify.dispatch import dispatch
 
         svc, cfg = service(), settings()
         channels = build_channels(cfg)
-        app_ = create_app(svc, Accounts(svc.engine, svc.roster, svc.clock),
-                          deliver=lambda: dispatch(svc.engine, channels, svc.clock.now()),
-                          signals_secret=cfg.signals_secret, tz=cfg.tz)
         ctx = contextlib.nullcontext() if no_scheduler else scheduler.background(svc, channels, svc.clock,
                                                                                   sweep_seconds=sweep)
-        with ctx:
+        with ctx as runner:
+            app_ = create_app(svc, Accounts(svc.engine, svc.roster, svc.clock),
+                              deliver=_after_command(svc, channels, runner), signals_secret=cfg.signals_secret,
+                              tz=cfg.tz, health=None if runner is None else lambda: _health(runner))
             err.print(f"crisis API on http://{host}:{port}/api/v1 (docs /api/v1/docs); scheduler "
                       f"{'not started' if no_scheduler else 'running'}", highlight=False, soft_wrap=True)
             # uvicorn re-raises the stop signal once it has shut down; with these handlers in place that
@@ -48,3 +53,28 @@ def serve_cmd(
                 signal.signal(sig, lambda _signum, _frame: None)
             uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
     run(body, False)
+
+
+def _after_command(svc: CrisisService, channels: Mapping[str, Channel], runner: Runner | None) -> Callable[[], None]:
+    """What runs after each API command: with the scheduler in this process, wake it (a new deadline may be
+    the next one) and let its delivery thread send what was queued; without it, deliver in the request."""
+    if runner is None:
+        from crisis.notify.dispatch import dispatch
+
+        def deliver_here() -> None:
+            dispatch(svc.engine, channels, svc.clock.now())
+
+        return deliver_here
+
+    def wake_and_deliver() -> None:
+        runner.request_wake("api")
+        runner.deliverer.kick()
+
+    return wake_and_deliver
+
+
+def _health(runner: Runner) -> dict[str, Any]:
+    """The in-process scheduler's state for /api/v1/health (503 when its loop has died)."""
+    alive = runner.thread is not None and runner.thread.is_alive()
+    return {"ok": alive, "in_process": True, "loop_alive": alive, "cycles": runner.cycles,
+            "delivered": runner.deliverer.delivered}

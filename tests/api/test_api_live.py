@@ -45,7 +45,8 @@ def test_serve_runs_api_and_scheduler(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, proc)
+        health = _wait_healthy(base, proc)
+        assert health["scheduler"]["loop_alive"] is True and health["scheduler"]["cycles"] >= 1
         with httpx.Client(base_url=base, timeout=10) as c:
             assert c.get(f"{API}/incidents").status_code == 401
             login = c.post(f"{API}/auth/login", json={"person": "publicity_head", "password": PW})
@@ -54,6 +55,10 @@ def test_serve_runs_api_and_scheduler(tmp_path):
             res = c.post(f"{API}/incidents", json={"title": "网传", "category": "medical_dispute"}, headers=csrf)
             assert res.status_code == 201, res.text
             assert c.get(f"{API}/incidents").json()["total"] == 1
+            # the in-process scheduler's delivery thread sends what the command queued
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "notifications.jsonl").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         # a second scheduler on the same database is refused: the leader lock holds across processes
         other = subprocess.run([*CRISIS, "scheduler", "run"], env=env, capture_output=True, text=True, timeout=60)
         assert other.returncode == 2 and "another scheduler" in other.stderr
