@@ -107,7 +107,8 @@ def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shan
     tasks = [{**t, "overdue": t["status"] == "open" and t["due_at"] is not None
               and datetime.fromisoformat(t["due_at"]) < at} for t in card["tasks"]]
     look = narrative.Lookup.of(names, tasks)
-    timeline = [{**e, "what": narrative.describe(e, look)} for e in events]
+    timeline = [{**e, "who": {"zh": look.person(e["actor"], "zh"), "en": look.person(e["actor"], "en")},
+                 "what": narrative.describe(e, look)} for e in events]
     card = {**card, "tasks": tasks, "timeline": timeline}
     found = findings_.findings(card, look, group_of)
     open_tasks = sorted((t for t in tasks if t["status"] == "open"), key=lambda t: t["due_at"] or "~")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich import table as rich_table
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
@@ -24,6 +23,7 @@ from typer.core import TyperGroup
 from crisis import logs
 from crisis.clock import SystemClock
 from crisis.config import Settings, build_channels, build_service, zone
+from crisis.console import SafeTable, fit_width, styled, table
 from crisis.errors import CrisisError, InputError
 from crisis.notify.dispatch import dispatch
 from crisis.principal import Principal
@@ -76,6 +76,7 @@ def _main(
 ) -> None:
     settings = Settings.from_env().with_overrides(db_url=db, roster_path=roster, playbooks_dir=playbooks)
     _state["settings"] = settings
+    fit_width(out)
 
 
 def settings() -> Settings:
@@ -128,18 +129,13 @@ def run(fn: Callable[[], Any], as_json: bool) -> None:
         fail(f"internal error ({type(exc).__name__}: {exc}); details in the log", "InternalError", as_json)
 
 
+Table = SafeTable  # every CLI table: cells are data (never markup), columns fold instead of "monitor…"
+
+
 def esc(value: object) -> str:
     """A value (user text: titles, reasons, names, error messages) inside a Rich markup string: shown
     literally, never parsed, so a title containing `[/]` cannot break or restyle the output."""
     return escape(str(value))
-
-
-class Table(rich_table.Table):
-    """A Rich table whose string cells are data, never markup: every table of the CLI is made from this.
-    Cells that carry our own styling are passed as `Text` objects."""
-
-    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
-        super().add_row(*(Text(c) if isinstance(c, str) else c for c in renderables), **kwargs)
 
 
 def emit(data: Any) -> None:
@@ -176,16 +172,16 @@ def parse_kv(pairs: list[str], what: str) -> dict[str, float]:
 
 
 def _task_table(svc: CrisisService, incident_id: int) -> None:
-    t = Table("task", "stage", "group", "title", "assignee", "due", "status", "esc")
+    t = table("task", "stage", "group", "title", "assignee", "due", "status", "esc", wrap=("group", "title"))
     now = svc.clock.now()
     for task in svc.tasks(incident_id):
         if task.status in ("cancelled",):
             continue
-        due: str | Text = local(task.due_at)
+        status: str | Text = task.status
         if task.status == "open" and task.due_at and task.due_at < now:
-            due = Text(f"{due} overdue", style="red")
+            status = styled("overdue", "red")
         t.add_row(str(task.id), task.stage, GROUP_NAMES[task.group][0], task.title_zh,
-                  svc.roster.name(task.assignee), due, task.status,
+                  svc.roster.name(task.assignee), local(task.due_at), status,
                   str(task.escalation_level) + (" ack" if task.acked_at else ""))
     out.print(t)
 

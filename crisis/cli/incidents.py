@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from crisis import narrative
 from crisis.cli.common import (
     ByOpt,
     JsonOpt,
-    Table,
     _task_table,
     app,
     deliver,
@@ -27,6 +27,7 @@ from crisis.cli.common import (
     service,
     settings,
 )
+from crisis.console import table
 from crisis.durations import format_duration
 from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
 from crisis.errors import InputError
@@ -90,7 +91,8 @@ def list_cmd(
         if as_json:
             emit([{**dump(i), "next_deadline": iso(nxt.get(i.id or 0))} for i in pg.items])
             return
-        t = Table("#", "title", "category", "grade", "stage", "next deadline", "opened")
+        t = table("#", "title", "category", "grade", "stage", "next deadline", "opened",
+                  wrap=("title", "next deadline"))
         now = svc.clock.now()
         for i in pg.items:
             due = nxt.get(i.id or 0)
@@ -121,17 +123,23 @@ def show_cmd(incident_id: int, as_json: JsonOpt = False) -> None:
                   f"{esc(inc.signals or '-')}\nnext triggers: {', '.join(MACHINE.allowed(inc.stage)) or 'none'}")
         _task_table(svc, incident_id)
         if escs:
-            et = Table("esc", "task", "level", "recipient", "fired", "late", "acked")
+            titles = {t.id: t.title_zh for t in tasks}
+            et = table("esc", "task", "level", "recipient", "fired", "late", "acked", wrap=("task", "acked"))
             for e in escs:
-                et.add_row(str(e.id), str(e.task_id), str(e.level), svc.roster.name(e.recipient), local(e.fired_at),
-                           format_duration(e.late_seconds), f"{svc.roster.name(e.acked_by)} {local(e.acked_at)}"
-                           if e.acked_at else "-")
+                et.add_row(str(e.id), f"#{e.task_id} {titles.get(e.task_id, '')}", str(e.level),
+                           svc.roster.name(e.recipient), local(e.fired_at), format_duration(e.late_seconds),
+                           f"{svc.roster.name(e.acked_by)} {local(e.acked_at)}" if e.acked_at else "-")
             out.print(et)
-        tl = Table("when", "who", "what", "from → to", "detail")
+        look = narrative.Lookup.of({p.id: p.name for p in svc.roster.people}, [
+            {"id": t.id, "key": t.key, "title": t.title_zh, "title_en": t.title_en} for t in tasks])
+        tl = table("when", "who", "what", "from → to", "detail", wrap=("what", "from → to", "detail"))
         for ev in events:
-            detail = ev.data.get("key") or ev.data.get("text") or ev.data.get("reason") or ""
-            tl.add_row(local(ev.at), svc.roster.name(ev.actor), ev.kind,
-                       f"{ev.from_state or ''} → {ev.to_state or ''}" if ev.to_state else "", str(detail))
+            row = {"kind": ev.kind, "data": ev.data, "task_id": ev.task_id, "actor": ev.actor,
+                   "from_state": ev.from_state, "to_state": ev.to_state}
+            detail = "" if ev.kind == "stage_changed" and not (ev.data.get("decision") or ev.data.get("note")) \
+                else narrative.describe(row, look)["zh"]
+            tl.add_row(local(ev.at), look.person(ev.actor, "zh"), ev.kind,
+                       f"{ev.from_state or ''} → {ev.to_state or ''}" if ev.to_state else "", detail)
         out.print(tl)
     run(body, as_json)
 
@@ -231,9 +239,12 @@ def escalations_cmd(
         if as_json:
             emit([dump(e) for e in pg.items])
             return
-        t = Table("esc", "incident", "task", "level", "recipient", "fired", "acked")
+        # the page's tasks, one query per incident on the page (a page is bounded)
+        titles = {t.id: t.title_zh for i in sorted({e.incident_id for e in pg.items}) for t in svc.tasks(i)}
+        t = table("esc", "incident", "task", "level", "recipient", "fired", "acked", wrap=("task", "acked"))
         for e in pg.items:
-            t.add_row(str(e.id), str(e.incident_id), str(e.task_id), str(e.level), svc.roster.name(e.recipient),
+            t.add_row(str(e.id), str(e.incident_id), f"#{e.task_id} {titles.get(e.task_id, '')}", str(e.level),
+                      svc.roster.name(e.recipient),
                       local(e.fired_at), svc.roster.name(e.acked_by) if e.acked_at else "-")
         out.print(t)
         _footer(pg, page, "most overdue first" if pending else "newest first")

@@ -9,12 +9,12 @@ import typer
 
 from crisis.cli.common import (
     JsonOpt,
-    Table,
     emit,
     out,
     run,
     settings,
 )
+from crisis.console import table
 from crisis.durations import format_duration
 
 playbook_app = typer.Typer(no_args_is_help=True, help="Playbooks: validate and inspect.")
@@ -53,7 +53,7 @@ def playbook_show(category: str, severity: str = "II", as_json: JsonOpt = False)
         if as_json:
             emit({"category": pb.category, "severity": sev.value, "tasks": rows})
             return
-        t = Table("stage", "key", "group", "title", "req", "due", "from")
+        t = table("stage", "key", "group", "title", "req", "due", "from", wrap=("title",))
         for r in rows:
             t.add_row(r["stage"], r["key"], r["group"], r["title"], "yes" if r["required"] else "", r["due"] or "-",
                       r["anchor"])

@@ -12,15 +12,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from crisis import logs
 from crisis.clock import SystemClock
 from crisis.config import Settings, zone
+from crisis.console import styled, table
 from crisis.drill.runner import drill_db_url, run_drill
 from crisis.drill.scenario import LoadedScenario, load_scenario
 from crisis.durations import format_duration
+from crisis.labels import label
 from crisis.playbook import PlaybookSet, check_roster, load_playbooks
 from crisis.roster import Roster, load_roster
 from crisis.store.db import ROOT, make_engine, sqlite_path
@@ -104,32 +104,29 @@ def _replay(loaded: LoadedScenario, playbooks: PlaybookSet, roster: Roster, *, r
 
 def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo) -> None:
     sc, run, m = card["scenario"], card["run"], card["metrics"]
-    console.rule(f"[bold]{escape(sc['title_zh'])} / {escape(sc['title_en'])}")  # scenario text is data
-    tl = Table("T+", "who", "what", "detail", title="Timeline")
-    skip = {"task_assigned", "task_cancelled"}
+    console.rule()
+    console.print(f"{sc['title_zh']} / {sc['title_en']}", style="bold", markup=False)
+    # local clock time next to the drill offset; task titles and names instead of keys (crisis.narrative)
+    tl = table("T+", "time", "who", "what", "detail", title="Timeline", wrap=("what", "detail"))
     for ev in card["timeline"]:
-        if ev["kind"] in skip:
+        if ev["kind"] in ("task_assigned", "task_cancelled"):
             continue
-        d = ev["data"]
-        if ev["kind"] == "stage_changed":
-            detail = f"{ev['from_state']} → {ev['to_state']}"
-        elif ev["kind"] == "escalation_fired":
-            detail = f"{d.get('key')} L{d.get('level')} → {d.get('recipient')}"
-        else:
-            detail = str(d.get("key") or d.get("text") or d.get("title") or d.get("reason") or "")
-        tl.add_row(format_duration(ev["offset_seconds"]), Text(ev["actor"]), ev["kind"], Text(detail))
+        tl.add_row(format_duration(ev["offset_seconds"]), _hm(ev["at"], tz), ev["who"]["zh"], ev["kind"],
+                   ev["what"]["zh"])
     console.print(tl)
-    tt = Table("stage", "group", "task", "due", "done", "late by", "esc", "outcome", title="Tasks")
+    tt = table("stage", "group", "task", "assignee", "due", "done", "late by", "esc", "outcome", title="Tasks",
+               wrap=("group", "task"))
     for t in card["tasks"]:
         colour = {"on_time": "green", "late": "yellow", "missed": "red", "open": "red"}.get(t["outcome"], "dim")
-        tt.add_row(t["stage"], t["group"], Text(t["title"]), _hm(t["due_at"], tz), _hm(t["done_at"], tz),
+        tt.add_row(t["stage"], label("group", t["group"], "zh-CN"), t["title"], t["assignee_name"],
+                   _hm(t["due_at"], tz), _hm(t["done_at"], tz),
                    format_duration(t["late_seconds"]) if t["late_seconds"] else "-", str(t["escalations"]),
-                   f"[{colour}]{t['outcome']}[/]")
+                   styled(t["outcome"], colour))
     console.print(tt)
     if card["expectations"]:
-        et = Table("expectation", "value", "limit", "status", title="Expectations")
+        et = table("expectation", "value", "limit", "status", title="Expectations", wrap=("expectation",))
         for e in card["expectations"]:
-            et.add_row(Text(e["name"]), format_duration(e["value_seconds"]), format_duration(e["within_seconds"]),
+            et.add_row(e["name"], format_duration(e["value_seconds"]), format_duration(e["within_seconds"]),
                        e["status"])
         console.print(et)
     console.print(
@@ -137,8 +134,9 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path], t
         f"{format_duration(m['time_to_assessment_seconds'])} · to first statement "
         f"{format_duration(m['time_to_first_statement_seconds'])}\n"
         f"tasks {m['tasks_total']}: on time {m['tasks_on_time']}, late {m['tasks_late']}, missed {m['tasks_missed']}, "
-        f"open {m['tasks_open']} · escalations fired {m['escalations_fired']} (acknowledged "
-        f"{m['escalations_acknowledged']}, reached on-call {m['reached_on_call']}) · final stage {m['final_stage']}"
+        f"open {m['tasks_open']} · escalated tasks {m['escalation_chains']} (answered {m['chains_answered']}, "
+        f"unanswered {m['chains_unanswered']}, reached on-call {m['chains_reached_on_call']}; "
+        f"{m['escalations_fired']} reminders) · final stage {m['final_stage']}"
         + (f" · expectation score {m['expectation_score']}%" if "expectation_score" in m else ""))
     console.print(f"replayed {format_duration(run['simulated_seconds'])} of drill time in {run['wall_seconds']:.3f} s "
                   f"({run['mode']}); database {run['db']}", soft_wrap=True)
