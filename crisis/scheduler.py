@@ -43,7 +43,8 @@ from crisis.errors import Conflict, CrisisError, InputError
 from crisis.notify.channels import Channel
 from crisis.notify.dispatch import dispatch
 from crisis.service import CrisisService
-from crisis.store.db import sqlite_path
+from crisis.store import status
+from crisis.store.db import DatabaseChanged, check_same_database, database_identity, sqlite_path
 
 SWEEP_JOB = "crisis-sweep"
 MIN_SWEEP, MAX_SWEEP = 0.1, 3600.0  # seconds: below, the sweep spins a CPU; above, CLI deadlines wait too long
@@ -107,6 +108,8 @@ class Runner:
         self._reasons: list[str] = []
         self.cycles = 0
         self.thread: threading.Thread | None = None  # the thread running `serve`, when `background` started it
+        self.identity = database_identity(svc.engine)  # the database this runner started on
+        self.fatal: str | None = None  # why the runner gave up (its database is gone): the process must exit
 
     def request_wake(self, reason: str = "wake") -> None:
         """Ask for a cycle as soon as possible (safe from any thread; never lost, see `serve`)."""
@@ -138,21 +141,40 @@ class Runner:
     def cycle(self, reason: str) -> datetime | None:
         """Fire what is due (delivery kicked after each batch); return the next due time from the database.
 
-        A failing cycle is logged and retried after a short pause, never fatal to the process."""
+        A failing cycle is logged and retried after a short pause, never fatal to the process, except one
+        that finds the database removed, replaced or without its schema: firing on would page nobody while
+        looking alive, so the runner stops with `fatal` set and the process exits non-zero (the supervisor
+        restarts it, and someone notices)."""
         self.cycles += 1
+        try:
+            check_same_database(self.svc.engine, self.identity)
+        except DatabaseChanged as exc:
+            self.fatal = str(exc)
+            self.log.error("scheduler_database_changed", error=self.fatal)
+            self.stop()
+            return None
         try:
             fired = self.svc.tick(on_batch=lambda _batch: self.deliverer.kick())
             self.deliverer.kick()  # also for messages queued by other processes (sweep)
             nxt = self.svc.next_due()
-        except Exception as exc:  # e.g. the database is locked or gone: try again soon
+        except Exception as exc:  # e.g. the database is locked: try again soon
             self.log.exception("scheduler_cycle_failed", reason=reason, error=str(exc))
+            self._record(None, f"{type(exc).__name__}: {exc}")
             self._wake.wait(RETRY_PAUSE)  # (a stop or wake request ends the pause)
             return self.clock.now()
+        self._record(nxt, None)
         if fired or reason != "sweep":
             self.log.info("scheduler_cycle", reason=reason, fired=len(fired),
                           max_late_seconds=max((e.late_seconds for e in fired), default=None),
                           next_due=nxt.isoformat() if nxt else None)
         return nxt
+
+    def _record(self, nxt: datetime | None, error: str | None) -> None:
+        """Health for other processes (`crisis scheduler status`, HTTP); never fatal to firing."""
+        try:
+            status.record_cycle(self.svc.engine, self.clock.now(), nxt, self.cycles, error)
+        except Exception as exc:
+            self.log.warning("scheduler_status_not_recorded", error=str(exc))
 
 
 def make_scheduler() -> BackgroundScheduler:
@@ -168,7 +190,8 @@ def leader_lock(engine: Engine) -> Iterator[None]:
         if path is None:
             yield  # in-memory database: nobody else can reach it
             return
-        with _file_lock(path.with_name(path.name + ".scheduler.lock")):
+        real = Path(os.path.realpath(path))  # a symlink to the file must meet the same lock
+        with _file_lock(real.with_name(real.name + ".scheduler.lock")):
             yield
     elif engine.dialect.name == "postgresql":
         with engine.connect() as conn:
@@ -225,6 +248,7 @@ def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock
     with leader_lock(svc.engine):
         deliverer = Deliverer(svc, channels, clock)
         runner = Runner(svc, clock, deliverer)
+        status.record_start(svc.engine, clock.now(), sweep_seconds)
         runner.log.info("scheduler_started", db=str(svc.engine.url), sweep_seconds=sweep_seconds)
         periodic = make_scheduler()
         periodic.add_job(runner.request_wake, "interval", args=["sweep"], seconds=sweep_seconds, id=SWEEP_JOB)
@@ -241,7 +265,10 @@ def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock
             runner.stop()
             loop.join(timeout=60)
             deliverer.stop()
-            runner.log.info("scheduler_stopped")
+            if runner.fatal is None:  # (never write to a database that is not ours any more)
+                with contextlib.suppress(Exception):
+                    status.record_stop(svc.engine, clock.now(), "stopped")
+            runner.log.info("scheduler_stopped", fatal=runner.fatal)
 
 
 def run(settings: Settings, *, sweep_seconds: float = 30.0, clock: Clock | None = None) -> None:
@@ -263,6 +290,8 @@ def run(settings: Settings, *, sweep_seconds: float = 30.0, clock: Clock | None 
         while not stopping.wait(1.0) and runner.thread is not None and runner.thread.is_alive():
             pass
         runner.log.info("scheduler_stopping", signal=received[0] if received else None)
+    if runner.fatal:
+        raise DatabaseChanged(runner.fatal)
 
 
 def main(argv: list[str] | None = None) -> int:

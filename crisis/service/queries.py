@@ -13,6 +13,7 @@ from crisis.engine.fsm import FINAL
 from crisis.service.base import ServiceBase
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Statement, Task
+from crisis.store.status import SchedulerHealth, read_health
 
 R = TypeVar("R")
 DEFAULT_PAGE = 50
@@ -129,4 +130,6 @@ class Queries(ServiceBase):
                 stmt = stmt.where(col(OutboxMessage.delivered_at).is_(None))
             return list(s.exec(stmt).all())
 
-
+    def scheduler_health(self) -> SchedulerHealth:
+        """Whether a scheduler is firing deadlines on this database (last cycle, next wake-up, pending)."""
+        return read_health(self.engine, self.clock.now())

@@ -200,6 +200,47 @@ def schema_current(engine: Engine) -> bool:
         return False
 
 
+class DatabaseChanged(Unavailable):
+    """The database a long-running process started on was removed, replaced, or lost its schema."""
+
+
+def database_identity(engine: Engine) -> tuple[Any, ...]:
+    """What makes this database *this* one: the SQLite file's device and inode (of its real path), or the
+    PostgreSQL cluster's system identifier and the database's oid. A file deleted and recreated, or a
+    restored copy moved over it, has another identity even at the same path or URL."""
+    path = sqlite_path(str(engine.url)) if engine.dialect.name == "sqlite" else None
+    if engine.dialect.name == "sqlite":
+        if path is None:
+            return ("memory", id(engine))
+        real = Path(os.path.realpath(path))
+        try:
+            st = real.stat()
+        except FileNotFoundError:
+            raise DatabaseChanged(f"database file {real} no longer exists") from None
+        return ("sqlite", st.st_dev, st.st_ino)
+    with read_connection(engine) as conn:
+        oid = conn.execute(text("SELECT oid FROM pg_database WHERE datname = current_database()")).scalar()
+    try:
+        with read_connection(engine) as conn:
+            system = conn.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar()
+    except exc.DBAPIError:  # not granted to this role: the oid alone still tells a recreated database apart
+        system = None
+    return ("postgresql", system, oid)
+
+
+def check_same_database(engine: Engine, identity: tuple[Any, ...]) -> None:
+    """Raise DatabaseChanged unless the database is still the one with `identity` and has its schema.
+
+    Checked before anything else touches the database: SQLite would otherwise quietly create an empty file
+    at the path, and pooled connections would keep working on the deleted one."""
+    now = database_identity(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if now != identity:
+        raise DatabaseChanged(f"database {where} was replaced by another one since this process started")
+    if not schema_current(engine):
+        raise DatabaseChanged(f"database {where} has lost its schema (tables dropped, or a wrong file)")
+
+
 def _migrate(session: Session, from_version: int) -> None:
     """Apply numbered migrations (none yet beyond v1; see store/migrations/README.md)."""
     raise Conflict(f"no migration path from schema v{from_version} to v{SCHEMA_VERSION}")
@@ -226,7 +267,8 @@ def _reader(engine: Engine) -> Engine:
 
 @contextmanager
 def read_connection(engine: Engine) -> Iterator[Connection]:
-    with _reader(engine).connect() as conn, conn.begin():
+    """A connection in a read transaction (begun on first use), rolled back when the block ends."""
+    with _reader(engine).connect() as conn:
         yield conn
 
 

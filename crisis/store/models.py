@@ -132,6 +132,26 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = None
 
 
+class SchedulerStatus(SQLModel, table=True):
+    """The running scheduler's health, one row per database, written every cycle so other processes (the
+    CLI's `crisis scheduler status`, the HTTP health endpoint) can see whether deadlines are being fired.
+    (Schema note: new table; an Alembic migration adds it once the migrations baseline is on main.)"""
+
+    __tablename__ = "scheduler_status"
+    id: int = Field(default=1, primary_key=True)
+    pid: int
+    host: str
+    started_at: datetime = _ts(nullable=False)
+    sweep_seconds: float
+    last_cycle_at: datetime | None = _ts()
+    next_wake_at: datetime | None = _ts()
+    pending: int = 0  # open tasks with an escalation step still to fire
+    cycles: int = 0
+    last_error: str | None = None
+    stopped_at: datetime | None = _ts()
+    stop_reason: str | None = None
+
+
 class SchemaVersion(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     version: int
