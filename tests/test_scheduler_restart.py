@@ -2,7 +2,8 @@
 
 Every escalation step that came due (before, during and after the outage) must reach the recipient's
 channel exactly once, in order, and the ones due during the outage fire late, with their lateness recorded.
-Real time is used here (it is a process test), so the playbook below has second-scale clocks.
+Real time is used here (it is a process test), so the playbook below has fractional-second clocks; the first
+scheduler is up before the incident opens, so no deadline waits on a process start-up.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlmodel import Session, select
 from crisis.clock import SystemClock
 from crisis.config import Settings, build_service
 from crisis.store.models import Escalation
+from crisis.store.status import read_health
 
 FAST_PLAYBOOK = """
 category: fast_test
@@ -35,9 +37,12 @@ escalation:
 stages:
   monitoring:
     tasks:
-      - {key: early, group: monitoring, role: info_staff, title: {zh: 早, en: Early}, due: 3s}
-      - {key: late, group: response, role: legal_counsel, title: {zh: 晚, en: Late}, due: 12s}
+      - {key: early, group: monitoring, role: info_staff, title: {zh: 早, en: Early}, due: 0.5s}
+      - {key: late, group: response, role: legal_counsel, title: {zh: 晚, en: Late}, due: 2.5s}
 """
+EARLY, LATE, WAIT = 0.5, 2.5, 1  # seconds after opening: first step of each task; between steps (plans
+# count whole seconds)
+SWEEP = 0.2
 
 # Lateness allowed for a step fired by a live scheduler (process wake-up jitter on a busy CI box).
 LIVE_SLACK = 2.5
@@ -59,7 +64,7 @@ def settings_of(env: dict[str, str]) -> Settings:
 
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "crisis.scheduler", "--sweep", "0.5"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "crisis.scheduler", "--sweep", str(SWEEP)], env=env,
                                 stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
@@ -84,17 +89,21 @@ def wait_for(cond, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def running(svc) -> bool:
+    return read_health(svc.engine, svc.clock.now()).cycles >= 1
+
+
 def test_sigkill_restart_fires_each_due_escalation_exactly_once(env, tmp_path):
     svc = build_service(settings_of(env), SystemClock())
-    inc = svc.open_incident(title="scheduler restart", category="fast_test", principal=by("duty_officer"))
-    opened = inc.opened_at
-    tasks = {t.key: t for t in svc.tasks(inc.id)}
-    early, late = tasks["early"].id, tasks["late"].id
     out = tmp_path / "scheduler.out"
-
     first = start(env, out)
     try:
-        # the live scheduler fires `early` L1 (due +3s) and L2 (+4s) on time ...
+        wait_for(lambda: running(svc), 30, "the first scheduler's first cycle")
+        inc = svc.open_incident(title="scheduler restart", category="fast_test", principal=by("duty_officer"))
+        opened = inc.opened_at
+        tasks = {t.key: t for t in svc.tasks(inc.id)}
+        early, late = tasks["early"].id, tasks["late"].id
+        # the live scheduler (which learns of the incident at its next sweep) fires `early` L1 and L2 on time ...
         wait_for(lambda: f"esc:{early}:2:file" in esc_keys(env), 15, "early level 2 from the first scheduler")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -106,15 +115,15 @@ def test_sigkill_restart_fires_each_due_escalation_exactly_once(env, tmp_path):
     assert f"esc:{early}:1:file" in before
     assert not any(k.startswith(f"esc:{late}:") for k in before), "machine too slow: `late` fired before the kill"
 
-    # ... then nothing runs while everything else comes due: early L3-L4 (+5s, +6s), late L1-L4 (+12s..+15s)
-    time.sleep(max(0.0, (opened + timedelta(seconds=15.5) - datetime.now(UTC)).total_seconds()))
+    # ... then nothing runs while everything else comes due: early L3-L4, late L1-L4
+    time.sleep(max(0.0, (opened + timedelta(seconds=LATE + 3 * WAIT + 0.2) - datetime.now(UTC)).total_seconds()))
     restarted_at = datetime.now(UTC)
 
     second = start(env, out)
     try:
         expected = {f"esc:{t}:{lvl}:file" for t in (early, late) for lvl in (1, 2, 3, 4)}
         wait_for(lambda: expected <= set(esc_keys(env)), 20, "all eight escalation steps after restart")
-        time.sleep(1.5)  # several more sweeps: nothing may be delivered twice
+        time.sleep(4 * SWEEP)  # several more sweeps: nothing may be delivered twice
     finally:
         second.send_signal(signal.SIGTERM)
         try:
@@ -136,12 +145,12 @@ def test_sigkill_restart_fires_each_due_escalation_exactly_once(env, tmp_path):
     rows = {(e.task_id, e.level): e for e in svc.escalations(inc.id)}
     assert set(rows) == {(t, lvl) for t in (early, late) for lvl in (1, 2, 3, 4)}
     for (t, lvl), e in rows.items():
-        scheduled = opened + timedelta(seconds=(3 if t == early else 12) + lvl - 1)
+        scheduled = opened + timedelta(seconds=(EARLY if t == early else LATE) + (lvl - 1) * WAIT)
         assert e.scheduled_at == scheduled
         assert e.fired_at >= scheduled  # never early
         if scheduled > killed_at and scheduled < restarted_at:
             # came due while nobody ran: fired by the restarted process, lateness recorded
-            assert e.fired_at >= restarted_at - timedelta(seconds=0.5)
+            assert e.fired_at >= restarted_at - timedelta(seconds=0.1)
             assert e.late_seconds == pytest.approx((e.fired_at - scheduled).total_seconds())
             assert e.late_seconds > 0
         if t == early and lvl <= 2:
