@@ -17,14 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crisis.accounts import TooManyAttempts, Unauthenticated
-from crisis.errors import CrisisError, Forbidden, InputError, NotFound
+from crisis.errors import Busy, CrisisError, Forbidden, InputError, NotFound, Unavailable
 from crisis.logs import get_logger
 
 MAX_BODY = 1024 * 1024  # 1 MiB
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-                 422: "invalid", 429: "too_many_attempts", 500: "internal"}
+                 422: "invalid", 429: "too_many_attempts", 500: "internal", 503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -56,6 +56,8 @@ def crisis_status(exc: CrisisError) -> int:
         return 404
     if isinstance(exc, Forbidden):
         return 403
+    if isinstance(exc, Unavailable):
+        return 503
     return 409  # Conflict and its kinds: illegal trigger, guard, stale version, wrong state
 
 
@@ -73,6 +75,8 @@ def _crisis_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, TooManyAttempts):
         extra["retry_after"] = exc.retry_after
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Busy):
+        headers = {"Retry-After": "1"}
     message = exc.message if isinstance(exc, InputError) else str(exc)
     return error_response(status, message, getattr(exc, "field", None), headers=headers, **extra)
 

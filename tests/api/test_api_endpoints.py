@@ -151,3 +151,17 @@ def test_token_reads_and_writes(anon, accounts):
     res = anon.post(f"{API}/incidents", json={"title": "t", "category": "medical_dispute"},
                     headers=token(accounts, "write"))
     assert res.status_code == 201 and res.json()["incident"]["opened_by"] == "duty_officer"
+
+
+def test_database_busy_or_unavailable_is_503(client, svc, monkeypatch):
+    from crisis.errors import Busy, Unavailable
+
+    sign_in(client, "president")
+    for exc, retry in ((Busy("database busy, try again in a moment"), "1"), (Unavailable("database gone"), None)):
+        def fail(*a, exc=exc, **k):
+            raise exc
+
+        monkeypatch.setattr(svc, "incidents", fail)
+        res = client.get(f"{API}/incidents")
+        assert res.status_code == 503 and error(res)["code"] == "unavailable"
+        assert res.headers.get("Retry-After") == retry
