@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crisis.durations import parse_duration
 from crisis.engine.fsm import always_before
@@ -67,19 +67,28 @@ def _per_severity(value: Any, what: str) -> dict[Severity, timedelta]:
 
 
 class EscalationSpec(_Strict):
-    """Who is chased, in order, once a deadline passes, and how long each step waits."""
+    """Who is chased, in order, once a deadline passes, how long each step waits, and how long an
+    acknowledgement holds the chain (`ack_timeout`, default the grade's wait: PagerDuty's acknowledgement
+    timeout; if the task is still open then, the chain resumes at the next level)."""
 
     chain: list[str] = Field(default_factory=lambda: list(CHAIN_TARGETS), min_length=1)
     wait: dict[Severity, timedelta]
     repeat: int = Field(default=2, ge=0, le=20)
+    ack_timeout: dict[Severity, timedelta] | None = None
 
-    @field_validator("wait", mode="before")
+    @field_validator("wait", "ack_timeout", mode="before")
     @classmethod
-    def _wait(cls, v: Any) -> dict[Severity, timedelta]:
-        waits = _per_severity(v, "wait")
+    def _positive(cls, v: Any, info: ValidationInfo) -> dict[Severity, timedelta] | None:
+        if v is None and info.field_name == "ack_timeout":
+            return None
+        waits = _per_severity(v, str(info.field_name))
         if any(w <= timedelta(0) for w in waits.values()):
-            raise ValueError("wait must be longer than zero")
+            raise ValueError(f"{info.field_name} must be longer than zero")
         return waits
+
+    def ack_timeout_for(self, severity: Severity) -> timedelta:
+        """How long an acknowledgement holds this chain for a grade."""
+        return (self.ack_timeout or self.wait)[severity]
 
     @field_validator("chain")
     @classmethod

@@ -9,6 +9,7 @@ from helpers import START, by, drive_to, finish_stage, leader, non_leader, open_
 from sqlalchemy.exc import IntegrityError
 
 from crisis.errors import CrisisError, Forbidden, InputError
+from crisis.playbook import Playbook, PlaybookSet
 from crisis.roster import OnCall
 from crisis.service import CrisisService
 from crisis.service.base import _Tx
@@ -148,7 +149,7 @@ def test_escalation_unique_per_task_and_level(svc, clock, engine):
 
 
 # ------------------------------------------------------------------------- stopping the chain
-def test_acknowledge_stops_that_chain_only(svc, roster, clock):
+def test_acknowledge_holds_that_chain_for_the_ack_timeout_then_it_resumes(svc, roster, clock):
     iid = open_incident(svc, severity="II")
     cr = svc.find_task(iid, "compile_report")
     pe = svc.find_task(iid, "preserve_evidence")
@@ -161,15 +162,71 @@ def test_acknowledge_stops_that_chain_only(svc, roster, clock):
     acked = svc.acknowledge(principal=by(roster.group_head("monitoring")), task_id=cr.id)
     assert (acked.task_id, acked.level, acked.acked_by, acked.acked_at) == (
         cr.id, 2, roster.group_head("monitoring"), clock.now())
+    hold_end = clock.now() + WAIT_II  # no ack_timeout in the playbook: the grade's wait
     task = svc.find_task(iid, "compile_report")
-    assert task.acked_at == clock.now() and task.next_escalation_at is None and task.status == "open"
+    assert task.acked_at == clock.now() and task.next_escalation_at == hold_end and task.status == "open"
     (ev,) = [e for e in svc.timeline(iid) if e.kind == "escalation_acknowledged"]
     assert ev.data["level"] == 2 and ev.data["after_seconds"] == 120.0
-    clock.advance(5 * H)
-    later = svc.tick()
-    assert {e.task_id for e in later} == {pe.id}  # the other task goes on
-    assert [e.level for e in later] == [3, 4, 5, 6]
-    assert len(esc_rows(svc, cr.id)) == 2
+    assert ev.data["holds_until"] == hold_end.isoformat()
+    assert svc.next_due() == due + 2 * WAIT_II  # the other task's level 3 comes first
+    clock.advance_to(hold_end - timedelta(seconds=1))
+    assert {e.task_id for e in svc.tick()} == {pe.id}  # the other task goes on; this one is held
+    # still open at the end of the hold: the chain resumes at the next level, its waits kept after it
+    clock.advance_to(hold_end)
+    (resumed,) = svc.tick()
+    assert (resumed.task_id, resumed.level, resumed.target, resumed.scheduled_at) == (cr.id, 3, "on_call", hold_end)
+    clock.advance_to(hold_end + WAIT_II)
+    assert [(e.task_id, e.level) for e in svc.tick() if e.task_id == cr.id] == [(cr.id, 4)]
+    # the resumed chain can be acknowledged again
+    again = svc.acknowledge(principal=by(roster.on_call_at(clock.now())), task_id=cr.id)
+    assert again.level == 4
+
+
+def test_assignee_cannot_mute_their_own_page(svc, roster, clock):
+    """The assignee's acknowledgement of the first page holds the chain for a while only: the group head is
+    paged at the end of it, and the overdue task never leaves the pending list."""
+    iid = open_incident(svc, severity="II")
+    pe = svc.find_task(iid, "preserve_evidence")
+    svc.complete_task(svc.find_task(iid, "compile_report").id, principal=by("publicity_head"))
+    clock.advance_to(START + 30 * M)
+    (first,) = svc.tick()
+    assert first.recipient == pe.assignee == "info_staff"
+    svc.acknowledge(principal=by("info_staff"), escalation_id=first.id)
+    clock.advance(WAIT_II)
+    assert [e.id for e in svc.escalations(pending=True)] == [first.id]  # acknowledged, still listed
+    (second,) = svc.tick()
+    assert (second.level, second.recipient) == (2, roster.group_head("monitoring"))
+    assert [e.id for e in svc.escalations(pending=True)] == [first.id, second.id]
+
+
+def test_ack_names_the_escalation_it_acknowledges(svc, roster, clock):
+    _iid, tid = single_task_incident(svc)
+    clock.advance_to(START + 30 * M + WAIT_II)
+    first, _ = svc.tick()
+    acked = svc.acknowledge(principal=by(leader(roster)), escalation_id=first.id)
+    assert acked.id == first.id and acked.level == 1
+    rows = esc_rows(svc, tid)
+    assert [(e.level, e.acked_by) for e in rows] == [(1, leader(roster)), (2, None)]
+
+
+def test_playbook_ack_timeout_and_an_acknowledged_exhausted_chain(engine, roster, clock):
+    pb = Playbook.model_validate({
+        "category": "short", "name": {"zh": "短", "en": "Short"}, "default_severity": "II",
+        "escalation": {"chain": ["assignee", "on_call"], "wait": "30m", "repeat": 0, "ack_timeout": "5m"},
+        "stages": {"monitoring": {"tasks": [{"key": "look", "group": "monitoring", "role": "info_staff",
+                                             "title": {"zh": "看", "en": "Look"}, "due": "10m"}]}},
+    })
+    svc = CrisisService(engine, PlaybookSet({"short": pb}), roster, clock)
+    iid = svc.open_incident(title="t", category="short", principal=by(leader(roster))).id
+    clock.advance_to(START + 10 * M + 30 * M)
+    assert [e.level for e in svc.tick()] == [1, 2]  # the whole chain: nothing left to fire
+    task = svc.tasks(iid)[0]
+    assert task.next_escalation_at is None
+    svc.acknowledge(principal=by(roster.on_call_at(clock.now())), task_id=task.id)
+    assert svc.tasks(iid)[0].next_escalation_at == clock.now() + 5 * M  # the playbook's ack_timeout
+    clock.advance(5 * M)
+    (reminder,) = svc.tick()  # still open: one more reminder to the chain's last target
+    assert (reminder.level, reminder.target) == (3, "on_call")
 
 
 def test_acknowledge_by_escalation_id_and_by_on_call(svc, roster, clock):
@@ -181,7 +238,7 @@ def test_acknowledge_by_escalation_id_and_by_on_call(svc, roster, clock):
     assert acked.id == esc.id and acked.acked_by == on_call
     # the paged people other than the acknowledger hear about it
     acks = [m for m in svc.outbox() if m.payload.get("type") == "acknowledged"]
-    assert {m.dedupe_key for m in acks} == {f"ack:{tid}:{esc.recipient}:{ch}" for ch in CHANNELS}
+    assert {m.dedupe_key for m in acks} == {f"ack:{tid}:{esc.id}:{esc.recipient}:{ch}" for ch in CHANNELS}
 
 
 def test_acknowledge_refusals(svc, roster, clock):
@@ -300,7 +357,10 @@ def test_next_due_is_earliest_pending(svc, roster, clock):
     assert svc.next_due() == START + 20 * M
     svc.complete_task(svc.find_task(b, "compile_report").id, principal=by(leader(roster)))
     assert svc.next_due() == START + 25 * M
+    clock.advance(2 * M)
     svc.acknowledge(principal=by(leader(roster)), task_id=svc.find_task(a, "compile_report").id)
+    assert svc.next_due() == START + 27 * M  # the end of the hold (the grade's wait after the acknowledgement)
+    svc.complete_task(svc.find_task(a, "compile_report").id, principal=by(leader(roster)))
     assert svc.next_due() == START + 30 * M  # the evidence tasks
     for iid in (a, b):
         svc.complete_task(svc.find_task(iid, "preserve_evidence").id, principal=by(leader(roster)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -212,7 +213,8 @@ def ack_cmd(
     by: ByOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Acknowledge an escalation: stops the chain for that task (the task itself stays open)."""
+    """Acknowledge an escalation: holds the task's chain for the acknowledgement timeout; if the task is still
+    open then, the chain resumes at the next level."""
     def body() -> None:
         esc = service().acknowledge(escalation_id=escalation_id, task_id=task, principal=principal(by))
         deliver()
@@ -225,7 +227,7 @@ def ack_cmd(
 
 @app.command("escalations")
 def escalations_cmd(
-    pending: Annotated[bool, typer.Option(help="Only unacknowledged chains of open tasks.")] = False,
+    pending: Annotated[bool, typer.Option(help="Only those of open tasks (acknowledged ones too).")] = False,
     incident: Annotated[int | None, typer.Option(help="Only this incident.")] = None,
     limit: LimitOpt = DEFAULT_PAGE,
     page: PageOpt = 1,
@@ -235,17 +237,27 @@ def escalations_cmd(
     first, otherwise the newest first; one page at a time."""
     def body() -> None:
         svc = service()
-        pg = svc.escalation_page(incident, unacked_only=pending, **_paging(limit, page))
+        pg = svc.escalation_page(incident, pending=pending, **_paging(limit, page))
         if as_json:
             emit([dump(e) for e in pg.items])
             return
         # the page's tasks, one query per incident on the page (a page is bounded)
-        titles = {t.id: t.title_zh for i in sorted({e.incident_id for e in pg.items}) for t in svc.tasks(i)}
-        t = table("esc", "incident", "task", "level", "recipient", "fired", "acked", wrap=("task", "acked"))
+        tasks = {t.id: t for i in sorted({e.incident_id for e in pg.items}) for t in svc.tasks(i)}
+        last_fired: dict[int, datetime] = {}  # a hold is live when no step fired after the acknowledgement
         for e in pg.items:
-            t.add_row(str(e.id), str(e.incident_id), f"#{e.task_id} {titles.get(e.task_id, '')}", str(e.level),
-                      svc.roster.name(e.recipient),
-                      local(e.fired_at), svc.roster.name(e.acked_by) if e.acked_at else "-")
+            last_fired[e.task_id] = max(e.fired_at, last_fired.get(e.task_id, e.fired_at))
+        t = table("esc", "incident", "task", "level", "recipient", "fired", "acked", "chain",
+                  wrap=("task", "acked", "chain"))
+        for e in pg.items:
+            task = tasks.get(e.task_id)
+            chain = "-"
+            if task is not None and task.status == "open":
+                held = task.acked_at is not None and task.acked_at >= last_fired[e.task_id]
+                chain = (f"held until {local(task.next_escalation_at)}" if held
+                         else f"next {local(task.next_escalation_at)}" if task.next_escalation_at else "ended")
+            t.add_row(str(e.id), str(e.incident_id), f"#{e.task_id} {task.title_zh if task else ''}", str(e.level),
+                      svc.roster.name(e.recipient), local(e.fired_at),
+                      f"{svc.roster.name(e.acked_by)} {local(e.acked_at)}" if e.acked_at else "-", chain)
         out.print(t)
         _footer(pg, page, "most overdue first" if pending else "newest first")
     run(body, as_json)

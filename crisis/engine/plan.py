@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -101,6 +102,20 @@ def step_time(due: datetime, plan: list[tuple[str, int]], level: int) -> datetim
     if level >= len(plan):
         return None
     return due + timedelta(seconds=plan[level][1])
+
+
+def hold_plan(due: datetime, plan: list[tuple[str, int]], level: int, until: datetime) -> list[tuple[str, int]]:
+    """The plan after an acknowledgement that holds the chain until `until`, with `level` steps fired.
+
+    The remaining steps move later together (keeping their waits) so the next one fires at `until`; a step
+    already planned later than that keeps its time, since an acknowledgement never hurries the chain. A chain
+    with no step left gets one more reminder to its last target at `until`: an acknowledged task that stays
+    open is never silently dropped."""
+    at = math.ceil((until - due).total_seconds())
+    if level >= len(plan):
+        return [*plan, (plan[-1][0], max(at, plan[-1][1]))]
+    shift = max(0, at - plan[level][1])
+    return [*plan[:level], *((t, o + shift) for t, o in plan[level:])]
 
 
 def due_steps(due: datetime, plan: list[tuple[str, int]], level: int, now: datetime) -> list[int]:

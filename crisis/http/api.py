@@ -236,8 +236,9 @@ def ack(escalation_id: int, request: Request, ident: Writer) -> dict[str, Any]:
 @router.get("/escalations", tags=["escalations"])
 def list_escalations(request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0, pending: bool = False,
                      incident: int | None = None) -> dict[str, Any]:
-    """Escalations fired, newest first; `pending`: unacknowledged chains of open tasks, most overdue first."""
-    pg = service(request).escalation_page(incident, unacked_only=pending, limit=limit, offset=offset)
+    """Escalations fired, newest first; `pending`: those of open tasks (acknowledged ones stay listed: an
+    acknowledgement only holds the chain), most overdue first."""
+    pg = service(request).escalation_page(incident, pending=pending, limit=limit, offset=offset)
     return paged(pg.items, pg.total, limit, offset)
 
 

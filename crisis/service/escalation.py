@@ -1,5 +1,8 @@
 """The escalation clock: fire every due step exactly once (compare-and-set on the task's level).
 
+An acknowledgement does not stop a chain, it holds it: the acknowledgement moves the task's next step to the
+end of the hold (see TaskCommands.acknowledge), so the clock needs no special case for acknowledged tasks.
+
 Due steps fire in batches: one short write transaction per batch reads the due tasks with their incidents,
 advances them all with one guarded `UPDATE … RETURNING` (a task whose level or next step changed since the
 read is not returned, and nothing is written for it: the compare-and-set stays the exactly-once guarantee),
@@ -112,8 +115,7 @@ class EscalationCommands(ServiceBase):
 
     def _due(self, conn: Connection, now: datetime, only: int | None) -> Sequence[Row[Any]]:
         stmt = (select(*_DUE_COLUMNS).join(I, I.c.id == T.c.incident_id)
-                .where(T.c.status == "open", T.c.acked_at.is_(None), T.c.next_escalation_at.is_not(None),
-                       T.c.next_escalation_at <= now)
+                .where(T.c.status == "open", T.c.next_escalation_at.is_not(None), T.c.next_escalation_at <= now)
                 .order_by(T.c.next_escalation_at, T.c.id).limit(BATCH)
                 .with_for_update(skip_locked=True, of=T))  # PostgreSQL: concurrent tickers take disjoint tasks
         if only is not None:
@@ -173,7 +175,7 @@ class EscalationCommands(ServiceBase):
             # a typed NULL: a CASE of bare NULLs is text to PostgreSQL
             new_next[tid] = cast(null(), UTCDateTime()) if nxt is None else bindparam(None, nxt, type_=UTCDateTime())
         return (update(T)
-                .where(T.c.id.in_(ids), T.c.status == "open", T.c.acked_at.is_(None),
+                .where(T.c.id.in_(ids), T.c.status == "open",
                        and_(T.c.escalation_level == case(read_level, value=T.c.id),
                             T.c.next_escalation_at == type_coerce(case(read_next, value=T.c.id), UTCDateTime())))
                 .values(escalation_level=case(new_level, value=T.c.id),
@@ -226,7 +228,6 @@ class EscalationCommands(ServiceBase):
     def next_due(self) -> datetime | None:
         """The earliest pending escalation step: when the scheduler should wake next."""
         with read_session(self.engine) as s:
-            value = s.execute(select(func.min(T.c.next_escalation_at)).where(
-                T.c.status == "open", T.c.acked_at.is_(None))).scalar()
+            value = s.execute(select(func.min(T.c.next_escalation_at)).where(T.c.status == "open")).scalar()
         return value  # min() keeps the column's type, so the value comes back aware UTC
 

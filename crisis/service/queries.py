@@ -47,21 +47,21 @@ class Queries(ServiceBase):
             items = list(s.exec(stmt.offset(offset).limit(limit)).all())
             return Page(items, s.exec(count).one(), limit, offset)
 
-    def escalation_page(self, incident_id: int | None = None, *, unacked_only: bool = False,
+    def escalation_page(self, incident_id: int | None = None, *, pending: bool = False,
                         limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[Escalation]:
-        """Escalations, one page: pending ones (unacknowledged chains of open tasks) most overdue first,
-        the others newest first."""
+        """Escalations, one page: pending ones (of open tasks, acknowledged or not: an acknowledgement only holds
+        the chain for a while) most overdue first, the others newest first."""
         with read_session(self.engine) as s:
             stmt = select(Escalation)
             count = select(func.count()).select_from(Escalation)
             if incident_id is not None:
                 stmt = stmt.where(Escalation.incident_id == incident_id)
                 count = count.where(Escalation.incident_id == incident_id)
-            if unacked_only:
-                pending = (col(Task.id) == Escalation.task_id, Task.status == "open", col(Task.acked_at).is_(None))
-                stmt = stmt.join(Task, pending[0]).where(*pending[1:]).order_by(
+            if pending:
+                on, open_ = col(Task.id) == Escalation.task_id, Task.status == "open"
+                stmt = stmt.join(Task, on).where(open_).order_by(
                     col(Task.due_at), col(Escalation.task_id), col(Escalation.level).desc())
-                count = count.join(Task, pending[0]).where(*pending[1:])
+                count = count.join(Task, on).where(open_)
             else:
                 stmt = stmt.order_by(col(Escalation.fired_at).desc(), col(Escalation.id).desc())
             items = list(s.exec(stmt.offset(offset).limit(limit)).all())
@@ -93,14 +93,15 @@ class Queries(ServiceBase):
             return list(s.exec(select(Task).where(Task.incident_id == incident_id)
                                .order_by(col(Task.id))).all())
 
-    def escalations(self, incident_id: int | None = None, *, unacked_only: bool = False) -> list[Escalation]:
+    def escalations(self, incident_id: int | None = None, *, pending: bool = False) -> list[Escalation]:
+        """Escalations fired, oldest first. `pending`: those of tasks still open, acknowledged or not (an
+        acknowledgement only holds the chain for a while, so an acknowledged overdue task stays listed)."""
         with read_session(self.engine) as s:
             stmt = select(Escalation).order_by(col(Escalation.fired_at), col(Escalation.id))
             if incident_id is not None:
                 stmt = stmt.where(Escalation.incident_id == incident_id)
-            if unacked_only:
-                stmt = stmt.join(Task, col(Task.id) == Escalation.task_id).where(
-                    Task.status == "open", col(Task.acked_at).is_(None))
+            if pending:
+                stmt = stmt.join(Task, col(Task.id) == Escalation.task_id).where(Task.status == "open")
             return list(s.exec(stmt).all())
 
     def timeline(self, incident_id: int) -> list[Event]:

@@ -8,10 +8,12 @@ from sqlmodel import col, select
 
 from crisis import textinput
 from crisis.engine import policy
-from crisis.errors import InputError, NotFound
+from crisis.engine.plan import hold_plan, step_time
+from crisis.errors import Conflict, InputError, NotFound
 from crisis.principal import Principal
 from crisis.service.base import ServiceBase
-from crisis.store.models import Escalation, Task
+from crisis.severity import Severity
+from crisis.store.models import Escalation, Incident, Task
 
 
 class TaskCommands(ServiceBase):
@@ -34,7 +36,10 @@ class TaskCommands(ServiceBase):
 
     def acknowledge(self, *, principal: Principal, escalation_id: int | None = None, task_id: int | None = None,
                     now: datetime | None = None) -> Escalation:
-        """Stop a task's escalation chain. The acknowledger must have been paged, lead, or be on call."""
+        """Acknowledge an escalation: the task's chain holds for the acknowledgement timeout (the playbook's
+        `ack_timeout`, default the grade's wait) and, if the task is still open then, resumes at the next level.
+        `escalation_id` acknowledges that escalation; `task_id` the task's latest. The acknowledger must have
+        been paged, lead, or be on call; a chain already held by a live acknowledgement is a conflict."""
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
@@ -47,29 +52,57 @@ class TaskCommands(ServiceBase):
                     raise NotFound(f"no escalation #{escalation_id}")
                 task_id = esc.task_id
             assert task_id is not None
-            task, inc = self._task_locked(s, task_id)
+            _, inc = self._task_locked(s, task_id)
+            # the task's own row lock too: the tick advances it under that lock, and the hold below is computed
+            # from the level it left
+            task = s.exec(select(Task).where(Task.id == task_id).with_for_update()
+                          .execution_options(populate_existing=True)).one()
             fired = list(s.exec(select(Escalation).where(Escalation.task_id == task.id)
                                 .order_by(col(Escalation.level))).all())
-            paged = {e.recipient for e in fired}
-            policy.enforce(policy.may_ack(who, task_facts(task, paged)))
-            latest = fired[-1]
-            latest.acked_at, latest.acked_by = now, actor
-            task.acked_at, task.acked_by, task.next_escalation_at = now, actor, None
-            s.add(latest)
+            policy.enforce(policy.may_ack(who, task_facts(task, fired)))
+            esc = next(e for e in fired if e.id == escalation_id) if escalation_id is not None else fired[-1]
+            if esc.acked_at is not None:
+                raise Conflict(f"escalation #{esc.id} was already acknowledged by {esc.acked_by}")
+            until = self._hold(task, inc, now)
+            esc.acked_at, esc.acked_by = now, actor
+            task.acked_at, task.acked_by = now, actor
+            s.add(esc)
             s.add(task)
             self._event(s, tx, at=now, actor=actor, kind="escalation_acknowledged", incident_id=inc.id,
-                        task_id=task.id, key=task.key, level=latest.level, escalation=latest.id,
-                        after_seconds=(now - latest.fired_at).total_seconds())
-            for person in sorted(paged - {actor}):
-                self._notify(tx, inc, key=f"ack:{task.id}:{person}", recipient=person, now=now,
+                        task_id=task.id, key=task.key, level=esc.level, escalation=esc.id,
+                        after_seconds=(now - esc.fired_at).total_seconds(), holds_until=until.isoformat())
+            for person in sorted({e.recipient for e in fired} - {actor}):
+                self._notify(tx, inc, key=f"ack:{task.id}:{esc.id}:{person}", recipient=person, now=now,
                              subject=f"[舆情#{inc.id}] 已确认 Acknowledged: {task.title_zh}",
-                             body=f"{self.roster.name(actor)} acknowledged the escalation of '{task.title_en}'.",
-                             payload={"type": "acknowledged", "task": task.id})
-        return latest
+                             body=(f"{self.roster.name(actor)} acknowledged the escalation of '{task.title_en}'; "
+                                   f"the chain holds until {until.isoformat()} and resumes if the task is "
+                                   "still open then."),
+                             payload={"type": "acknowledged", "task": task.id, "escalation": esc.id})
+        return esc
+
+    def _hold(self, task: Task, inc: Incident, now: datetime) -> datetime:
+        """Hold the task's chain for the acknowledgement timeout: its next step moves to then (never earlier)."""
+        assert task.due_at is not None  # it has fired, so it has a deadline
+        spec = self.playbooks.get(inc.category).escalation_for(task.stage)
+        until = now + spec.ack_timeout_for(Severity(inc.severity))
+        plan = hold_plan(task.due_at, [(str(t), int(o)) for t, o in task.escalation_plan], task.escalation_level,
+                         until)
+        task.escalation_plan = [list(x) for x in plan]
+        task.next_escalation_at = step_time(task.due_at, plan, task.escalation_level)
+        assert task.next_escalation_at is not None
+        return task.next_escalation_at
 
 
 
-def task_facts(task: Task, paged: set[str] | None = None) -> policy.TaskFacts:
-    """What the policy rules read about a task."""
+def live_ack(task: Task, fired: list[Escalation]) -> bool:
+    """An acknowledgement still holds the chain: no step has fired since it (a step fired after the hold
+    expired means the chain resumed, and a new acknowledgement is due)."""
+    return task.acked_at is not None and all(e.fired_at <= task.acked_at for e in fired)
+
+
+def task_facts(task: Task, fired: list[Escalation] | None = None) -> policy.TaskFacts:
+    """What the policy rules read about a task (`fired`: its escalations so far)."""
+    fired = fired or []
     return policy.TaskFacts(id=task.id or 0, group=task.group, assignee=task.assignee, status=task.status,
-                            required=task.required, paged=frozenset(paged or ()), acked=task.acked_at is not None)
+                            required=task.required, paged=frozenset(e.recipient for e in fired),
+                            acked=live_ack(task, fired))
