@@ -26,6 +26,7 @@ from crisis.store.db import ROOT
 
 KINDS = ("incident_report", "after_action", "scorecard")
 LANGS = labels.LANGS
+FORMATS = ("md", "pdf")
 TEMPLATES = ROOT / "templates"
 
 # Event kinds that are noise in a report's narrative (they are in the tables instead).
@@ -174,24 +175,36 @@ def render(kind: str, ctx: dict[str, Any], lang: str, *, templates: Path = TEMPL
 def write_reports(svc: CrisisService, incident_id: int, out_dir: Path, *, tz: str = "Asia/Shanghai",
                   scenario: dict[str, Any] | None = None, run: dict[str, Any] | None = None,
                   expectations: list[scorecard.Expectation] | None = None,
-                  kinds: tuple[str, ...] | None = None) -> list[Path]:
+                  kinds: tuple[str, ...] | None = None, formats: tuple[str, ...] = ("md",)) -> list[Path]:
     """Render every report in every language (all rendered before any is written) plus scorecard.json."""
     ctx = report_context(svc, incident_id, tz=tz, scenario=scenario, run=run, expectations=expectations)
-    return write_context(ctx, out_dir, kinds=kinds)
+    return write_context(ctx, out_dir, kinds=kinds, formats=formats)
 
 
-def write_context(ctx: dict[str, Any], out_dir: Path, *, kinds: tuple[str, ...] | None = None) -> list[Path]:
+def write_context(ctx: dict[str, Any], out_dir: Path, *, kinds: tuple[str, ...] | None = None,
+                  formats: tuple[str, ...] = ("md",)) -> list[Path]:
+    """Markdown always (the PDF is laid out from it); PDF too when asked. Nothing is written until all
+    are rendered, so a failure leaves no half set behind."""
+    for f in formats:
+        if f not in FORMATS:
+            raise InputError(f"unknown format {f!r} (use {', '.join(FORMATS)})", field="format")
     if kinds is None:
         kinds = KINDS if ctx["scenario"] is not None else ("incident_report", "after_action")
-    rendered = {f"{kind}.{lang}.md": render(kind, ctx, lang) for kind in kinds for lang in LANGS}
+    markdown = {(kind, lang): render(kind, ctx, lang) for kind in kinds for lang in LANGS}
+    files: dict[str, str | bytes] = {f"{kind}.{lang}.md": text for (kind, lang), text in markdown.items()}
+    if "pdf" in formats:
+        from crisis.report_pdf import render_pdf
+
+        files |= {f"{kind}.{lang}.pdf": render_pdf(text, kind=kind, ctx=ctx, lang=lang)
+                  for (kind, lang), text in markdown.items()}
+    files["scorecard.json"] = json.dumps(document(ctx), ensure_ascii=False, indent=2, default=str) + "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in rendered.items():
+    for name, content in files.items():
         path = out_dir / name
-        path.write_text(text, encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
         written.append(path)
-    card_path = out_dir / "scorecard.json"
-    card_path.write_text(json.dumps(document(ctx), ensure_ascii=False, indent=2, default=str) + "\n",
-                         encoding="utf-8")
-    written.append(card_path)
     return written

@@ -284,9 +284,10 @@ def report_cmd(
     lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write all reports to this folder.")] = None,
     tz: Annotated[str | None, typer.Option(help="Time zone for times in reports (default CRISIS_TZ).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, or pdf (with --out: PDFs as well as Markdown).")] = "md",
     as_json: JsonOpt = False,
 ) -> None:
-    """Render the incident report (舆情专报), the after-action review or the scorecard as Markdown.
+    """Render the incident report (舆情专报), the after-action review or the scorecard as Markdown (or PDF).
 
     With --json: the data every report is rendered from (facts, tasks, escalations, metrics, findings)."""
     def body() -> None:
@@ -297,9 +298,14 @@ def report_cmd(
             raise InputError(f"unknown report {kind!r} (use {', '.join(reports.KINDS)})", field="--kind")
         if lang not in reports.LANGS:
             raise InputError(f"unknown language {lang!r} (use {', '.join(reports.LANGS)})", field="--lang")
+        if fmt not in reports.FORMATS:
+            raise InputError(f"unknown format {fmt!r} (use {', '.join(reports.FORMATS)})", field="--format")
+        if fmt == "pdf" and out_dir is None:
+            raise InputError("a PDF is written to a folder: add --out DIR", field="--out")
         svc = service()
         if out_dir is not None:
-            written = reports.write_reports(svc, incident_id, out_dir, tz=zone_name)
+            written = reports.write_reports(svc, incident_id, out_dir, tz=zone_name,
+                                            formats=("md", "pdf") if fmt == "pdf" else ("md",))
             if as_json:
                 emit({"written": [str(p) for p in written]})
             for p in [] if as_json else written:
