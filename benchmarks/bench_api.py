@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                "CRISIS_NOTIFY_FILE": str(work / "notifications.jsonl")}
         api_port, bare_port = free_port(), free_port()
         api = start([sys.executable, "-m", "crisis", "serve", "--no-scheduler", "--port", str(api_port)], env,
-                    api_port, "/api/v1/health")
+                    api_port, "/api/v1/openapi.json")
         bare = start([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "--port", str(bare_port),
                       "--log-level", "warning", "--no-access-log", "bare_app:app"], env, bare_port, "/constant")
         try:

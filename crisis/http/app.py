@@ -40,24 +40,28 @@ def create_app(svc: CrisisService, accounts: Accounts, *, deliver: Callable[[], 
 
     @app.get(f"{API}/health", tags=["health"])
     async def health_check(request: Request) -> JSONResponse:
-        """Liveness for monitors (no credentials): the database answers; the scheduler's last cycle."""
+        """For monitors (no credentials): the database answers and a scheduler fires deadlines (else 503)."""
         return await run_in_threadpool(_health, request)
 
     return app
 
 
 def _health(request: Request) -> JSONResponse:
+    """200 when the database answers and a scheduler is firing deadlines on it (in this process or another);
+    503 otherwise, so a monitor notices a silent outage."""
     svc: CrisisService = request.app.state.svc
-    body: dict[str, Any] = {"status": "ok"}
     try:
-        body["next_due"] = api.encode(svc.next_due())
-    except Exception as exc:
+        sched = svc.scheduler_health()
+    except Exception as exc:  # a health check reports, it does not fail
         errors.get_logger(component="http").error("health_db_failed", error=repr(exc))
         return JSONResponse({"status": "failing", "database": "unreachable"}, status_code=503)
-    if request.app.state.health is not None:
-        sched = request.app.state.health()
-        body["scheduler"] = api.encode(sched)
-        if sched.get("ok") is False:
-            body["status"] = "failing"
-            return JSONResponse(body, status_code=503)
+    body: dict[str, Any] = {"status": "ok", "database": "ok", "scheduler": sched.as_dict()}
+    healthy = sched.healthy
+    if request.app.state.health is not None:  # the scheduler runs in this process: is its loop alive?
+        here = request.app.state.health()
+        body["scheduler"]["in_process"] = api.encode(here)
+        healthy = healthy and here.get("ok") is not False
+    if not healthy:
+        body["status"] = "failing"
+        return JSONResponse(body, status_code=503)
     return JSONResponse(body)

@@ -165,3 +165,18 @@ def test_database_busy_or_unavailable_is_503(client, svc, monkeypatch):
         res = client.get(f"{API}/incidents")
         assert res.status_code == 503 and error(res)["code"] == "unavailable"
         assert res.headers.get("Retry-After") == retry
+
+
+def test_health_reports_the_scheduler(anon, svc, advance):
+    from crisis.store.status import record_cycle, record_start
+
+    res = anon.get(f"{API}/health")  # no credentials needed; no scheduler has ever run: an outage
+    assert res.status_code == 503 and res.json()["scheduler"]["state"] == "never_started"
+    record_start(svc.engine, svc.clock.now(), sweep_seconds=30)
+    record_cycle(svc.engine, svc.clock.now(), None, cycles=1)
+    res = anon.get(f"{API}/health")
+    assert res.status_code == 200 and res.json()["status"] == "ok"
+    assert res.json()["scheduler"]["last_cycle_at"].endswith("Z")
+    advance(minutes=10)  # no cycle for far longer than the sweep: the scheduler is stale
+    res = anon.get(f"{API}/health")
+    assert res.status_code == 503 and res.json()["scheduler"]["state"] == "stale"
