@@ -96,6 +96,9 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
     try:
         _check_events(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML's message spans two lines
+        raise InputError(f"character {exc.character!r} is not allowed in YAML", file=file,
+                         line=text.count("\n", 0, exc.position) + 1) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         opened = getattr(exc, "context_mark", None)
@@ -105,7 +108,7 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
             # e.g. an unclosed quote or bracket: the problem shows at the end of the file, the cause where it opened
             problem = f"{problem} at line {mark.line + 1}" + (f" ({context})" if context else "")
             mark = opened
-        raise InputError(f"YAML syntax error: {problem}", file=file,
+        raise InputError(f"YAML syntax error: {' '.join(str(problem).split())}", file=file,
                          line=mark.line + 1 if mark else None) from None
     if node is None:
         raise InputError("file is empty", file=file)
