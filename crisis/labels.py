@@ -76,6 +76,7 @@ EVENTS: dict[str, Pair] = {
     "task_carried": ("任务延续至下一阶段", "task carried to the next stage"),
     "escalation_fired": ("超时升级", "escalation"),
     "escalation_acknowledged": ("升级已确认", "escalation acknowledged"),
+    "escalation_failed": ("升级提醒发送失败", "escalation failed"),
     "statement_drafted": ("声明起草", "statement drafted"),
     "statement_reviewed": ("声明审核", "statement reviewed"),
     "statement_released": ("声明发布", "statement released"),

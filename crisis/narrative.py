@@ -98,11 +98,19 @@ def _describe(e: dict[str, Any], look: Lookup, lang: str) -> str:  # one branch 
                 f" ({format_duration(d['late_seconds'])} late)"
         if d.get("note") and kind == "task_done":
             text += f"：{d['note']}" if zh else f": {d['note']}"
+        if d.get("reason") and kind == "task_applicable":
+            text += f"：{d['reason']}" if zh else f": {d['reason']}"
+        if kind == "task_carried":
+            text += (f"（{label('stage', d.get('from_stage'), lg)} → {label('stage', d.get('to_stage'), lg)}）" if zh
+                     else f" ({label('stage', d.get('from_stage'), lg)} → {label('stage', d.get('to_stage'), lg)})")
         return text
     if kind == "escalation_fired":
         who = look.person(d.get("recipient"), lang)
         return (f"{q(look.task(e, lang))}第 {d.get('level')} 级提醒 → {who}" if zh else
                 f"{q(look.task(e, lang))} level {d.get('level')} → {who}")
+    if kind == "escalation_failed":  # the error itself is an engine message: English report only
+        return (f"{q(look.task(e, lang))}第 {d.get('level')} 级提醒未能发出，已报告管理员" if zh else
+                f"{q(look.task(e, lang))} level {d.get('level')} could not be sent: {d.get('error') or ''}")
     if kind == "escalation_acknowledged":
         return (f"{q(look.task(e, lang))}第 {d.get('level')} 级提醒" if zh else
                 f"{q(look.task(e, lang))} level {d.get('level')}")
@@ -122,7 +130,8 @@ def _describe(e: dict[str, Any], look: Lookup, lang: str) -> str:  # one branch 
 def is_fact(e: dict[str, Any]) -> bool:
     """Events that carry what responders and the scenario said happened (notes, injects, comments)."""
     d, kind = e["data"], e["kind"]
-    if kind in ("task_done", "stage_changed", "severity_changed") and (d.get("note") or d.get("reason")):
+    if kind in ("task_done", "stage_changed", "severity_changed", "task_applicable") and (
+            d.get("note") or d.get("reason")):
         return True
     if kind == "signals_updated":
         return bool(d.get("note")) and e["actor"] != "drill"  # a drill's signal inject is told by its inject
@@ -133,7 +142,7 @@ def is_fact(e: dict[str, Any]) -> bool:
     known = {"incident_opened", "task_assigned", "task_waived", "task_cancelled", "task_regraded", "task_done",
              "escalation_fired", "escalation_acknowledged", "statement_drafted", "statement_released",
              "drill_action_rejected", "stage_changed", "severity_changed", "signals_updated", "task_applicable",
-             "task_carried"}
+             "task_carried", "escalation_failed"}
     return kind not in known and bool(d.get("text"))  # injects and free notes (media call, family on site)
 
 

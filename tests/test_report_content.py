@@ -161,3 +161,23 @@ def test_json_report_scorecard_json_and_drill_json_carry_the_same_keys(svc, even
     assert list(json.loads((tmp_path / "d" / "scorecard.json").read_text("utf-8"))) == list(reports.DOCUMENT_KEYS)
     assert drill["metrics"]["chains_unanswered"] == drill["metrics"]["escalation_chains"] > 0
 
+
+
+def test_carried_and_applicable_duties_read_as_titles_with_reasons(svc, advance):
+    """Violence on the premises: duties carried from stage to stage and a task marked applicable are
+    told with their titles, stages and reason, in Chinese without engine keys."""
+    inc = svc.open_incident(title="患者家属在急诊殴打医生", category="workplace_violence",
+                            principal=P("duty_officer"), severity="II")
+    advance(minutes=3)
+    posts = svc.find_task(inc.id, "capture_posts")
+    svc.mark_applicable(posts.id, reason="视频已在微博传播，须存证", principal=P("president"))
+    svc.complete_task(posts.id, principal=P("info_staff"))
+    svc.complete_task(svc.find_task(inc.id, "compile_report").id, principal=P("publicity_head"))
+    svc.fire(inc.id, "report", principal=P("duty_officer"))  # the police and scene duties carry over
+    ctx = reports.report_context(svc, inc.id, tz="Asia/Shanghai")
+    zh = reports.render("incident_report", ctx, "zh-CN")
+    assert ascii_words(zh) <= {"II"}  # only the grade
+    facts = zh.split("## 一、基本情况")[1].split("## 二、")[0]
+    assert "王院长（任务标记为适用）：「截图存证网传视频及评论」：视频已在微博传播，须存证" in facts
+    carried = [e["what"]["zh"] for e in ctx["timeline"] if e["kind"] == "task_carried"]
+    assert "「立即拨打110报警并保护现场」（事件监测 → 已报告）" in carried
