@@ -1,13 +1,14 @@
 """Where things are: database URL, playbooks, roster, notification file. Environment overrides defaults.
 
-CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (display time zone),
-CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals).
+CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (the hospital's
+time zone: display, quiet hours, rota hand-overs), CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals);
+notification channels: see crisis.notify.setup.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,7 +16,10 @@ from sqlalchemy.engine import Engine
 
 from crisis.clock import Clock
 from crisis.errors import InputError
-from crisis.notify.channels import Channel, FileChannel, LogChannel
+from crisis.notify import setup as notify_setup
+from crisis.notify.channels import Channel
+from crisis.notify.dispatch import Dispatcher
+from crisis.notify.setup import NotifySettings
 from crisis.playbook import check_roster, load_playbooks
 from crisis.roster import load_roster
 from crisis.service import CrisisService
@@ -31,6 +35,7 @@ class Settings:
     log_path: Path
     tz: str = "Asia/Shanghai"
     signals_secret: str | None = None  # CRISIS_SIGNALS_SECRET: shared secret of HMAC-signed inbound signals
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,6 +48,7 @@ class Settings:
             log_path=Path(env.get("CRISIS_LOG", ROOT / "store" / "crisis.log")),
             tz=env.get("CRISIS_TZ", "Asia/Shanghai"),
             signals_secret=env.get("CRISIS_SIGNALS_SECRET") or None,
+            notify=NotifySettings.from_env(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -58,7 +64,16 @@ def zone(name: str) -> ZoneInfo:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    return {"log": LogChannel(), "file": FileChannel(settings.notify_file)}
+    return notify_setup.channels(settings.notify, settings.notify_file)
+
+
+def build_dispatcher(settings: Settings, svc: CrisisService, channels: dict[str, Channel] | None = None,
+                     clock: Clock | None = None) -> Dispatcher:
+    """Delivery for this process: the deployment's channels, text in the hospital's zone, failures paged to
+    whoever is on call."""
+    return notify_setup.dispatcher(svc.engine, channels if channels is not None else build_channels(settings),
+                                   settings.notify, svc.roster, zone(settings.tz), clock or svc.clock,
+                                   lambda now: svc.on_call(now).primary)
 
 
 def build_service(settings: Settings, clock: Clock, *, engine: Engine | None = None) -> CrisisService:
@@ -68,4 +83,5 @@ def build_service(settings: Settings, clock: Clock, *, engine: Engine | None = N
     check_roster(playbooks, roster)
     engine = engine or make_engine(settings.db_url)
     init_db(engine)
-    return CrisisService(engine, playbooks, roster, clock)
+    return CrisisService(engine, playbooks, roster, clock,
+                         routing=notify_setup.routing(settings.notify, zone(settings.tz)))

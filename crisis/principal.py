@@ -61,7 +61,7 @@ def roles_of(roster: Roster, person: str, now: datetime | None = None) -> frozen
     roles.update(f"role:{name}" for name, pid in roster.roles.items() if pid == person)
     if "info_dept_head" not in roster.roles and person == roster.group_head("monitoring"):
         roles.add("role:info_dept_head")
-    if any(oc.person == person for oc in roster.on_call):
+    if person in roster.on_call_people():  # the rota's people too
         roles.add("on_call")
         if now is not None and roster.on_call_at(now) == person:
             roles.add("on_call_now")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crisis.clock import ensure_aware
 from crisis.errors import InputError, NotFound
 from crisis.labels import GROUPS as GROUPS_ZH_EN
+from crisis.rota import Rotation
 from crisis.yamlsrc import load_yaml
 
 GROUPS = ("leadership", "monitoring", "response", "logistics")
@@ -20,11 +22,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+PERSONAL_CHANNELS = ("email", "wecom", "dingtalk", "feishu", "webhook")
+QUIET = r"^(off|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)$"
+
+
 class Person(_Strict):
+    """`contacts` holds addresses and chat ids (email, phone, wecom_userid, dingtalk_userid, feishu_open_id);
+    `channels` the personal channels to try, in order; `quiet_hours` "22:00-07:00", "off", or the roster's."""
+
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     name: str
     title: str = ""
     contacts: dict[str, str] = Field(default_factory=dict)
+    channels: list[Literal["email", "wecom", "dingtalk", "feishu", "webhook"]] = Field(default_factory=list)
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    quiet_hours: str | None = Field(default=None, pattern=QUIET)
 
 
 class Group(_Strict):
@@ -57,6 +69,8 @@ class Roster(_Strict):
     groups: dict[str, Group]
     roles: dict[str, str] = Field(default_factory=dict)
     on_call: list[OnCall] = Field(min_length=1)
+    rota: Rotation | None = None
+    quiet_hours: str = Field(default="22:00-07:00", pattern=QUIET)  # in the hospital's zone (CRISIS_TZ)
 
     @model_validator(mode="after")
     def _check(self) -> Roster:
@@ -84,6 +98,9 @@ class Roster(_Strict):
         for oc in self.on_call:
             if oc.person not in known:
                 raise ValueError(f"on_call names unknown person '{oc.person}'")
+        for pid in self.rota.people if self.rota else []:
+            if pid not in known:
+                raise ValueError(f"rota names unknown person '{pid}'")
         return self
 
     # --- look-ups -----------------------------------------------------------------
@@ -120,6 +137,24 @@ class Roster(_Strict):
             if oc.covers(now):
                 return oc.person
         return self.on_call[0].person
+
+    def on_call_people(self) -> set[str]:
+        """Everyone who may stand on call (may acknowledge any escalation)."""
+        return {oc.person for oc in self.on_call} | set(self.rota.people if self.rota else [])
+
+    def on_call_windows(self) -> list[tuple[str, datetime | None, datetime | None]]:
+        return [(oc.person, oc.start, oc.until) for oc in self.on_call]
+
+    def quiet_hours_of(self, pid: str) -> str:
+        try:
+            own = self.person(pid).quiet_hours
+        except NotFound:
+            own = None
+        return own or self.quiet_hours
+
+    def known_names(self) -> dict[str, str]:
+        """Ids and display names to person ids (for imports that name people either way)."""
+        return {**{p.name: p.id for p in self.people}, **{p.id: p.id for p in self.people}}
 
     def assignee_for(self, group: str, role: str | None) -> str:
         """The person a task goes to: the named role if the roster has it, else the group head."""

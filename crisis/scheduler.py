@@ -38,10 +38,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from crisis import logs
 from crisis.clock import Clock, SystemClock
-from crisis.config import Settings, build_channels, build_service
+from crisis.config import Settings, build_channels, build_dispatcher, build_service
 from crisis.errors import Conflict, CrisisError, InputError
 from crisis.notify.channels import Channel
-from crisis.notify.dispatch import dispatch
+from crisis.notify.dispatch import Dispatcher
+from crisis.notify.messages import Renderer
 from crisis.service import CrisisService
 from crisis.store import status
 from crisis.store.db import DatabaseChanged, check_same_database, database_identity, sqlite_path
@@ -58,41 +59,30 @@ class AlreadyRunning(Conflict):
 
 
 class Deliverer:
-    """Delivers the outbox in its own thread, so firing never waits on a channel; `kick()` after a commit."""
+    """Delivers the outbox in its own thread, so firing never waits on a channel; `kick()` after a commit.
+    The work (claim, deliver on per-channel pools, mark, back off) is crisis.notify.dispatch's."""
 
-    def __init__(self, svc: CrisisService, channels: Mapping[str, Channel], clock: Clock) -> None:
-        self.svc, self.channels, self.clock = svc, channels, clock
-        self.log = logs.get_logger(component="delivery", pid=os.getpid())
-        self._kick = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="crisis-delivery", daemon=True)
+    def __init__(self, svc: CrisisService, channels: Mapping[str, Channel], clock: Clock, *,
+                 dispatcher: Dispatcher | None = None) -> None:
+        self.dispatcher = dispatcher or Dispatcher(
+            svc.engine, channels, Renderer(svc.roster, svc.routing.tz), clock, routing=svc.routing,
+            on_call=lambda now: svc.on_call(now).primary)
         self.delivered = 0
 
     def start(self) -> None:
-        self._thread.start()
+        self.dispatcher.start()
 
     def kick(self) -> None:
-        self._kick.set()
+        self.dispatcher.kick()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._kick.set()
-        self._thread.join(timeout=60)
+        self.dispatcher.stop()
 
     def deliver_now(self) -> int:
-        """Deliver what is pending in the calling thread (tests, and the last round before stopping)."""
-        n = dispatch(self.svc.engine, self.channels, self.clock.now())
+        """Deliver what is due in the calling thread and wait for it (tests)."""
+        n = self.dispatcher.drain().delivered
         self.delivered += n
         return n
-
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            self._kick.wait()
-            self._kick.clear()  # before delivering: a kick during the round is kept for the next one
-            try:
-                self.deliver_now()
-            except Exception as exc:  # a bad round must not end delivery: the next kick or sweep retries
-                self.log.exception("delivery_failed", error=str(exc))
 
 
 class Runner:
@@ -240,13 +230,13 @@ def check_sweep(seconds: float) -> None:
 
 @contextlib.contextmanager
 def background(svc: CrisisService, channels: Mapping[str, Channel], clock: Clock, *,
-               sweep_seconds: float = 30.0) -> Iterator[Runner]:
+               sweep_seconds: float = 30.0, dispatcher: Dispatcher | None = None) -> Iterator[Runner]:
     """Run the scheduler in this process's background threads for the block (`crisis serve`, and `run`):
     the leader lock, the firing loop (its first cycle is the catch-up: a restart fires what came due while
     down), delivery and the periodic sweep. Signal handlers belong to whoever runs the foreground."""
     check_sweep(sweep_seconds)
     with leader_lock(svc.engine):
-        deliverer = Deliverer(svc, channels, clock)
+        deliverer = Deliverer(svc, channels, clock, dispatcher=dispatcher)
         runner = Runner(svc, clock, deliverer)
         status.record_start(svc.engine, clock.now(), sweep_seconds)
         runner.log.info("scheduler_started", db=str(svc.engine.url), sweep_seconds=sweep_seconds)
@@ -286,7 +276,9 @@ def run(settings: Settings, *, sweep_seconds: float = 30.0, clock: Clock | None 
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with background(svc, build_channels(settings), clock, sweep_seconds=sweep_seconds) as runner:
+    channels = build_channels(settings)
+    with background(svc, channels, clock, sweep_seconds=sweep_seconds,
+                    dispatcher=build_dispatcher(settings, svc, channels, clock)) as runner:
         while not stopping.wait(1.0) and runner.thread is not None and runner.thread.is_alive():
             pass
         runner.log.info("scheduler_stopping", signal=received[0] if received else None)

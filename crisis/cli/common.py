@@ -22,10 +22,9 @@ from typer.core import TyperGroup
 
 from crisis import logs
 from crisis.clock import SystemClock
-from crisis.config import Settings, build_channels, build_service, zone
+from crisis.config import Settings, build_dispatcher, build_service, zone
 from crisis.console import SafeTable, fit_width, styled, table
 from crisis.errors import CrisisError, InputError
-from crisis.notify.dispatch import dispatch
 from crisis.principal import Principal
 from crisis.roster import GROUP_NAMES
 from crisis.service import CrisisService
@@ -103,7 +102,7 @@ def principal(by: str | None) -> Principal:
 def deliver() -> None:
     """Deliver notifications this command queued (channels are idempotent, the scheduler may too)."""
     svc = service()
-    dispatch(svc.engine, build_channels(settings()), svc.clock.now())
+    build_dispatcher(settings(), svc).drain()
 
 
 def fail(message: str, kind: str, as_json: bool) -> NoReturn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -12,9 +12,8 @@ import typer
 from crisis.cli.common import app, err, run, service, settings
 
 if TYPE_CHECKING:
-    from crisis.notify.channels import Channel
+    from crisis.notify.dispatch import Dispatcher
     from crisis.scheduler import Runner
-    from crisis.service import CrisisService
 
 
 @app.command("serve")
@@ -34,16 +33,17 @@ def serve_cmd(
 
         from crisis import scheduler
         from crisis.accounts import Accounts
-        from crisis.config import build_channels
+        from crisis.config import build_channels, build_dispatcher
         from crisis.http.app import create_app
 
         svc, cfg = service(), settings()
         channels = build_channels(cfg)
-        ctx = contextlib.nullcontext() if no_scheduler else scheduler.background(svc, channels, svc.clock,
-                                                                                  sweep_seconds=sweep)
+        delivery = build_dispatcher(cfg, svc, channels)
+        ctx = contextlib.nullcontext() if no_scheduler else scheduler.background(
+            svc, channels, svc.clock, sweep_seconds=sweep, dispatcher=delivery)
         with ctx as runner:
             app_ = create_app(svc, Accounts(svc.engine, svc.roster, svc.clock),
-                              deliver=_after_command(svc, channels, runner), signals_secret=cfg.signals_secret,
+                              deliver=_after_command(delivery, runner), signals_secret=cfg.signals_secret,
                               tz=cfg.tz, health=None if runner is None else lambda: _health(runner))
             err.print(f"crisis API on http://{host}:{port}/api/v1 (docs /api/v1/docs); scheduler "
                       f"{'not started' if no_scheduler else 'running'}", highlight=False, soft_wrap=True)
@@ -55,14 +55,12 @@ def serve_cmd(
     run(body, False)
 
 
-def _after_command(svc: CrisisService, channels: Mapping[str, Channel], runner: Runner | None) -> Callable[[], None]:
+def _after_command(delivery: Dispatcher, runner: Runner | None) -> Callable[[], None]:
     """What runs after each API command: with the scheduler in this process, wake it (a new deadline may be
     the next one) and let its delivery thread send what was queued; without it, deliver in the request."""
     if runner is None:
-        from crisis.notify.dispatch import dispatch
-
         def deliver_here() -> None:
-            dispatch(svc.engine, channels, svc.clock.now())
+            delivery.drain()
 
         return deliver_here
 

@@ -22,7 +22,8 @@ from crisis.clock import VirtualClock
 from crisis.drill.scenario import LoadedScenario, Step
 from crisis.errors import CrisisError, InputError
 from crisis.notify.channels import MemoryChannel
-from crisis.notify.dispatch import dispatch
+from crisis.notify.dispatch import Dispatcher
+from crisis.notify.messages import Renderer
 from crisis.playbook import PlaybookSet
 from crisis.principal import Principal
 from crisis.roster import Roster
@@ -80,7 +81,9 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
             for loaded, offset in tracks]
     clock = VirtualClock(min(t.start for t in runs))
     svc = CrisisService(engine, playbooks, roster, clock, channels=(DRILL_CHANNEL,))
-    channel = MemoryChannel(DRILL_CHANNEL)
+    channel = MemoryChannel(DRILL_CHANNEL)  # drills never reach real channels; the CLI writes the drill's file
+    delivery = Dispatcher(engine, {DRILL_CHANNEL: channel}, Renderer(roster, svc.routing.tz), clock,
+                          routing=svc.routing)
     end = max(t.start + t.loaded.scenario.duration for t in runs)
     wakeups = 0
     while True:
@@ -122,7 +125,7 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
                                        f"(task #{esc.task_id})")
         wakeups += 1
         if busy:  # only a step or an escalation queues notifications
-            dispatch(engine, {DRILL_CHANNEL: channel}, clock.now())
+            delivery.drain()
     clock.advance_to(end)
     results = []
     for t in runs:

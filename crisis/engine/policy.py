@@ -251,3 +251,10 @@ def statement_actions(p: Principal, st: StatementFacts) -> dict[str, Decision]:
 def refusals(decisions: Mapping[str, Decision]) -> dict[str, str]:
     """For a UI: each refused action with its reason and rule."""
     return {k: f"{d.reason} ({d.rule})" for k, d in decisions.items() if not d.allowed}
+
+
+def may_arrange_on_call(p: Principal) -> Decision:
+    """Overrides and imported shifts: leadership, the duty officer, or someone on the on-call rota."""
+    if p.has("leadership") or p.has("role:duty_officer") or p.has("on_call"):
+        return _ok("on_call", "on_call")
+    return _no("on_call", "on_call", f"{_who(p)} is neither leadership, the duty officer nor on the on-call rota")

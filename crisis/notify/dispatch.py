@@ -1,46 +1,299 @@
-"""Deliver pending outbox rows through their channels.
+"""Deliver outbox rows without ever stalling the engine.
 
-Rows are claimed and marked in batches: a crash mid-batch re-delivers at most that
-batch, which idempotent channels (dedupe key) absorb.
+Each round claims a batch per channel in a short write transaction (a lease in `claimed_until`, the attempt
+counted), renders and delivers it *outside* any transaction on that channel's own bounded worker pool, and
+marks the results in another short transaction. A channel whose far end hangs only fills its own pool: the
+claim skips a channel with no room, so every other channel (and the escalation clock, which never waits on
+delivery) goes on. Failures back off exponentially (`next_attempt_at`); after the last attempt the row stays
+visible as failed, the recipient's next own channel takes over, and when none is left the on-call
+administrator is paged about it. A process killed mid-batch leaves leased rows that are claimed again when
+the lease runs out; the channels' idempotency on the dedupe key makes that exactly-once at the recipient.
+
+Messages held for quiet hours are claimed per recipient together and sent as one digest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Engine, RowMapping
 
-from crisis.notify.channels import Channel
-from crisis.notify.outbox import pending
-from crisis.store.db import write_session
+from crisis.clock import Clock
+from crisis.errors import NotFound
+from crisis.logs import get_logger
+from crisis.notify.channels import Channel, Delivery
+from crisis.notify.messages import Item, Renderer
+from crisis.notify.outbox import Routing, messages
+from crisis.store.models import OutboxMessage
 
-MAX_ATTEMPTS = 10
-BATCH = 100
+T = OutboxMessage.__table__  # type: ignore[attr-defined]
+SERIAL = frozenset({"file", "log", "drill", "memory"})  # local: one worker each keeps their order
 
 
-def dispatch(engine: Engine, channels: Mapping[str, Channel], now: datetime) -> int:
-    """Deliver what is pending; returns how many were delivered. Failures are retried next time."""
-    delivered = 0
-    while True:
-        before = delivered
-        with write_session(engine) as s:
-            batch = pending(s, limit=BATCH, max_attempts=MAX_ATTEMPTS)
-            for msg in batch:
-                channel = channels.get(msg.channel)
-                msg.attempts += 1
-                if channel is None:
-                    msg.last_error = f"no channel '{msg.channel}' configured"
-                    msg.attempts = MAX_ATTEMPTS  # nothing will deliver it; keep it visible, stop retrying
-                else:
-                    try:
-                        channel.deliver(msg)
-                    except Exception as exc:  # a channel failure must not stop the others
-                        msg.last_error = f"{type(exc).__name__}: {exc}"
+@dataclass(frozen=True)
+class Policy:
+    timeout: float = 10.0  # seconds one delivery may take (socket timeout; abandoned after twice that)
+    max_attempts: int = 6
+    backoff: float = 30.0  # first retry after this many seconds, doubling up to `backoff_cap`
+    backoff_cap: float = 3600.0
+    lease: float = 120.0  # a claimed row is not claimed again before this (must exceed 2 × timeout)
+    workers: int = 4  # concurrent deliveries per channel
+    batch: int = 200
+
+    def retry_at(self, now: datetime, attempts: int) -> datetime:
+        return now + timedelta(seconds=min(self.backoff * 2 ** max(attempts - 1, 0), self.backoff_cap))
+
+
+@dataclass
+class _Job:
+    delivery: Delivery
+    rows: list[RowMapping]
+    started: float
+    future: Future[str] | None = None
+
+
+@dataclass
+class Stats:
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    receipts: list[tuple[str, bool, str]] = field(default_factory=list)  # (channel, ok, what it said)
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine, channels: Mapping[str, Channel], renderer: Renderer, clock: Clock, *,
+                 policy: Policy | None = None, routing: Routing | None = None,
+                 on_call: Callable[[datetime], str] | None = None) -> None:
+        self.engine, self.channels, self.renderer, self.clock = engine, dict(channels), renderer, clock
+        self.policy = policy or Policy()
+        self.routing = routing or Routing(channels=tuple(c for c in channels if c in SERIAL))
+        self.on_call = on_call
+        self.log = get_logger(component="notify")
+        self._pools = {n: ThreadPoolExecutor(1 if n in SERIAL else self.policy.workers, f"notify-{n}")
+                       for n in self.channels}
+        self._jobs: list[_Job] = []
+        self._stuck: dict[str, int] = defaultdict(int)  # abandoned deliveries still holding a worker
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._mutex = threading.Lock()  # pump() is not re-entrant
+
+    # ------------------------------------------------------------------ driving
+    def pump(self) -> Stats:
+        """One round: mark what finished, claim and start what channels have room for."""
+        with self._mutex:
+            stats = self._mark(self.clock.now())
+            for name in self.channels:
+                room = self._room(name)
+                if room > 0:
+                    self._start(self._claim(name, self.clock.now(), room))
+            return stats
+
+    def drain(self, max_seconds: float | None = None) -> Stats:
+        """Deliver everything due now and wait for it (the CLI, drills, tests)."""
+        total = Stats()
+        limit = None if max_seconds is None else time.monotonic() + max_seconds
+        while True:
+            s = self.pump()
+            total.delivered += s.delivered
+            total.retrying += s.retrying
+            total.failed += s.failed
+            total.receipts += s.receipts
+            if not self._jobs and not self._due_exists(self.clock.now()):
+                return total
+            if limit is not None and time.monotonic() > limit:
+                return total
+            self._wait_any(0.05)
+
+    def start(self) -> None:
+        """Deliver in a background thread (the scheduler): `kick()` after each commit that queued messages."""
+        if self._thread is not None and self._thread.is_alive():
+            return  # one thread per dispatcher, however many owners start it
+        self._thread = threading.Thread(target=self._serve, name="notify-dispatch", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._kick.set()
+        if self._thread:
+            self._thread.join(timeout=self.policy.timeout * 2 + 5)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.pump()
+            except Exception as exc:  # a bad round must not end delivery: the next one retries
+                self.log.exception("notify_round_failed", error=str(exc))
+            self._kick.wait(0.05 if self._jobs else 1.0)
+            self._kick.clear()
+
+    def _wait_any(self, seconds: float) -> None:
+        futures = [j.future for j in self._jobs if j.future is not None]
+        if futures:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            wait(futures, timeout=seconds, return_when=FIRST_COMPLETED)
+
+    def _room(self, name: str) -> int:
+        """How many more rows a channel may take: local ones a batch, remote ones twice their workers."""
+        busy = sum(1 for j in self._jobs if j.delivery.channel == name) + self._stuck[name]
+        cap = self.policy.batch if name in SERIAL else self.policy.workers * 2
+        return max(0, cap - busy)
+
+    # ------------------------------------------------------------------ claim
+    def _claim(self, channel: str, now: datetime, room: int) -> list[RowMapping]:
+        """Lease up to `room` due rows of one channel (and every due held row of it, for whole digests)."""
+        free = or_(T.c.claimed_until.is_(None), T.c.claimed_until <= now)
+        base = and_(T.c.channel == channel, T.c.delivered_at.is_(None), T.c.failed_at.is_(None),
+                    or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now), free)
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(select(T.c.id).where(base, T.c.held_until.is_not(None)).order_by(T.c.id)
+                                    .limit(self.policy.batch * 10).with_for_update(skip_locked=True)).scalars())
+            ids += conn.execute(select(T.c.id).where(base, T.c.held_until.is_(None))
+                                .order_by(T.c.urgent.desc(), T.c.next_attempt_at, T.c.id).limit(room)
+                                .with_for_update(skip_locked=True)).scalars()
+            if not ids:
+                return []
+            until = now + timedelta(seconds=self.policy.lease)
+            conn.execute(update(T).where(T.c.id.in_(ids)).values(claimed_until=until, attempts=T.c.attempts + 1))
+            return list(conn.execute(select(T).where(T.c.id.in_(ids)).order_by(T.c.id)).mappings())
+
+    def _due_exists(self, now: datetime) -> bool:
+        free = or_(T.c.claimed_until.is_(None), T.c.claimed_until <= now)
+        with self.engine.connect() as conn:
+            return conn.execute(select(T.c.id).where(
+                T.c.channel.in_(list(self.channels)), T.c.delivered_at.is_(None), T.c.failed_at.is_(None),
+                or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now), free).limit(1)).first() is not None
+
+    # ------------------------------------------------------------------ deliver
+    def _start(self, rows: list[RowMapping]) -> None:
+        held: dict[str, list[RowMapping]] = defaultdict(list)
+        for r in rows:
+            if r["held_until"] is not None:
+                held[r["recipient"]].append(r)
+            else:
+                self._submit(self._delivery([r]), [r])
+        for group in held.values():
+            self._submit(self._delivery(group), group)
+
+    def _delivery(self, rows: list[RowMapping]) -> Delivery:
+        first = rows[0]
+        items = [Item(r["kind"], r["recipient"], dict(r["payload"]), r["created_at"], r["channel"]) for r in rows]
+        digest = len(rows) > 1 or first["held_until"] is not None
+        text = self.renderer.digest(items) if digest else self.renderer.render(items[0])
+        key = (f"digest:{first['channel']}:{first['recipient']}:{first['id']}:{len(rows)}" if digest
+               else first["dedupe_key"])
+        try:
+            person = self.renderer.roster.person(first["recipient"])
+        except NotFound:
+            person = None
+        return Delivery(dedupe_key=key, channel=first["channel"], kind="digest" if digest else first["kind"],
+                        recipient=first["recipient"], person=person, subject=text.subject, text=text.text,
+                        markdown=text.markdown, incident_id=first["incident_id"], created_at=first["created_at"],
+                        facts=dict(first["payload"]) if not digest else {"messages": [r["id"] for r in rows]},
+                        ids=tuple(r["id"] for r in rows))
+
+    def _submit(self, delivery: Delivery, rows: list[RowMapping]) -> None:
+        job = _Job(delivery, rows, time.monotonic())
+        channel = self.channels[delivery.channel]
+        job.future = self._pools[delivery.channel].submit(channel.deliver, delivery)
+        job.future.add_done_callback(lambda _f: self._kick.set())
+        self._jobs.append(job)
+
+    # ------------------------------------------------------------------ mark
+    def _mark(self, now: datetime) -> Stats:
+        stats = Stats()
+        done: list[tuple[_Job, bool, str]] = []
+        keep: list[_Job] = []
+        for job in self._jobs:
+            assert job.future is not None
+            if job.future.done():
+                exc = job.future.exception()
+                done.append((job, exc is None, job.future.result() if exc is None else _describe(exc)))
+            elif time.monotonic() - job.started > self.policy.timeout * 2:
+                name = job.delivery.channel  # abandoned: its worker stays busy until the socket gives up
+                self._stuck[name] += 1
+                job.future.add_done_callback(lambda _f, n=name: self._unstick(n))
+                done.append((job, False, f"timed out after {self.policy.timeout:g}s"))
+            else:
+                keep.append(job)
+        self._jobs = keep
+        if done:
+            with self.engine.begin() as conn:
+                for job, ok, said in done:
+                    stats.receipts.append((job.delivery.channel, ok, said))
+                    if ok:
+                        stats.delivered += len(job.rows)
+                        conn.execute(update(T).where(T.c.id.in_(job.delivery.ids)).values(
+                            delivered_at=now, claimed_until=None, last_error=None, subject=job.delivery.subject,
+                            receipt=said[:500]))
                     else:
-                        msg.delivered_at = now
-                        msg.last_error = None
-                        delivered += 1
-                s.add(msg)
-        if len(batch) < BATCH or delivered == before:  # drained, or only failures left for next time
-            return delivered
+                        self._failed(conn, job, said, now, stats)
+        return stats
+
+    def _unstick(self, name: str) -> None:
+        self._stuck[name] -= 1
+
+    def _failed(self, conn: Any, job: _Job, error: str, now: datetime, stats: Stats) -> None:
+        self.log.warning("notify_failed", channel=job.delivery.channel, to=job.delivery.recipient, error=error)
+        for r in job.rows:
+            attempts = r["attempts"]  # counted when claimed
+            if attempts < self.policy.max_attempts:
+                stats.retrying += 1
+                conn.execute(update(T).where(T.c.id == r["id"]).values(
+                    next_attempt_at=self.policy.retry_at(now, attempts), claimed_until=None, last_error=error[:500]))
+                continue
+            stats.failed += 1
+            conn.execute(update(T).where(T.c.id == r["id"]).values(failed_at=now, claimed_until=None,
+                                                                    last_error=error[:500]))
+            follow = self._follow_up(r, error, now)
+            if follow:
+                _insert_new(conn, follow)
+
+    def _follow_up(self, r: RowMapping, error: str, now: datetime) -> list[dict[str, Any]]:
+        """After the last attempt: the recipient's next own channel, else a page to the on-call admin."""
+        facts = dict(r["payload"])
+        then = list(facts.pop("_then", []) or [])
+        if then:
+            base = r["dedupe_key"].rsplit(":", 1)[0]
+            return [{**_copy(r), "dedupe_key": f"{base}:{then[0]}", "channel": then[0],
+                     "payload": {**facts, "_then": then[1:]}, "next_attempt_at": now, "held_until": None}]
+        if r["kind"] == "delivery_failed" or self.on_call is None:
+            return []  # a failed fallback page is not paged about again: it stays visible as failed
+        admin = self.on_call(now)
+        return messages(kind="delivery_failed", key=f"failed:{r['id']}", recipient=admin,
+                        incident_id=r["incident_id"], now=now, roster=self.renderer.roster, routing=self.routing,
+                        facts={"message": r["id"], "channel": r["channel"], "recipient": r["recipient"],
+                               "original": r["kind"], "error": error[:300], "incident": r["incident_id"]})
+
+
+def _insert_new(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert follow-up rows, skipping a dedupe key already queued (a second failure report changes nothing)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(T).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+    else:
+        conn.execute(insert(T).prefix_with("OR IGNORE"), rows)
+
+
+def _copy(r: RowMapping) -> dict[str, Any]:
+    return {k: r[k] for k in ("recipient", "kind", "urgent", "incident_id", "created_at")} | {
+        "subject": "", "body": "", "attempts": 0}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

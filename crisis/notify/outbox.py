@@ -1,37 +1,72 @@
 """Transactional outbox: messages are rows written with the change that caused them.
 
-Delivery is at-least-once from the outbox; each message carries a `dedupe_key` and every
-channel must be idempotent on it (file: skips keys already written; webhooks/SMTP: send it
-as an idempotency key / Message-ID), so a recipient sees each notification exactly once even
-if the process dies between delivering and marking the row delivered.
+The service queues a message *kind* and its facts, never text: text is rendered at delivery (per channel
+and the recipient's language, crisis.notify.messages). Rows go to the deployment's record channels (log,
+file) and to the first of the recipient's own channels; the others wait in `payload["_then"]` and take over
+if that one fails for good (crisis.notify.dispatch).
+
+Delivery is at-least-once from the outbox; each message carries a `dedupe_key` and every channel is
+idempotent on it (file: an index of keys written; SMTP: the Message-ID; webhooks: an Idempotency-Key
+header), so a recipient sees each notification once even if the process dies between delivering and
+marking the row delivered.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from crisis.notify.rules import hold_until, is_urgent, personal_route
+from crisis.roster import Roster
 from crisis.store.models import OutboxMessage
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("log", "file")
 
 
-def messages(*, channels: tuple[str, ...], key: str, recipient: str, incident_id: int | None, subject: str,
-             body: str, now: datetime, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """Outbox rows, one per channel, to insert with the command that caused them. Keys derive from unique
-    facts (task id and escalation level, ...); the unique constraint turns an impossible duplicate into a
+@dataclass(frozen=True)
+class Routing:
+    """What the service needs to queue messages: record channels, configured personal channels, the zone."""
+
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    personal: frozenset[str] = frozenset()
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+
+
+def row(*, key: str, channel: str, kind: str, recipient: str, incident_id: int | None, facts: dict[str, Any],
+        now: datetime, urgent: bool, held: datetime | None) -> dict[str, Any]:
+    return {"dedupe_key": key, "channel": channel, "kind": kind, "recipient": recipient, "urgent": urgent,
+            "incident_id": incident_id, "subject": "", "body": "", "payload": facts, "created_at": now,
+            "next_attempt_at": held or now, "held_until": held, "attempts": 0}
+
+
+def messages(*, kind: str, key: str, recipient: str, incident_id: int | None, facts: dict[str, Any],
+             now: datetime, roster: Roster, routing: Routing) -> list[dict[str, Any]]:
+    """Outbox rows for one message, to insert with the command that caused it. Keys derive from unique facts
+    (task id and escalation level, ...); the unique constraint turns an impossible duplicate into a
     rolled-back command, never a double page."""
-    return [{"dedupe_key": f"{key}:{channel}", "channel": channel, "recipient": recipient,
-             "incident_id": incident_id, "subject": subject, "body": body, "payload": payload, "created_at": now,
-             "attempts": 0} for channel in channels]
+    severity = facts.get("severity")
+    held = hold_until(now, kind=kind, severity=severity, quiet=roster.quiet_hours_of(recipient), tz=routing.tz)
+    urgent = is_urgent(kind, severity)
+    facts = {"type": kind, **facts}
+    out = [row(key=f"{key}:{ch}", channel=ch, kind=kind, recipient=recipient, incident_id=incident_id,
+               facts=facts, now=now, urgent=urgent, held=held) for ch in routing.channels]
+    preferred = next((p.channels for p in roster.people if p.id == recipient), [])
+    route = personal_route(list(preferred), routing.personal)
+    if route:
+        out.append(row(key=f"{key}:{route[0]}", channel=route[0], kind=kind, recipient=recipient,
+                       incident_id=incident_id, facts={**facts, "_then": route[1:]}, now=now, urgent=urgent,
+                       held=held))
+    return out
 
 
 def pending(s: Session, limit: int = 500, max_attempts: int = 10) -> list[OutboxMessage]:
-    """Undelivered messages still worth trying, oldest first."""
+    """Undelivered, not failed messages, oldest first (row-locked on PostgreSQL: concurrent readers split)."""
     return list(s.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None),
+                                                   col(OutboxMessage.failed_at).is_(None),
                                                    col(OutboxMessage.attempts) < max_attempts)
                        .order_by(col(OutboxMessage.id)).limit(limit)
-                       .with_for_update(skip_locked=True)).all())  # PostgreSQL: concurrent dispatchers
-                                                                   # split the rows; SQLite: BEGIN IMMEDIATE
+                       .with_for_update(skip_locked=True)).all())

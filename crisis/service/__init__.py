@@ -10,12 +10,14 @@ from crisis.service.base import SYSTEM
 from crisis.service.duties import DutyCommands
 from crisis.service.escalation import EscalationCommands
 from crisis.service.incidents import IncidentCommands
+from crisis.service.oncall import OnCallCommands
 from crisis.service.queries import Queries
 from crisis.service.statements import StatementCommands
 from crisis.service.tasks import TaskCommands
 
 
-class CrisisService(IncidentCommands, TaskCommands, DutyCommands, EscalationCommands, StatementCommands, Queries):
+class CrisisService(IncidentCommands, TaskCommands, DutyCommands, EscalationCommands, StatementCommands,
+                    OnCallCommands, Queries):
     """The one door: every adapter calls these commands and reads."""
 
 

@@ -10,18 +10,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
 from crisis.errors import Forbidden, NotFound
 from crisis.logs import get_logger
-from crisis.notify.outbox import DEFAULT_CHANNELS, messages
+from crisis.notify.outbox import DEFAULT_CHANNELS, Routing, messages
 from crisis.playbook import PlaybookSet
 from crisis.principal import ENGINE_ACTORS, Principal, for_person
 from crisis.roster import Roster
+from crisis.rota import OnCall, Shift, on_call, with_backup
 from crisis.store.db import read_session, write_session
-from crisis.store.models import Event, Incident, OutboxMessage, Statement, Task
+from crisis.store.models import Event, Incident, OnCallShift, OutboxMessage, Statement, Task
 
 SYSTEM = "system"  # the engine's own actions (escalations, regrading): never a caller's principal
 DRILL = "drill"  # the drill facilitator's injects, recorded by the drill runner's own path
@@ -48,9 +50,10 @@ class ServiceBase:
     """State and helpers every command group uses; `CrisisService` combines the groups."""
 
     def __init__(self, engine: Engine, playbooks: PlaybookSet, roster: Roster, clock: Clock, *,
-                 channels: tuple[str, ...] = DEFAULT_CHANNELS) -> None:
+                 channels: tuple[str, ...] = DEFAULT_CHANNELS, routing: Routing | None = None) -> None:
         self.engine, self.playbooks, self.roster, self.clock = engine, playbooks, roster, clock
-        self.channels = channels
+        self.routing = routing or Routing(channels=channels)
+        self.channels = self.routing.channels
         self.log = get_logger()
 
     # ------------------------------------------------------------------ helpers
@@ -117,6 +120,19 @@ class ServiceBase:
             raise NotFound(f"no statement #{statement_id}")
         return st
 
+    def _chain(self, stored: list[Any]) -> list[tuple[str, int]]:
+        """A task's escalation steps; with a rota, one more for the backup after the last on-call step."""
+        plan = [(str(t), int(o)) for t, o in stored]
+        return with_backup(plan) if self.roster.rota is not None else plan
+
+    def _on_call(self, s: Session | Connection, now: datetime) -> OnCall:
+        """Who is on call at `now` (and the backup): stored shifts, else the rota, else the roster."""
+        t = OnCallShift.__table__  # type: ignore[attr-defined]
+        rows = s.execute(sa_select(t.c.person, t.c.start, t.c.until, t.c.source)
+                         .where(t.c.start <= now, t.c.until > now).order_by(t.c.id)).all()
+        return on_call(now, self.routing.tz, rotation=self.roster.rota, roster_windows=self.roster.on_call_windows(),
+                       shifts=[Shift(r.person, r.start, r.until, r.source) for r in rows])
+
     def find_task(self, incident_id: int, key: str) -> Task:
         """The current-cycle task of an incident by its playbook key (latest if re-entered)."""
         with read_session(self.engine) as s:
@@ -127,9 +143,14 @@ class ServiceBase:
                 raise NotFound(f"incident #{incident_id} has no task '{key}' (tasks: {', '.join(sorted(set(keys)))})")
             return task
 
-    def _notify(self, tx: _Tx, inc: Incident | None, *, key: str, recipient: str, subject: str, body: str,
-                now: datetime, payload: dict[str, Any]) -> None:
-        tx.outbox.extend(messages(channels=self.channels, key=key, recipient=recipient,
-                                  incident_id=inc.id if inc else None, subject=subject, body=body, now=now,
-                                  payload=payload))
+    def _notify(self, tx: _Tx, inc: Incident | None, *, kind: str, key: str, recipient: str, now: datetime,
+                task: Task | None = None, **facts: Any) -> None:
+        """Queue a message *kind* with its facts (the text is rendered at delivery, crisis.notify.messages)."""
+        if inc is not None:
+            facts = {"incident": inc.id, "title": inc.title, "severity": inc.severity, "stage": inc.stage, **facts}
+        if task is not None:
+            facts = {"task": task.id, "task_zh": task.title_zh, "task_en": task.title_en, "group": task.group,
+                     "assignee": task.assignee, "due_at": task.due_at.isoformat() if task.due_at else None, **facts}
+        tx.outbox.extend(messages(kind=kind, key=key, recipient=recipient, incident_id=inc.id if inc else None,
+                                  facts=facts, now=now, roster=self.roster, routing=self.routing))
 

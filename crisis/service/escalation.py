@@ -27,9 +27,9 @@ from sqlalchemy import Row, and_, bindparam, case, cast, func, insert, null, sel
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from crisis.durations import format_duration
 from crisis.engine.plan import due_steps, step_time
 from crisis.notify.outbox import messages
+from crisis.rota import BACKUP_TARGET, OnCall, on_call
 from crisis.service.base import SYSTEM, ServiceBase, _Tx
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Incident, Task
@@ -84,9 +84,10 @@ class EscalationCommands(ServiceBase):
                 now = fixed or self.clock.now()
                 rows = self._due(conn, now, only)
                 steps: list[_Step] = []
+                duty = self._on_call(conn, now) if rows else None
                 for row in rows:
                     try:
-                        steps.extend(self._steps(row, now))
+                        steps.extend(self._steps(row, now, duty))
                     except Exception as exc:  # one bad task must not stop the others
                         faults.append((row.id, exc))
                 fired = self._advance_and_record(conn, tx, steps, now)
@@ -122,17 +123,32 @@ class EscalationCommands(ServiceBase):
             stmt = stmt.where(T.c.id == only)
         return conn.execute(stmt).all()
 
-    def _steps(self, row: Row[Any], now: datetime) -> list[_Step]:
-        """The steps of one due task that fire at `now`, with their recipients."""
+    def _recipient(self, target: str, row: Row[Any], duty: OnCall | None) -> str:
+        """The person a step pages; the on-call pair comes from the rota and its stored shifts."""
+        if target == "on_call" and duty is not None:
+            return duty.primary
+        if target == BACKUP_TARGET and duty is not None:
+            return duty.backup or duty.primary
+        person = self.roster.fixed_recipient(target, group=row.group, assignee=row.assignee)
+        if person is None:
+            raise ValueError(f"escalation target {target!r} names nobody")
+        return person
+
+    def _steps(self, row: Row[Any], now: datetime, duty: OnCall | None = None) -> list[_Step]:
+        """The steps of one due task that fire at `now`, with their recipients (`duty`: who is on call, read
+        with the batch; without it, the rota or roster alone decide)."""
+        if duty is None:
+            duty = on_call(now, self.routing.tz, rotation=self.roster.rota, shifts=[],
+                           roster_windows=self.roster.on_call_windows())
         if row.due_at is None:
             raise ValueError("task has a pending escalation step but no deadline")
-        plan = [(str(t), int(o)) for t, o in row.escalation_plan]
+        plan = self._chain(row.escalation_plan)
         out = []
         for step in due_steps(row.due_at, plan, row.escalation_level, now):
             scheduled = step_time(row.due_at, plan, step)
             assert scheduled is not None
             target = plan[step][0]
-            recipient = self.roster.resolve(target, group=row.group, assignee=row.assignee, now=now)
+            recipient = self._recipient(target, row, duty)
             out.append(_Step(row, step, target, recipient, scheduled))
         if not out:
             raise ValueError(f"escalation step {row.escalation_level + 1} is pending but not due by its plan")
@@ -152,16 +168,21 @@ class EscalationCommands(ServiceBase):
                  "recipient": st.recipient, "scheduled_at": st.scheduled, "fired_at": now,
                  "late_seconds": (now - st.scheduled).total_seconds(), "acked_at": None, "acked_by": None}
                 for st in steps]
+        paged: dict[int, list[str]] = {}
+        for task_id, person in conn.execute(select(E.c.task_id, E.c.recipient).where(
+                E.c.task_id.in_(list(advanced))).order_by(E.c.task_id, E.c.level)):
+            paged.setdefault(task_id, []).append(person)
         ids = conn.execute(insert(E).returning(E.c.id, sort_by_parameter_order=True), rows).scalars().all()
         fired = []
         for st, esc_id, values in zip(steps, ids, rows, strict=True):
-            self._record(tx, st, esc_id, now)
+            before = paged.setdefault(st.row.id, [])
+            self._record(tx, st, esc_id, now, [p for p in dict.fromkeys(before) if p != st.recipient])
+            before.append(st.recipient)
             fired.append(Escalation(id=esc_id, **values))
         tx.flush(conn)
         return fired
 
-    @staticmethod
-    def _guarded_update(last: dict[int, _Step]) -> Any:
+    def _guarded_update(self, last: dict[int, _Step]) -> Any:
         """Advance every task to just past its last due step, only where it still stands where it was read."""
         ids = list(last)
         read_level = {tid: st.row.escalation_level for tid, st in last.items()}
@@ -170,8 +191,7 @@ class EscalationCommands(ServiceBase):
         new_level = {tid: st.level + 1 for tid, st in last.items()}
         new_next = {}
         for tid, st in last.items():
-            plan = [(str(t), int(o)) for t, o in st.row.escalation_plan]
-            nxt = step_time(st.row.due_at, plan, st.level + 1)
+            nxt = step_time(st.row.due_at, self._chain(st.row.escalation_plan), st.level + 1)
             # a typed NULL: a CASE of bare NULLs is text to PostgreSQL
             new_next[tid] = cast(null(), UTCDateTime()) if nxt is None else bindparam(None, nxt, type_=UTCDateTime())
         return (update(T)
@@ -182,22 +202,19 @@ class EscalationCommands(ServiceBase):
                         next_escalation_at=type_coerce(case(new_next, value=T.c.id), UTCDateTime()))
                 .returning(T.c.id))
 
-    def _record(self, tx: _Tx, st: _Step, esc_id: int, now: datetime) -> None:
-        """The audit event and the notifications of one fired step."""
+    def _record(self, tx: _Tx, st: _Step, esc_id: int, now: datetime, paged_before: list[str]) -> None:
+        """The audit event and the notification (a kind and its facts) of one fired step."""
         r, level_no = st.row, st.level + 1  # people count reminders from 1: level 1 = the assignee at the deadline
         self._event(None, tx, at=now, actor=SYSTEM, kind="escalation_fired", incident_id=r.incident_id,  # type: ignore[arg-type]
                     task_id=r.id, key=r.key, level=level_no, target=st.target, recipient=st.recipient,
                     escalation=esc_id, late_seconds=(now - st.scheduled).total_seconds())
-        overdue = format_duration(now - r.due_at)
-        tx.outbox.extend(messages(
-            channels=self.channels, key=f"esc:{r.id}:{level_no}", recipient=st.recipient, incident_id=r.incident_id,
-            now=now,
-            subject=f"[舆情#{r.incident_id} {r.severity}级 升级{level_no}] 超时 Overdue {overdue}: {r.title_zh}",
-            body=(f"{r.title_zh} / {r.title_en}\n"
-                  f"事件 Incident: #{r.incident_id} {r.inc_title} ({r.stage})\n"
-                  f"负责人 Assignee: {self.roster.name(r.assignee)}; 截止 Due {r.due_at.isoformat()}\n"
-                  f"确认 Acknowledge: crisis ack {esc_id} --by {st.recipient}"),
-            payload={"type": "escalation", "task": r.id, "level": level_no, "escalation": esc_id}))
+        facts = {"incident": r.incident_id, "title": r.inc_title, "severity": r.severity, "stage": r.stage,
+                 "task": r.id, "task_zh": r.title_zh, "task_en": r.title_en, "group": r.group, "assignee": r.assignee,
+                 "due_at": r.due_at.isoformat(), "level": level_no, "escalation": esc_id, "target": st.target,
+                 "overdue_s": (now - r.due_at).total_seconds(), "paged_before": paged_before}
+        tx.outbox.extend(messages(kind="escalation", key=f"esc:{r.id}:{level_no}", recipient=st.recipient,
+                                  incident_id=r.incident_id, facts=facts, now=now, roster=self.roster,
+                                  routing=self.routing))
 
     def _escalation_fault(self, task_id: int, now: datetime, exc: Exception) -> None:
         """Record a task whose escalation failed and page the on-call administrator about it.
@@ -214,16 +231,11 @@ class EscalationCommands(ServiceBase):
             level = task.escalation_level
             task.next_escalation_at = None
             s.add(task)
-            admin = self.roster.on_call_at(now)
+            admin = self._on_call(s, now).primary
             self._event(s, tx, at=now, actor=SYSTEM, kind="escalation_failed", incident_id=inc.id, task_id=task.id,
                         key=task.key, level=level + 1, error=error, reported_to=admin)
-            self._notify(
-                tx, inc, key=f"fault:{task.id}:{level + 1}", recipient=admin, now=now,
-                subject=f"[舆情#{inc.id}] 引擎故障 Engine fault: 任务 #{task.id} 升级失败 escalation failed",
-                body=(f"{task.title_zh} / {task.title_en}\n"
-                      f"升级链已停止，请人工跟进 The escalation chain of task #{task.id} stopped at level "
-                      f"{level + 1}; follow it up by hand.\n错误 Error: {error}"),
-                payload={"type": "engine_fault", "task": task.id, "level": level + 1})
+            self._notify(tx, inc, kind="engine_fault", key=f"fault:{task.id}:{level + 1}", recipient=admin, now=now,
+                         task=task, level=level + 1, error=error)
 
     def next_due(self) -> datetime | None:
         """The earliest pending escalation step: when the scheduler should wake next."""

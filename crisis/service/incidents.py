@@ -15,7 +15,6 @@ from crisis.engine.fsm import FINAL, MACHINE
 from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_time
 from crisis.errors import Conflict, InputError
 from crisis.principal import Principal
-from crisis.roster import GROUP_NAMES
 from crisis.service.base import DRILL, SYSTEM, ServiceBase, _Tx
 from crisis.severity import Severity
 from crisis.store.models import Event, Incident, Task
@@ -210,13 +209,8 @@ class IncidentCommands(ServiceBase):
             self._event(s, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task.id,
                         key=p.key, group=p.group, assignee=p.assignee, required=p.required,
                         due_at=p.due_at.isoformat() if p.due_at else None)
-            due_txt = p.due_at.isoformat() if p.due_at else "no deadline"
-            self._notify(tx, inc, key=f"task:{task.id}:assigned", recipient=p.assignee, now=now,
-                         subject=f"[舆情#{inc.id} {inc.severity}级] 新任务 New task: {p.title_zh}",
-                         body=(f"{p.title_zh} / {p.title_en}\n"
-                               f"组别 Group: {GROUP_NAMES[p.group][0]} / {GROUP_NAMES[p.group][1]}\n"
-                               f"截止 Due: {due_txt}\n完成 Done: crisis task done {task.id}"),
-                         payload={"type": "task_assigned", "task": task.id})
+            self._notify(tx, inc, kind="task_assigned", key=f"task:{task.id}:assigned", recipient=p.assignee,
+                         now=now, task=task)
 
     def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, work: list[Task], exit_: StageExit, now: datetime,
                      actor: str, *, target: str, reason: str | None) -> None:

@@ -124,11 +124,21 @@ class Queries(ServiceBase):
             rows = s.exec(stmt).all()
         return {iid: due for iid, due in rows if due is not None}  # min() keeps the column's UTC type
 
-    def outbox(self, *, undelivered_only: bool = False) -> list[OutboxMessage]:
+    def outbox(self, *, undelivered_only: bool = False, failed: bool = False, held: bool = False,
+               limit: int | None = None) -> list[OutboxMessage]:
+        """Messages, oldest first; `failed`: given up on after the last attempt; `held`: waiting out the
+        recipient's quiet hours."""
         with read_session(self.engine) as s:
             stmt = select(OutboxMessage).order_by(col(OutboxMessage.id))
-            if undelivered_only:
+            if undelivered_only or held:
                 stmt = stmt.where(col(OutboxMessage.delivered_at).is_(None))
+            if failed:
+                stmt = stmt.where(col(OutboxMessage.failed_at).is_not(None))
+            if held:
+                stmt = stmt.where(col(OutboxMessage.held_until).is_not(None), col(OutboxMessage.failed_at).is_(None))
+            if limit:
+                stmt = stmt.order_by(None).order_by(col(OutboxMessage.id).desc()).limit(limit)
+                return list(reversed(s.exec(stmt).all()))
             return list(s.exec(stmt).all())
 
     def scheduler_health(self) -> SchedulerHealth:

@@ -72,12 +72,8 @@ class TaskCommands(ServiceBase):
                         task_id=task.id, key=task.key, level=esc.level, escalation=esc.id,
                         after_seconds=(now - esc.fired_at).total_seconds(), holds_until=until.isoformat())
             for person in sorted({e.recipient for e in fired} - {actor}):
-                self._notify(tx, inc, key=f"ack:{task.id}:{esc.id}:{person}", recipient=person, now=now,
-                             subject=f"[舆情#{inc.id}] 已确认 Acknowledged: {task.title_zh}",
-                             body=(f"{self.roster.name(actor)} acknowledged the escalation of '{task.title_en}'; "
-                                   f"the chain holds until {until.isoformat()} and resumes if the task is "
-                                   "still open then."),
-                             payload={"type": "acknowledged", "task": task.id, "escalation": esc.id})
+                self._notify(tx, inc, kind="acknowledged", key=f"ack:{task.id}:{esc.id}:{person}", recipient=person,
+                             now=now, task=task, by=actor, escalation=esc.id, holds_until=until.isoformat())
         return esc
 
     def _hold(self, task: Task, inc: Incident, now: datetime) -> datetime:
@@ -85,8 +81,7 @@ class TaskCommands(ServiceBase):
         assert task.due_at is not None  # it has fired, so it has a deadline
         spec = self.playbooks.get(inc.category).escalation_for(task.stage)
         until = now + spec.ack_timeout_for(Severity(inc.severity))
-        plan = hold_plan(task.due_at, [(str(t), int(o)) for t, o in task.escalation_plan], task.escalation_level,
-                         until)
+        plan = hold_plan(task.due_at, self._chain(task.escalation_plan), task.escalation_level, until)
         task.escalation_plan = [list(x) for x in plan]
         task.next_escalation_at = step_time(task.due_at, plan, task.escalation_level)
         assert task.next_escalation_at is not None

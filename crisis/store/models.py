@@ -116,20 +116,47 @@ class Statement(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A notification to deliver; written in the same transaction as what caused it."""
+    """A notification to deliver; written in the same transaction as what caused it.
 
+    The service queues a *kind* and its facts (`payload`); the text is rendered at delivery, per channel and
+    the recipient's language (crisis.notify.messages), and `subject` records what was sent. Delivery claims a
+    row for a lease (`claimed_until`), sends outside any write transaction, then marks it: delivered, retried
+    at `next_attempt_at` (exponential back-off), or `failed_at` after the last attempt. `held_until` marks a
+    non-urgent message held for the recipient's quiet hours (delivered in one digest when they end)."""
+
+    __table_args__ = (Index("ix_outbox_due", "delivered_at", "failed_at", "next_attempt_at"),)
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True)
     channel: str
     recipient: str
+    kind: str = ""
+    urgent: bool = False
     incident_id: int | None = Field(default=None, index=True)
-    subject: str
-    body: str
+    subject: str = ""
+    body: str = ""
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts(nullable=False)
+    next_attempt_at: datetime | None = _ts()
+    held_until: datetime | None = _ts()
+    claimed_until: datetime | None = _ts()
     delivered_at: datetime | None = _ts(index=True)
+    failed_at: datetime | None = _ts()
     attempts: int = 0
     last_error: str | None = None
+    receipt: str | None = None
+
+
+class OnCallShift(SQLModel, table=True):
+    """An on-call window that beats the rota: an override (swap, holiday) or an imported shift."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    person: str
+    start: datetime = _ts(nullable=False, index=True)
+    until: datetime = _ts(nullable=False, index=True)
+    source: str = "override"  # override | import
+    note: str | None = None
+    created_at: datetime = _ts(nullable=False)
+    created_by: str = ""
 
 
 class SchedulerStatus(SQLModel, table=True):

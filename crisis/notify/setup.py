@@ -1,0 +1,108 @@
+"""Build the channels, the renderer and the dispatcher from the deployment's settings.
+
+Environment (read once, in `NotifySettings.from_env`):
+CRISIS_SMTP_URL, CRISIS_WECOM_URL, CRISIS_DINGTALK_URL + CRISIS_DINGTALK_SECRET,
+CRISIS_FEISHU_URL + CRISIS_FEISHU_SECRET, CRISIS_WEBHOOK_URL + CRISIS_WEBHOOK_SECRET (chat robots are the
+deployment's group chats; the roster says who prefers which and how to @-mention them);
+CRISIS_PUBLIC_URL (links in messages) + CRISIS_ACK_SECRET (signs one-tap acknowledgement links);
+CRISIS_NOTIFY_TIMEOUT (seconds per delivery), CRISIS_NOTIFY_ATTEMPTS, CRISIS_NOTIFY_BACKOFF (first retry,
+seconds), CRISIS_NOTIFY_LEASE (seconds a claimed message is left to its claimer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+
+from crisis.clock import Clock
+from crisis.errors import InputError
+from crisis.notify.channels import Channel, FileChannel, LogChannel
+from crisis.notify.chat import DingTalkRobot, FeishuBot, JsonWebhook, WeComRobot
+from crisis.notify.dispatch import Dispatcher, Policy
+from crisis.notify.email import SmtpChannel
+from crisis.notify.messages import Renderer
+from crisis.notify.outbox import DEFAULT_CHANNELS, Routing
+from crisis.roster import Roster
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    smtp_url: str | None = None
+    wecom_url: str | None = None
+    dingtalk_url: str | None = None
+    dingtalk_secret: str | None = None
+    feishu_url: str | None = None
+    feishu_secret: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    public_url: str | None = None
+    ack_secret: str | None = None
+    timeout: float = 10.0
+    attempts: int = 6
+    backoff: float = 30.0
+    lease: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
+        env = os.environ if env is None else env
+        get = lambda k: env.get(f"CRISIS_{k}") or None  # noqa: E731
+        try:
+            nums = {"timeout": float(env.get("CRISIS_NOTIFY_TIMEOUT", 10)),
+                    "attempts": int(env.get("CRISIS_NOTIFY_ATTEMPTS", 6)),
+                    "backoff": float(env.get("CRISIS_NOTIFY_BACKOFF", 30)),
+                    "lease": float(env.get("CRISIS_NOTIFY_LEASE", 120))}
+        except ValueError as exc:
+            raise InputError(f"CRISIS_NOTIFY_*: {exc}") from None
+        return cls(smtp_url=get("SMTP_URL"), wecom_url=get("WECOM_URL"), dingtalk_url=get("DINGTALK_URL"),
+                   dingtalk_secret=get("DINGTALK_SECRET"), feishu_url=get("FEISHU_URL"),
+                   feishu_secret=get("FEISHU_SECRET"), webhook_url=get("WEBHOOK_URL"),
+                   webhook_secret=get("WEBHOOK_SECRET"), public_url=get("PUBLIC_URL"),
+                   ack_secret=get("ACK_SECRET"), **nums)
+
+    def personal_channels(self) -> dict[str, Channel]:
+        t = self.timeout
+        out: dict[str, Channel] = {}
+        if self.smtp_url:
+            out["email"] = SmtpChannel(self.smtp_url, timeout=t)
+        if self.wecom_url:
+            out["wecom"] = WeComRobot(self.wecom_url, timeout=t)
+        if self.dingtalk_url:
+            out["dingtalk"] = DingTalkRobot(self.dingtalk_url, self.dingtalk_secret, timeout=t)
+        if self.feishu_url:
+            out["feishu"] = FeishuBot(self.feishu_url, self.feishu_secret, timeout=t)
+        if self.webhook_url:
+            out["webhook"] = JsonWebhook(self.webhook_url, self.webhook_secret, timeout=t)
+        return out
+
+    def personal(self) -> frozenset[str]:
+        names = {"email": self.smtp_url, "wecom": self.wecom_url, "dingtalk": self.dingtalk_url,
+                 "feishu": self.feishu_url, "webhook": self.webhook_url}
+        return frozenset(k for k, v in names.items() if v)
+
+    def policy(self) -> Policy:
+        return Policy(timeout=self.timeout, max_attempts=self.attempts, backoff=self.backoff,
+                      lease=max(self.lease, self.timeout * 2 + 1))
+
+    def renderer(self, roster: Roster, tz: ZoneInfo) -> Renderer:
+        return Renderer(roster, tz, base_url=self.public_url,
+                        ack_secret=self.ack_secret.encode() if self.ack_secret else None)
+
+
+def channels(notify: NotifySettings, notify_file: Path) -> dict[str, Channel]:
+    return {"log": LogChannel(), "file": FileChannel(notify_file), **notify.personal_channels()}
+
+
+def routing(notify: NotifySettings, tz: ZoneInfo) -> Routing:
+    return Routing(channels=DEFAULT_CHANNELS, personal=notify.personal(), tz=tz)
+
+
+def dispatcher(engine: Engine, chans: Mapping[str, Channel], notify: NotifySettings, roster: Roster, tz: ZoneInfo,
+               clock: Clock, on_call: Callable[[datetime], str] | None) -> Dispatcher:
+    return Dispatcher(engine, chans, notify.renderer(roster, tz), clock, policy=notify.policy(),
+                      routing=routing(notify, tz), on_call=on_call)

@@ -1,0 +1,157 @@
+"""Delivery that cannot stall: a hung endpoint and a failing one next to a healthy one; timeout, back-off,
+the person's next channel, the fallback page to the on-call administrator; quiet hours and digests under a
+virtual clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import chatservers as cs
+import pytest
+from helpers import by
+from sqlalchemy import insert
+
+from crisis.clock import VirtualClock
+from crisis.notify.channels import MemoryChannel
+from crisis.notify.chat import DingTalkRobot, JsonWebhook, WeComRobot
+from crisis.notify.dispatch import Dispatcher, Policy
+from crisis.notify.messages import Renderer
+from crisis.notify.outbox import Routing, messages
+from crisis.roster import Roster
+from crisis.service import CrisisService
+from crisis.store.models import OutboxMessage
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def local(y, mo, d, h, mi=0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=SH).astimezone(UTC)
+
+
+def with_people(roster: Roster, **prefs: list[str]) -> Roster:
+    data = roster.model_dump(by_alias=True)
+    for p in data["people"]:
+        if p["id"] in prefs:
+            p["channels"] = prefs[p["id"]]
+            p["contacts"] = {**p["contacts"], "phone": "13900000000"}
+    return Roster.model_validate(data)
+
+
+@pytest.fixture()
+def platforms():
+    state = cs.Platforms()
+    server = cs.serve(state)
+    yield state
+    state.release.set()
+    server.shutdown()
+
+
+def queue(engine, roster, routing, now, *, recipient, key, kind="escalation", severity="II"):
+    rows = messages(kind=kind, key=key, recipient=recipient, incident_id=None, now=now, roster=roster,
+                    routing=routing, facts={"severity": severity, "incident": 1, "title": "t", "task": 1,
+                                            "task_zh": "核实", "task_en": "Verify", "overdue_s": 300})
+    with engine.begin() as conn:
+        conn.execute(insert(OutboxMessage.__table__), rows)
+
+
+def rows(svc: CrisisService) -> dict[str, OutboxMessage]:
+    return {m.dedupe_key: m for m in svc.outbox()}
+
+
+def test_hung_and_failing_endpoints_do_not_hold_up_the_others(engine, playbooks, roster, platforms):
+    roster = with_people(roster, info_staff=["webhook"], liaison=["wecom"], commentator=["dingtalk"],
+                         legal=["webhook", "wecom"])
+    clock = VirtualClock(local(2026, 11, 26, 10))
+    record = MemoryChannel("log")
+    routing = Routing(channels=("log",), personal=frozenset({"webhook", "wecom", "dingtalk"}), tz=SH)
+    chans = {"log": record,
+             "webhook": JsonWebhook(f"{platforms.url}/hang", timeout=0.3),  # hangs: the socket timeout ends it
+             "wecom": WeComRobot(f"{platforms.url}/wecom?key={cs.WECOM_KEY}", timeout=2),
+             "dingtalk": DingTalkRobot(f"{platforms.url}/fail", timeout=2)}  # answers 500
+    svc = CrisisService(engine, playbooks, roster, clock, routing=routing)
+    for who in ("info_staff", "liaison", "commentator", "legal"):
+        queue(engine, roster, routing, clock.now(), recipient=who, key=f"esc:{who}")
+    d = Dispatcher(engine, chans, Renderer(roster, SH), clock, routing=routing,
+                   policy=Policy(timeout=0.3, max_attempts=2, backoff=60), on_call=lambda now: svc.on_call(now).primary)
+
+    first = d.drain(max_seconds=10)
+    got = platforms.of("wecom")
+    assert [r.while_hanging for r in got] == [got[0].while_hanging] and got[0].while_hanging >= 1  # on time
+    assert first.delivered == 5 and first.retrying == 3  # 4 record copies + liaison's wecom
+    r = rows(svc)
+    for key in ("esc:info_staff:webhook", "esc:legal:webhook", "esc:commentator:dingtalk"):
+        assert r[key].attempts == 1 and r[key].delivered_at is None and r[key].failed_at is None
+        assert r[key].next_attempt_at == clock.now() + timedelta(seconds=60)
+    assert "timed out" in r["esc:info_staff:webhook"].last_error
+    assert "HTTP 500" in r["esc:commentator:dingtalk"].last_error
+
+    clock.advance(timedelta(seconds=59))
+    assert d.drain(max_seconds=5).delivered == 0  # backing off: nothing is tried early
+    clock.advance(timedelta(seconds=1))
+    d.drain(max_seconds=10)
+    r = rows(svc)
+    assert all(r[k].failed_at == clock.now() for k in ("esc:info_staff:webhook", "esc:commentator:dingtalk"))
+    # legal's next own channel took over; the others' failures paged the on-call administrator
+    assert r["esc:legal:wecom"].delivered_at == clock.now()
+    pages = [m for m in record.delivered if m.kind == "delivery_failed"]
+    assert {(m.recipient, m.facts["recipient"]) for m in pages} == {
+        ("oncall_admin", "info_staff"), ("oncall_admin", "commentator")}
+    assert "孙专员" in next(m.subject for m in pages if m.facts["recipient"] == "commentator")
+
+
+def test_failed_and_held_are_visible(engine, playbooks, roster):
+    clock = VirtualClock(local(2026, 11, 26, 23, 30))
+    routing = Routing(channels=("memory",), tz=SH)
+    svc = CrisisService(engine, playbooks, roster, clock, routing=routing)
+    queue(engine, roster, routing, clock.now(), recipient="liaison", key="task:1", kind="task_assigned",
+          severity="IV")
+    held = svc.outbox(held=True)
+    assert [m.held_until for m in held] == [local(2026, 11, 27, 7)]
+
+
+def test_quiet_hours_hold_notices_into_one_digest_and_let_escalations_through(engine, playbooks, roster):
+    clock = VirtualClock(local(2026, 11, 26, 22, 30))
+    routing = Routing(channels=("memory",), tz=SH)
+    svc = CrisisService(engine, playbooks, roster, clock, routing=routing)
+    memory = MemoryChannel("memory")
+    d = Dispatcher(engine, {"memory": memory}, Renderer(roster, SH), clock, routing=routing)
+    inc = svc.open_incident(title="夜间投诉", category="medical_dispute", principal=by("duty_officer"), severity="III")
+    first_due = svc.next_due()
+    clock.advance_to(first_due - timedelta(minutes=30))
+    assert clock.now() >= local(2026, 11, 26, 22, 30)
+    someone = svc.outbox()[0].recipient  # a second notice for one person: both go in one digest
+    queue(engine, roster, routing, clock.now(), recipient=someone, key="task:x", kind="task_assigned", severity="IV")
+    d.drain()
+    assert memory.delivered == []  # grade III assignment notices wait for the morning
+    clock.advance_to(svc.next_due())  # a deadline passes in the night: its escalation goes at once
+    night = clock.now()
+    assert night < local(2026, 11, 27, 7)
+    fired = svc.tick()
+    d.drain()
+    assert fired and {m.kind for m in memory.delivered} == {"escalation"}
+    assert all(m.delivered_at == night for m in svc.outbox() if m.kind == "escalation")
+
+    clock.advance_to(local(2026, 11, 27, 6, 59))
+    d.drain()
+    assert not [m for m in memory.delivered if m.kind == "digest"]
+    clock.advance_to(local(2026, 11, 27, 7, 0))
+    d.drain()
+    digests = [m for m in memory.delivered if m.kind == "digest"]
+    notices = [m for m in svc.outbox() if m.kind == "task_assigned"]
+    assert {m.recipient for m in digests} == {m.recipient for m in notices}  # one digest per person
+    assert len(digests) == len({m.recipient for m in notices})
+    assert sorted(i for m in digests for i in m.ids) == sorted(m.id for m in notices)
+    assert all(m.delivered_at == local(2026, 11, 27, 7, 0) for m in notices)
+    one = next(m for m in digests if len(m.ids) > 1)
+    assert one.recipient == someone and len(one.ids) == 2
+    assert one.subject.startswith("[舆情] 静默时段通知汇总") and one.text.count("新任务") == 2
+    assert svc.incident(inc.id).severity == "III"
+
+
+def test_grade_ii_notices_are_urgent_at_night(engine, playbooks, roster):
+    clock = VirtualClock(local(2026, 11, 26, 23, 30))
+    routing = Routing(channels=("memory",), tz=SH)
+    svc = CrisisService(engine, playbooks, roster, clock, routing=routing)
+    svc.open_incident(title="t", category="medical_dispute", principal=by("duty_officer"), severity="II")
+    assert svc.outbox() and all(m.held_until is None and m.urgent for m in svc.outbox())
