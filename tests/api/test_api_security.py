@@ -195,3 +195,21 @@ def test_readme_signal_example_is_accepted(anon, accounts, svc):
                              "content-type": "application/json"})
     assert res.status_code == 201, res.text
     assert svc.incident(res.json()["incident"]["id"]).signals == {"reposts": 120, "views": 18000}
+
+
+def test_idempotency_claim_in_progress_then_abandoned(anon, accounts, svc, advance):
+    """A key claimed by a request still running is a 409; one left by a crashed process is retaken later."""
+    import hashlib
+
+    from crisis.http import idempotency
+
+    headers = {**token(accounts, "signals"), "Idempotency-Key": "crash"}
+    body = json.dumps(SIGNAL).encode()
+    credential = f"token:{accounts.tokens()[-1].id}"
+    idempotency.claim(svc.engine, f"{credential}:crash", hashlib.sha256(body).hexdigest(), svc.clock.now())
+    res = anon.post(f"{API}/signals", content=body, headers={**headers, "content-type": "application/json"})
+    assert res.status_code == 409 and "still being processed" in error(res)["message"]
+    assert svc.incidents() == []
+    advance(minutes=6)
+    res = anon.post(f"{API}/signals", content=body, headers={**headers, "content-type": "application/json"})
+    assert res.status_code == 201
