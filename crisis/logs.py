@@ -78,6 +78,7 @@ def configure(target: str | Path | IO[str] | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.EventRenamer("msg"),
+            structlog.processors.format_exc_info,  # log.exception(): the traceback as text in "exception"
             structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
         ],
         logger_factory=structlog.PrintLoggerFactory(file=stream),

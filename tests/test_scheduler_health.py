@@ -140,3 +140,31 @@ def test_scheduler_process_exits_nonzero_when_its_database_is_deleted(tmp_path):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: database file") and "no longer exists" in lines[0], err
     assert not path.exists()  # and nothing recreated an empty database at the path
+
+
+def test_scheduler_starts_with_an_unwritable_log(tmp_path):
+    """The log is a convenience copy: a folder where the log file should be gives one warning, and the
+    scheduler runs and stops cleanly."""
+    env = {**os.environ, **crisis_env(tmp_path), "PYTHONPATH": str(ROOT)}
+    (tmp_path / "crisis.log").mkdir()
+    settings = Settings(db_url=env["CRISIS_DB_URL"], playbooks_dir=Path(env["CRISIS_PLAYBOOKS"]),
+                        roster_path=Path(env["CRISIS_ROSTER"]), notify_file=Path(env["CRISIS_NOTIFY_FILE"]),
+                        log_path=tmp_path / "elsewhere.log")
+    svc = build_service(settings, SystemClock())
+    proc = subprocess.Popen([sys.executable, "-m", "crisis.scheduler", "--sweep", "0.2"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while read_health(svc.engine, svc.clock.now()).cycles < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert read_health(svc.engine, svc.clock.now()).state == "running"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: cannot open the log file"), err
+    assert read_health(svc.engine, svc.clock.now()).state == "stopped"
