@@ -194,9 +194,10 @@ def incident_events(incident_id: int, request: Request, _: Reader,
 @router.get("/incidents/{incident_id}/report", tags=["reports"])
 def report(incident_id: int, request: Request, _: Reader,
            kind: Literal["incident_report", "after_action", "scorecard"] = "incident_report",
-           lang: Literal["zh-CN", "en"] = "zh-CN", format: Literal["markdown", "json"] = "markdown",
+           lang: Literal["zh-CN", "en"] = "zh-CN", format: Literal["markdown", "json", "pdf"] = "markdown",
            tz: str | None = None) -> Response:
-    """The incident report (舆情专报), after-action review or scorecard as Markdown, or their data as JSON."""
+    """The incident report (舆情专报), after-action review or scorecard as Markdown or PDF, or their data as
+    JSON (the same keys as `crisis report --json` and scorecard.json)."""
     from crisis import reports
 
     svc = service(request)
@@ -204,8 +205,13 @@ def report(incident_id: int, request: Request, _: Reader,
     if format == "json":
         from fastapi.responses import JSONResponse
 
-        return JSONResponse(encode({k: v for k, v in ctx.items() if k != "names"}))
-    return PlainTextResponse(reports.render(kind, ctx, lang), media_type="text/markdown; charset=utf-8")
+        return JSONResponse(encode(reports.document(ctx)))
+    markdown = reports.render(kind, ctx, lang)
+    if format == "pdf":
+        from crisis.report_pdf import render_pdf
+
+        return Response(render_pdf(markdown, kind=kind, ctx=ctx, lang=lang), media_type="application/pdf")
+    return PlainTextResponse(markdown, media_type="text/markdown; charset=utf-8")
 
 
 # ---------------------------------------------------------------------------- tasks and escalations
