@@ -6,11 +6,13 @@ One module per command group; each registers its commands on the shared `app`.
 """
 
 from crisis.cli import incidents as _incidents  # noqa: F401  (registers the top-level commands)
+from crisis.cli import notify as _notify  # noqa: F401  (registers `crisis outbox`)
 from crisis.cli import regrade as _regrade  # noqa: F401  (registers `crisis regrade`)
 from crisis.cli import serve as _serve  # noqa: F401  (registers `crisis serve`)
 from crisis.cli.accounts import token_app, user_app
 from crisis.cli.common import app
 from crisis.cli.drills import drill_app
+from crisis.cli.notify import notify_app, oncall_app
 from crisis.cli.playbooks import playbook_app
 from crisis.cli.scheduler import scheduler_app
 from crisis.cli.statements import statement_app
@@ -23,6 +25,8 @@ app.add_typer(playbook_app, name="playbook")
 app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(oncall_app, name="oncall")
+app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ RULES: dict[str, str] = {
     "release": "the drafter, the monitoring group or leadership",
     "applicable": "the task's group head or leadership decides whether an optional task applies",
     "state": "the current state allows it",
+    "on_call": "leadership, the duty officer or someone on the on-call rota arranges on-call cover",
 }
 
 
