@@ -116,13 +116,11 @@ router = APIRouter()
 @router.get("/incidents", tags=["incidents"])
 def list_incidents(request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0,
                    include_final: bool = False) -> dict[str, Any]:
-    """Incidents (open ones unless include_final) with their next deadline, oldest first."""
+    """Incidents (open ones unless include_final) with their next deadline, newest first."""
     svc = service(request)
-    rows = svc.incidents(include_final=include_final, limit=limit, offset=offset)
-    nxt = svc.next_deadlines([i.id for i in rows if i.id is not None])
-    total = svc.count_incidents(include_final=include_final)
-    items = [{**i.model_dump(), "next_deadline": nxt.get(i.id or 0)} for i in rows]
-    return paged(items, total, limit, offset)
+    pg = svc.incident_page(include_final=include_final, limit=limit, offset=offset)
+    nxt = svc.next_deadlines([i.id for i in pg.items if i.id is not None])
+    return paged([{**i.model_dump(), "next_deadline": nxt.get(i.id or 0)} for i in pg.items], pg.total, limit, offset)
 
 
 @router.post("/incidents", status_code=201, tags=["incidents"])

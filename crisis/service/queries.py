@@ -67,22 +67,12 @@ class Queries(ServiceBase):
             items = list(s.exec(stmt.offset(offset).limit(limit)).all())
             return Page(items, s.exec(count).one(), limit, offset)
 
-    def incidents(self, *, include_final: bool = True, limit: int | None = None, offset: int = 0) -> list[Incident]:
-        """Incidents oldest first; `limit`/`offset` page in SQL (the API's lists)."""
+    def incidents(self, *, include_final: bool = True) -> list[Incident]:
         with read_session(self.engine) as s:
             stmt = select(Incident).order_by(col(Incident.id))
             if not include_final:
                 stmt = stmt.where(col(Incident.stage).not_in(FINAL))
-            if limit is not None:
-                stmt = stmt.limit(limit).offset(offset)
             return list(s.exec(stmt).all())
-
-    def count_incidents(self, *, include_final: bool = True) -> int:
-        with read_session(self.engine) as s:
-            stmt = select(func.count()).select_from(Incident)
-            if not include_final:
-                stmt = stmt.where(col(Incident.stage).not_in(FINAL))
-            return int(s.exec(stmt).one())
 
     def incident(self, incident_id: int) -> Incident:
         with read_session(self.engine) as s:

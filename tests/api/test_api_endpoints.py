@@ -139,7 +139,7 @@ def test_unexpected_error_is_a_500_without_trace(client, svc, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(svc, "incidents", boom)
+    monkeypatch.setattr(svc, "incident_page", boom)
     res = client.get(f"{API}/incidents")
     assert res.status_code == 500 and error(res)["code"] == "internal"
     assert "secret" not in res.text and "Traceback" not in res.text
@@ -161,7 +161,7 @@ def test_database_busy_or_unavailable_is_503(client, svc, monkeypatch):
         def fail(*a, exc=exc, **k):
             raise exc
 
-        monkeypatch.setattr(svc, "incidents", fail)
+        monkeypatch.setattr(svc, "incident_page", fail)
         res = client.get(f"{API}/incidents")
         assert res.status_code == 503 and error(res)["code"] == "unavailable"
         assert res.headers.get("Retry-After") == retry
