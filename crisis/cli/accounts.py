@@ -7,19 +7,23 @@ or from standard input when that is not a terminal; a new token is printed once 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crisis.accounts import SCOPES, Accounts
 from crisis.cli.common import ByOpt, JsonOpt, Table, dump, emit, esc, iso, local, out, principal, run, service
 from crisis.errors import InputError
+
+if TYPE_CHECKING:  # loads when a command runs (password hashing, the database): not for --help
+    from crisis.accounts import Accounts
 
 user_app = typer.Typer(no_args_is_help=True, help="Sign-in accounts of roster people.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens for integrations (shown once, stored hashed).")
 
 
 def accounts() -> Accounts:
+    from crisis.accounts import Accounts
+
     svc = service()
     return Accounts(svc.engine, svc.roster, svc.clock)
 
@@ -47,7 +51,8 @@ def set_password(person: str, by: ByOpt = None, as_json: JsonOpt = False) -> Non
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Who uses it, e.g. the monitoring vendor.")],
-    scope: Annotated[list[str], typer.Option(help=f"Repeatable: {', '.join(SCOPES)} (write implies read).")],
+    scope: Annotated[list[str], typer.Option(
+        help="Repeatable: signals, read or write (write implies read); the service checks them.")],
     as_person: Annotated[str | None, typer.Option("--as", help="Roster person the token acts as "
                                                                "(default: the duty officer).")] = None,
     by: ByOpt = None,

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,14 +20,13 @@ from rich.markup import escape
 from rich.text import Text
 from typer.core import TyperGroup
 
-from crisis import logs
-from crisis.clock import SystemClock
-from crisis.config import Settings, build_dispatcher, build_service, zone
 from crisis.console import SafeTable, fit_width, styled, table
 from crisis.errors import CrisisError, InputError
-from crisis.principal import Principal
-from crisis.roster import GROUP_NAMES
-from crisis.service import CrisisService
+
+if TYPE_CHECKING:  # the engine, the database layer and the models load when a command runs, not for --help
+    from crisis.config import Settings
+    from crisis.principal import Principal
+    from crisis.service import CrisisService
 
 try:
     from typer._click.exceptions import UsageError  # recent typer vendors its own click
@@ -73,17 +72,25 @@ def _main(
     roster: Annotated[Path | None, typer.Option(help="Roster YAML (default examples/roster.yaml).")] = None,
     playbooks: Annotated[Path | None, typer.Option(help="Playbook folder (default playbooks/).")] = None,
 ) -> None:
+    from crisis.config import Settings
+
     settings = Settings.from_env().with_overrides(db_url=db, roster_path=roster, playbooks_dir=playbooks)
     _state["settings"] = settings
     fit_width(out)
 
 
 def settings() -> Settings:
+    from crisis.config import Settings
+
     return _state.get("settings") or Settings.from_env()
 
 
 def service() -> CrisisService:
     if "service" not in _state:
+        from crisis import logs
+        from crisis.clock import SystemClock
+        from crisis.config import build_service
+
         s = settings()
         logs.configure(s.log_path)
         _state["service"] = build_service(s, SystemClock())
@@ -93,6 +100,8 @@ def service() -> CrisisService:
 
 def principal(by: str | None) -> Principal:
     """Who acts at the shell: `--by`, else $CRISIS_USER, else the duty officer; the service checks the roster."""
+    from crisis.principal import Principal
+
     who = by or os.environ.get("CRISIS_USER") or service().roster.roles.get("duty_officer")
     if not who:
         raise InputError("say who acts with --by (or set CRISIS_USER)", field="--by")
@@ -101,6 +110,8 @@ def principal(by: str | None) -> Principal:
 
 def deliver() -> None:
     """Deliver notifications this command queued (channels are idempotent, the scheduler may too)."""
+    from crisis.config import build_dispatcher
+
     svc = service()
     build_dispatcher(settings(), svc).drain()
 
@@ -124,6 +135,8 @@ def run(fn: Callable[[], Any], as_json: bool) -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         fail(f"cannot use {where}{exc.strerror or exc}", "InputError", as_json)
     except Exception as exc:  # a bug: one line here, the traceback in the log
+        from crisis import logs
+
         logs.get_logger().exception("internal_error", error=repr(exc))
         fail(f"internal error ({type(exc).__name__}: {exc}); details in the log", "InternalError", as_json)
 
@@ -152,6 +165,8 @@ def iso(dt: datetime | None) -> str | None:
 
 def local(dt: datetime | None) -> str:
     """Times on screen are in the hospital's zone (CRISIS_TZ), not the server's."""
+    from crisis.config import zone
+
     return dt.astimezone(zone(settings().tz)).strftime("%m-%d %H:%M") if dt else "-"
 
 
@@ -171,6 +186,8 @@ def parse_kv(pairs: list[str], what: str) -> dict[str, float]:
 
 
 def _task_table(svc: CrisisService, incident_id: int) -> None:
+    from crisis.roster import GROUP_NAMES
+
     t = table("task", "stage", "group", "title", "assignee", "due", "status", "esc", wrap=("group", "title"))
     now = svc.clock.now()
     for task in svc.tasks(incident_id):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,8 +32,12 @@ from crisis.console import table
 from crisis.durations import format_duration
 from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
 from crisis.errors import InputError
-from crisis.service import CrisisService
-from crisis.service.queries import DEFAULT_PAGE, Page
+
+if TYPE_CHECKING:  # the service loads when a command runs, not for --help
+    from crisis.service import CrisisService
+    from crisis.service.queries import Page
+
+DEFAULT_PAGE = 50  # rows per page of `list` and `escalations` (the service's default too)
 
 
 @app.command("open")
