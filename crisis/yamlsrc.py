@@ -129,17 +129,25 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
 def _check_events(text: str, file: str) -> None:
     """Refuse anchors, aliases and deep nesting from the event stream, before anything is composed."""
     depth = 0
-    for ev in yaml.parse(text, Loader=LOADER):
-        line = ev.start_mark.line + 1
-        if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) is not None:
-            raise InputError("YAML anchors and aliases (&name, *name) are not allowed here; write the value out",
-                             file=file, line=line)
-        if isinstance(ev, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise InputError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
-        elif isinstance(ev, yaml.CollectionEndEvent):
-            depth -= 1
+    try:
+        for ev in yaml.parse(text, Loader=LOADER):
+            line = ev.start_mark.line + 1
+            if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) is not None:
+                raise InputError("YAML anchors and aliases (&name, *name) are not allowed here; write the value out",
+                                 file=file, line=line)
+            if isinstance(ev, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise InputError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=line)
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        # libyaml scans a flow collection ahead and stops at its own limit (1000) before we see the events
+        if "nesting depth" not in str(getattr(exc, "problem", "")):
+            raise
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"nested deeper than {MAX_DEPTH} levels", file=file,
+                         line=mark.line + 1 if mark else None) from None
 
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
