@@ -19,12 +19,29 @@ METRICS = ("time_to_report", "time_to_assessment", "time_to_first_statement", "t
 
 @dataclass(frozen=True)
 class Expectation:
-    """A facilitator's expectation: a metric or a task done within a time (OpenEx-style statuses)."""
+    """A facilitator's expectation (OpenEx-style statuses): a metric or a task done within a time (from the
+    opening, or from the last reopen with `since="reopen"`), a person paged by a time, nobody paged at a
+    level, or every escalation chain answered within a time of its first page."""
 
     name: str
-    within: timedelta
+    within: timedelta | None
     metric: str | None = None
     task: str | None = None
+    since: str = "opening"
+    paged: str | None = None
+    level: int | None = None
+    no_page_at_level: int | None = None
+    answered: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.no_page_at_level is not None:
+            return "no_page_at_level"
+        if self.paged is not None:
+            return "paged"
+        if self.answered:
+            return "answered"
+        return "metric" if self.metric else "task"
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -35,7 +52,7 @@ def _secs(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
-def first_times(inc: Incident, events: list[Event]) -> dict[str, datetime | None]:
+def first_times(inc: Incident | None, events: list[Event]) -> dict[str, datetime | None]:
     """When the incident first reached each milestone."""
     out: dict[str, datetime | None] = dict.fromkeys(METRICS)
     for ev in events:
@@ -117,25 +134,63 @@ def chain_rows(tasks: list[Task], escalations: list[Escalation], names: dict[str
     return out
 
 
+@dataclass(frozen=True)
+class Record:
+    """What the expectations are judged on, beyond the milestones and tasks."""
+
+    events: list[Event]
+    escalations: list[Escalation]
+    chains: list[dict[str, Any]]
+    reopened_at: datetime | None = None
+
+
+def _measure(exp: Expectation, opened_at: datetime, milestones: dict[str, datetime | None], tasks: list[Task],
+             rec: Record) -> tuple[float | None, bool | None]:
+    """The expectation's value in seconds and, for yes/no expectations, whether it held (None: timed)."""
+    origin = opened_at if exp.since == "opening" else rec.reopened_at
+    if origin is None:  # `since: reopen` and the incident was never reopened
+        return None, None
+    kind = exp.kind
+    if kind == "metric":
+        later = first_times(None, [ev for ev in rec.events if ev.at >= origin]) if exp.since == "reopen" \
+            else milestones
+        return _secs(origin, later.get(exp.metric or "")), None
+    if kind == "task":
+        done = [t.done_at for t in tasks if t.key == exp.task and t.done_at is not None and t.created_at >= origin]
+        return (_secs(origin, min(done)) if done else None), None
+    if kind == "paged":
+        hits = [e.fired_at for e in rec.escalations
+                if e.recipient == exp.paged and (exp.level is None or e.level == exp.level) and e.fired_at >= origin]
+        return (_secs(origin, min(hits)) if hits else None), None
+    if kind == "no_page_at_level":
+        hits = [e.fired_at for e in rec.escalations if e.level == exp.no_page_at_level
+                and (exp.task is None or any(t.id == e.task_id and t.key == exp.task for t in tasks))]
+        return (_secs(origin, min(hits)) if hits else None), not hits
+    chains = [c for c in rec.chains if exp.task is None or c["task"] == exp.task]
+    if any(c["answer_seconds"] is None for c in chains):
+        return None, None
+    return max((c["answer_seconds"] for c in chains), default=0.0), None
+
+
 def evaluate(exp: Expectation, opened_at: datetime, milestones: dict[str, datetime | None],
-             tasks: list[Task], finished: bool) -> dict[str, Any]:
-    """SUCCESS within the time, PARTIAL within twice the time, FAILED otherwise, PENDING if undecided."""
-    value: float | None = None
-    if exp.metric:
-        value = _secs(opened_at, milestones.get(exp.metric))
-    elif exp.task:
-        done = [t for t in tasks if t.key == exp.task and t.done_at is not None]
-        value = _secs(opened_at, min(t.done_at for t in done if t.done_at)) if done else None
-    limit = exp.within.total_seconds()
-    if value is None:
+             tasks: list[Task], finished: bool, record: Record | None = None) -> dict[str, Any]:
+    """SUCCESS within the time, PARTIAL within twice the time, FAILED otherwise, PENDING if undecided;
+    "nobody paged at level N" is SUCCESS or FAILED."""
+    rec = record or Record(events=[], escalations=[], chains=[])
+    value, held = _measure(exp, opened_at, milestones, tasks, rec)
+    limit = exp.within.total_seconds() if exp.within is not None else None
+    if held is not None:
+        status = "SUCCESS" if held else "FAILED"
+    elif value is None:
         status = "FAILED" if finished else "PENDING"
-    elif value <= limit:
+    elif limit is None or value <= limit:
         status = "SUCCESS"
     elif value <= 2 * limit:
         status = "PARTIAL"
     else:
         status = "FAILED"
-    return {"name": exp.name, "metric": exp.metric, "task": exp.task, "within_seconds": limit,
+    return {"name": exp.name, "kind": exp.kind, "metric": exp.metric, "task": exp.task, "since": exp.since,
+            "paged": exp.paged, "level": exp.level or exp.no_page_at_level, "within_seconds": limit,
             "value_seconds": value, "status": status}
 
 
@@ -183,7 +238,8 @@ def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectatio
         "final_stage": inc.stage,
         "severity": inc.severity,
     })
-    judged = [evaluate(x, inc.opened_at, milestones, tasks, finished) for x in expectations or []]
+    record = Record(events=events, escalations=escalations, chains=chains, reopened_at=inc.cycle_started_at)
+    judged = [evaluate(x, inc.opened_at, milestones, tasks, finished, record) for x in expectations or []]
     if judged:
         points = sum({"SUCCESS": 1.0, "PARTIAL": 0.5}.get(j["status"], 0.0) for j in judged)
         metrics["expectation_score"] = round(100 * points / len(judged), 1)

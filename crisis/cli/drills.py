@@ -21,7 +21,7 @@ drill_app = typer.Typer(no_args_is_help=True, help="Tabletop drills in virtual t
 
 @drill_app.command("run")
 def drill_run(
-    scenario: Path,
+    scenario: Annotated[list[Path], typer.Argument(help="Scenario files or folders, replayed together on one clock.")],
     speed: Annotated[float | None, typer.Option(help="Virtual seconds per real second (e.g. 600).")] = None,
     instant: Annotated[bool, typer.Option(help="Jump from event to event (default).")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Reports folder (default reports/drills/RUN).")] = None,
@@ -29,7 +29,9 @@ def drill_run(
     tz: Annotated[str | None, typer.Option(help="Time zone for reports (default CRISIS_TZ).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replay a drill scenario on the embedded store; print the timeline and a scorecard, write reports."""
+    """Replay drill scenarios on the embedded store; print the timeline and a scorecard, write reports.
+
+    Several files (or a folder) are replayed on one clock, their incidents competing for the same people."""
     from crisis.drill.cli import run_drill_command
 
     if speed is not None and instant:

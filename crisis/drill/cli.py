@@ -6,7 +6,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ from crisis import logs
 from crisis.clock import SystemClock
 from crisis.config import Settings, zone
 from crisis.console import styled, table
-from crisis.drill.runner import drill_db_url, run_drill
-from crisis.drill.scenario import LoadedScenario, load_scenario
+from crisis.drill.runner import DrillResult, drill_db_url, run_drills
+from crisis.drill.scenario import MAIN, LoadedScenario, load_scenario
 from crisis.durations import format_duration
+from crisis.errors import InputError
 from crisis.labels import label
 from crisis.playbook import PlaybookSet, check_roster, load_playbooks
 from crisis.roster import Roster, load_roster
@@ -36,19 +37,49 @@ def load_checked(scenario_path: Path, settings: Settings) -> tuple[LoadedScenari
     return loaded, playbooks, roster
 
 
-def run_drill_command(scenario_path: Path, *, speed: float | None, out_dir: Path | None, db_url: str | None,
-                      tz: str, as_json: bool, settings: Settings, console: Console) -> dict[str, Any]:
+def scenario_files(paths: list[Path]) -> list[Path]:
+    """The scenario files named, a folder standing for its *.yaml / *.yml files in name order."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                raise InputError("no scenarios (*.yaml) in folder", file=str(p))
+            files += found
+        else:
+            files.append(p)
+    if not files:
+        raise InputError("name at least one scenario file or folder")
+    return files
+
+
+def load_all(paths: list[Path], settings: Settings) -> tuple[list[LoadedScenario], PlaybookSet, Roster]:
+    """Several scenarios replayed together: loaded and cross-checked first, on one shared roster."""
+    checked = [load_checked(f, settings) for f in scenario_files(paths)]
+    first = checked[0][0]
+    for loaded, _, _ in checked[1:]:
+        if loaded.roster_path() != first.roster_path():
+            raise InputError(f"scenarios replayed together share one roster; this one names {loaded.scenario.roster}"
+                             f" but {first.path} names {first.scenario.roster}", file=str(loaded.path))
+    return [c[0] for c in checked], checked[0][1], checked[0][2]
+
+
+def run_drill_command(scenario_paths: Path | list[Path], *, speed: float | None, out_dir: Path | None,
+                      db_url: str | None, tz: str, as_json: bool, settings: Settings, console: Console) -> Any:
+    """Replay one or several scenarios (files or folders) on one clock. One incident: its card, reports in
+    `out_dir`. Several: a list of cards, each incident's reports in a subfolder named after it."""
     zone(tz)  # a bad time zone fails before anything is replayed or written
-    loaded, playbooks, roster = load_checked(scenario_path, settings)
-    sc = loaded.scenario
+    paths = scenario_paths if isinstance(scenario_paths, list) else [scenario_paths]
+    scenarios, playbooks, roster = load_all(paths, settings)
     wall = SystemClock()
-    run_id = f"{sc.name}-{wall.now():%Y%m%d-%H%M%S-%f}"
+    label = scenarios[0].scenario.name if len(scenarios) == 1 else f"{scenarios[0].scenario.name}+{len(scenarios) - 1}"
+    run_id = f"{label}-{wall.now():%Y%m%d-%H%M%S-%f}"
     out_dir = out_dir or ROOT / "reports" / "drills" / run_id
     made_db = None if db_url else sqlite_path(db_url := drill_db_url(ROOT / "store", run_id))
     with _cleanup_on_failure(out_dir, made_db):
         logs.configure(out_dir / "audit.log")
-        return _replay(loaded, playbooks, roster, run_id=run_id, out_dir=out_dir, db_url=db_url, speed=speed,
-                       tz=tz, as_json=as_json, scenario_path=scenario_path, console=console, wall=wall)
+        return _replay(scenarios, playbooks, roster, run_id=run_id, out_dir=out_dir, db_url=db_url, speed=speed,
+                       tz=tz, as_json=as_json, console=console, wall=wall)
 
 
 @contextlib.contextmanager
@@ -68,36 +99,60 @@ def _cleanup_on_failure(out_dir: Path, made_db: Path | None) -> Iterator[None]:
         raise
 
 
-def _replay(loaded: LoadedScenario, playbooks: PlaybookSet, roster: Roster, *, run_id: str, out_dir: Path,
-            db_url: str, speed: float | None, tz: str, as_json: bool, scenario_path: Path, console: Console,
-            wall: SystemClock) -> dict[str, Any]:
-    from crisis import reports
-
-    sc = loaded.scenario
+def _replay(scenarios: list[LoadedScenario], playbooks: PlaybookSet, roster: Roster, *, run_id: str, out_dir: Path,
+            db_url: str, speed: float | None, tz: str, as_json: bool, console: Console,
+            wall: SystemClock) -> Any:
+    origin = min(ls.scenario.start for ls in scenarios)
 
     def live(when: datetime, text: str) -> None:
-        offset = format_duration(when - sc.start)
+        offset = format_duration(when - origin)
         console.print(f"[dim]T+{offset:>7}[/] {when.astimezone(zone(tz)):%m-%d %H:%M}  {escape(text)}", highlight=False)
 
     started = wall.monotonic()
-    result = run_drill(loaded, engine=make_engine(db_url), playbooks=playbooks, roster=roster, speed=speed,
-                       on_event=live if (speed and not as_json) else None)
-    elapsed = wall.monotonic() - started
+    by_result: dict[int, dict[str, Any]] = {}
+    several = sum(len(ls.scenario.specs()) for ls in scenarios) > 1
+
+    def write(result: DrillResult) -> None:  # at the incident's scenario end: its record as the drill left it
+        folder = out_dir / _folder_name(result) if several else out_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        by_result[id(result)] = _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
+                                           elapsed=wall.monotonic() - started, as_json=as_json, console=console)
+
+    results = run_drills([(ls, timedelta(0)) for ls in scenarios], engine=make_engine(db_url), playbooks=playbooks,
+                         roster=roster, speed=speed, on_event=live if (speed and not as_json) else None,
+                         on_finish=write)
+    cards = [by_result[id(r)] for r in results]  # in scenario order, whenever each ended
+    if as_json:
+        print(json.dumps(cards[0] if not several else cards, ensure_ascii=False, indent=2, default=str))
+    return cards[0] if not several else cards
+
+
+def _folder_name(result: DrillResult) -> str:
+    assert result.loaded is not None
+    name = result.loaded.scenario.name
+    return name if result.name == MAIN else f"{name}-{result.name}"
+
+
+def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,
+               elapsed: float, as_json: bool, console: Console) -> dict[str, Any]:
+    from crisis import reports
+
+    assert result.loaded is not None and result.service is not None
+    sc = result.loaded.scenario
+    spec = sc.specs()[result.name]
     simulated = sc.duration.total_seconds()
     run = {"id": run_id, "mode": "speed" if speed else "instant", "speed": speed, "wall_seconds": round(elapsed, 4),
            "simulated_seconds": simulated, "db": db_url, "reports_dir": str(out_dir)}
-    scenario = {"name": sc.name, "title_zh": sc.title.zh, "title_en": sc.title.en, "file": str(scenario_path),
-                "start": sc.start.isoformat(), "duration_seconds": simulated, "category": sc.incident.category}
-    assert result.service is not None
+    scenario = {"name": sc.name, "title_zh": sc.title.zh, "title_en": sc.title.en, "file": str(result.loaded.path),
+                "start": sc.start.isoformat(), "duration_seconds": simulated, "category": spec.category,
+                "incident": result.name}
     ctx = reports.report_context(result.service, result.incident_id, scenario=scenario, run=run, tz=tz,
-                                 expectations=sc.expectations())
+                                 expectations=sc.expectations(result.name))
     written = reports.write_context(ctx, out_dir)
     (out_dir / "notifications.jsonl").write_text(
         "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
     card = reports.document(ctx)  # the same keys as scorecard.json and `crisis report --json`
-    if as_json:
-        print(json.dumps(card, ensure_ascii=False, indent=2, default=str))
-    else:
+    if not as_json:
         print_summary(console, card, [*written, out_dir / "notifications.jsonl"], zone(tz))
     return card
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crisis.clock import VirtualClock
-from crisis.drill.scenario import LoadedScenario, Step
+from crisis.drill.scenario import MAIN, IncidentSpec, LoadedScenario, Step
 from crisis.errors import CrisisError, InputError
 from crisis.notify.channels import MemoryChannel
 from crisis.notify.dispatch import Dispatcher
@@ -27,6 +27,7 @@ from crisis.notify.messages import Renderer
 from crisis.playbook import PlaybookSet
 from crisis.principal import Principal
 from crisis.roster import Roster
+from crisis.rota import Shift
 from crisis.scorecard import build
 from crisis.service import CrisisService
 from crisis.store.db import init_db
@@ -43,6 +44,8 @@ class DrillResult:
     steps_applied: int = 0
     steps_rejected: int = 0
     wakeups: int = 0
+    name: str = MAIN  # the incident's name in its scenario
+    loaded: LoadedScenario | None = None
 
 
 def run_drill(loaded: LoadedScenario, *, engine: Engine, playbooks: PlaybookSet, roster: Roster,
@@ -55,69 +58,78 @@ def run_drill(loaded: LoadedScenario, *, engine: Engine, playbooks: PlaybookSet,
 
 @dataclass
 class _Track:
+    """One incident of a scenario: opened at `start`, its steps timed from the scenario's `origin`."""
+
     loaded: LoadedScenario
+    name: str
+    spec: IncidentSpec
+    origin: datetime
     start: datetime
+    end: datetime
     incident_id: int = 0
     pos: int = 0
     steps: list[tuple[int, Step]] = field(default_factory=list)
     result: DrillResult | None = None
 
     def next_at(self) -> datetime | None:
-        return self.start + self.steps[self.pos][1].at if self.pos < len(self.steps) else None
+        return self.origin + self.steps[self.pos][1].at if self.pos < len(self.steps) else None
+
+
+def _tracks(loaded: LoadedScenario, offset: timedelta) -> list[_Track]:
+    sc = loaded.scenario
+    origin = sc.start + offset
+    return [_Track(loaded, name, spec, origin, origin + spec.at, origin + sc.duration,
+                   steps=sorted(sc.steps_of(name), key=lambda p: (p[1].at, p[0])))
+            for name, spec in sc.specs().items()]
+
+
+def arrange_rota(svc: CrisisService, scenarios: list[LoadedScenario]) -> None:
+    """The scenarios' own on-call windows (e.g. tonight's 总值班) are stored as imported shifts before anything
+    happens: like any stored shift they beat the roster's rota and windows while they cover a moment. The duty
+    officer arranges them, as in the hospital."""
+    shifts = [Shift(oc.person, oc.start, oc.until, source="import")
+              for ls in scenarios for oc in ls.scenario.on_call or []]
+    if shifts:
+        svc.add_shifts(shifts, principal=_as(svc.roster.roles.get("duty_officer", shifts[0].person)),
+                       note="drill rota")
 
 
 def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine, playbooks: PlaybookSet,
                roster: Roster, speed: float | None = None, sleep: Callable[[float], None] = time.sleep,
-               on_event: Callable[[datetime, str], None] | None = None) -> list[DrillResult]:
-    """Run several scenarios at once (each shifted by its offset) on one engine and one virtual clock:
-    a surge drill with concurrent incidents competing for the same people."""
+               on_event: Callable[[datetime, str], None] | None = None,
+               on_finish: Callable[[DrillResult], None] | None = None) -> list[DrillResult]:
+    """Run several scenarios at once (each shifted by its offset), every incident of each, on one engine and
+    one virtual clock: a surge drill with concurrent incidents competing for the same people. One result per
+    incident, in scenario order. Each incident is scored when its own scenario ends (`on_finish` is called
+    then, e.g. to write its reports), so a longer scenario replayed with it does not change its record."""
     if not tracks:
         raise InputError("no scenario to run")
     for loaded, _ in tracks:
         loaded.check_against(playbooks, roster)
     init_db(engine)
-    runs = [_Track(loaded, loaded.scenario.start + offset,
-                   steps=sorted(enumerate(loaded.scenario.steps), key=lambda p: (p[1].at, p[0])))
-            for loaded, offset in tracks]
+    runs = [t for loaded, offset in tracks for t in _tracks(loaded, offset)]
     clock = VirtualClock(min(t.start for t in runs))
     svc = CrisisService(engine, playbooks, roster, clock, channels=(DRILL_CHANNEL,))
     channel = MemoryChannel(DRILL_CHANNEL)  # drills never reach real channels; the CLI writes the drill's file
     delivery = Dispatcher(engine, {DRILL_CHANNEL: channel}, Renderer(roster, svc.routing.tz), clock,
                           routing=svc.routing)
-    end = max(t.start + t.loaded.scenario.duration for t in runs)
+    arrange_rota(svc, [ls for ls, _ in tracks])
+    end = max(t.end for t in runs)
     wakeups = 0
-    while True:
+    finished: list[_Track] = []
+    while len(finished) < len(runs):
         pending_opens = [t.start for t in runs if t.result is None]
         candidates = [x for x in (*pending_opens, *(t.next_at() for t in runs if t.result is not None),
-                                  svc.next_due()) if x is not None and x <= end]
-        if not candidates:
-            break
+                                  *(t.end for t in runs if t not in finished), svc.next_due())
+                      if x is not None and x <= end]
         when = max(min(candidates), clock.now())
         if speed:
             sleep((when - clock.now()).total_seconds() / speed)
         clock.advance_to(when)
         busy = False
         for t in runs:
-            if t.result is None and t.start <= when:
-                inc = t.loaded.scenario.incident
-                opened = svc.open_incident(title=inc.title, category=inc.category, source_url=inc.source_url,
-                                           signals=dict(inc.signals), severity=inc.severity,
-                                           principal=_as(inc.opened_by))
-                assert opened.id is not None
-                t.incident_id = opened.id
-                t.result = DrillResult(incident_id=opened.id, scorecard={}, service=svc)
-                busy = True
-            while t.result is not None and (at := t.next_at()) is not None and at <= when:
-                index, step = t.steps[t.pos]
-                t.pos += 1
-                busy = True
-                ok = _apply(svc, t.incident_id, step, index, t.loaded)
-                t.result.steps_applied += ok
-                t.result.steps_rejected += not ok
-                if on_event:
-                    what = step.inject or step.do
-                    on_event(clock.now(), f"#{t.incident_id} {'inject' if step.inject else step.by}: {what}"
-                             + (f" {step.task}" if step.task else "") + ("" if ok else "  [rejected]"))
+            busy |= _open_due(svc, t, when)
+            busy |= _steps_due(svc, t, when, clock, on_event)
         for esc in svc.tick():
             busy = True
             if on_event:
@@ -126,18 +138,54 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
         wakeups += 1
         if busy:  # only a step or an escalation queues notifications
             delivery.drain()
-    clock.advance_to(end)
-    results = []
-    for t in runs:
-        assert t.result is not None
-        t.result.wakeups = wakeups
-        t.result.notifications = [
-            {"key": m.dedupe_key, "to": m.recipient, "subject": m.subject, "at": m.created_at.isoformat()}
-            for m in channel.delivered if m.incident_id == t.incident_id]
-        t.result.scorecard = build(svc, t.incident_id, expectations=t.loaded.scenario.expectations(),
-                                   finished=True)
-        results.append(t.result)
-    return results
+        for t in runs:
+            if t not in finished and t.end <= clock.now():
+                finished.append(t)
+                _finish(svc, t, channel, wakeups, on_finish)
+    return [t.result for t in runs if t.result is not None]
+
+
+def _finish(svc: CrisisService, t: _Track, channel: MemoryChannel, wakeups: int,
+            on_finish: Callable[[DrillResult], None] | None) -> None:
+    """Score one incident at its scenario's end."""
+    assert t.result is not None
+    t.result.wakeups = wakeups
+    t.result.notifications = [
+        {"key": m.dedupe_key, "to": m.recipient, "subject": m.subject, "at": m.created_at.isoformat()}
+        for m in channel.delivered if m.incident_id == t.incident_id]
+    t.result.scorecard = build(svc, t.incident_id, expectations=t.loaded.scenario.expectations(t.name),
+                               finished=True)
+    if on_finish:
+        on_finish(t.result)
+
+
+def _open_due(svc: CrisisService, t: _Track, when: datetime) -> bool:
+    if t.result is not None or t.start > when:
+        return False
+    inc = t.spec
+    opened = svc.open_incident(title=inc.title, category=inc.category, source_url=inc.source_url,
+                               signals=dict(inc.signals), severity=inc.severity, principal=_as(inc.opened_by))
+    assert opened.id is not None
+    t.incident_id = opened.id
+    t.result = DrillResult(incident_id=opened.id, scorecard={}, service=svc, name=t.name, loaded=t.loaded)
+    return True
+
+
+def _steps_due(svc: CrisisService, t: _Track, when: datetime, clock: VirtualClock,
+               on_event: Callable[[datetime, str], None] | None) -> bool:
+    busy = False
+    while t.result is not None and (at := t.next_at()) is not None and at <= when:
+        index, step = t.steps[t.pos]
+        t.pos += 1
+        busy = True
+        ok = _apply(svc, t.incident_id, step, index, t.loaded)
+        t.result.steps_applied += ok
+        t.result.steps_rejected += not ok
+        if on_event:
+            what = step.inject or step.do
+            on_event(clock.now(), f"#{t.incident_id} {'inject' if step.inject else step.by}: {what}"
+                     + (f" {step.task}" if step.task else "") + ("" if ok else "  [rejected]"))
+    return busy
 
 
 def _apply(svc: CrisisService, incident_id: int, step: Step, index: int, loaded: LoadedScenario) -> bool:
@@ -177,9 +225,19 @@ def _act(svc: CrisisService, incident_id: int, step: Step) -> None:
         st = svc.draft_statement(incident_id, title=step.title, body=step.body, principal=by, major=step.major,
                                  next_update=step.next_update)
         assert st.id is not None
-        for reviewer in step.reviewers:
-            st = svc.review_statement(st.id, principal=_as(reviewer), approve=True)
+        for level, reviewer in enumerate(step.reviewers, 1):
+            rejects = level == step.reject_at
+            st = svc.review_statement(st.id, principal=_as(reviewer), approve=not rejects,
+                                      comment=step.comment if rejects else None)
+            if rejects:
+                return  # sent back with the reviewer's comment: nothing is released
         svc.release_statement(st.id, principal=by)
+    elif step.do == "regrade":
+        assert step.severity and step.reason
+        svc.regrade(incident_id, severity=step.severity, reason=step.reason, principal=by)
+    elif step.do == "applicable":
+        assert step.task and step.reason
+        svc.mark_applicable(svc.find_task(incident_id, step.task).id or 0, reason=step.reason, principal=by)
     else:
         svc.fire(incident_id, step.do, principal=by, decision=step.decision, severity=step.severity,
                  override=step.override, reason=step.reason, note=step.note)
