@@ -52,8 +52,10 @@ code { font-family: %(fonts)s; }
 
 
 def css_string(text: str) -> str:
-    """A CSS string literal holding `text` as it is (quotes, backslashes and line breaks escaped)."""
+    """A CSS string literal holding `text` as it is: quotes, backslashes and line breaks escaped, and `<`
+    as a CSS escape so a `</style>` in the text cannot end the style element around it."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
+    escaped = escaped.replace("<", "\\3c ")
     return f'"{escaped}"'
 
 

@@ -181,3 +181,15 @@ def test_carried_and_applicable_duties_read_as_titles_with_reasons(svc, advance)
     assert "王院长（任务标记为适用）：「截图存证网传视频及评论」：视频已在微博传播，须存证" in facts
     carried = [e["what"]["zh"] for e in ctx["timeline"] if e["kind"] == "task_carried"]
     assert "「立即拨打110报警并保护现场」（事件监测 → 已报告）" in carried
+
+
+def test_pdf_html_keeps_user_text_as_text():
+    from crisis.report_pdf import css_string, to_html
+
+    page = to_html("# 标题\n\n| a |\n|---|\n| <script>x</script> |\n", organisation='医院"}; body{display:none',
+                   title="舆情专报", lang="zh-CN")
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert css_string('医院"}; body{display:none') == '"医院\\"}; body{display:none"'
+    assert '@top-left { content: "医院\\"}; body{display:none"' in page
+    assert "</style><b>" not in to_html("x", organisation="</style><b>", title="t", lang="en")
+    assert css_string("</style>") == '"\\3c /style>"'
