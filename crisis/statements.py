@@ -26,11 +26,35 @@ def reviewer_qualifies(roster: Roster, person: str, level: int) -> bool:
     return reviewer_level_ok(for_person(roster, person), level)
 
 
+# Personal data that must not be published (PIPL): mainland ID card numbers (18 characters with a valid
+# date of birth) and mobile numbers (11 digits from 13x-19x, optionally +86 and separators). A hospital's
+# landline hotline is not personal data, and a masked number (138****5678) is not flagged.
+_ID_CARD = re.compile(r"(?<![\dXx*])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
+                      r"(?![\dXx*])")
+_MOBILE = re.compile(r"(?<![\d*])(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?![\d*])")
+
+
+def personal_data(title: str, body: str, next_update: str | None = None) -> list[str]:
+    """The kinds of personal data in a statement's text (empty when there is none); never the data itself,
+    which must not be copied into warnings, the audit timeline or logs."""
+    text = " ".join((title, body, next_update or ""))
+    found = []
+    if _ID_CARD.search(text):
+        found.append("ID card number")
+    if _MOBILE.search(_ID_CARD.sub(" ", text)):
+        found.append("mobile phone number")
+    return found
+
+
 def lint_statement(title: str, body: str, next_update: str | None) -> list[str]:
-    """Warnings from the writing rules: short titles, no slang, say when the next update comes."""
+    """Warnings from the writing rules: short titles, no personal data, no slang, say when the next update
+    comes. Shown at draft, review and release; personal data also blocks release (see policy.may_release)."""
     warnings = []
     if len(title) > 20:
         warnings.append(f"title has {len(title)} characters (normally at most 20)")
+    pd = personal_data(title, body, next_update)
+    if pd:
+        warnings.append(f"personal data: {', '.join(pd)} (remove or mask before release)")
     text = (title + body).lower()
     # digit slang ("666") only as a number of its own, not inside a phone number or an amount
     found = [w for w in SLANG if (re.search(rf"(?<!\d){w}(?!\d)", text) if w.isdigit() else w.lower() in text)]

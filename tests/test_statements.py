@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from helpers import by, drive_to, open_incident
 
-from crisis.errors import CrisisError, Forbidden, InputError, NotFound
-from crisis.statements import LEVELS, lint_statement, required_levels, reviewer_qualifies
+from crisis.errors import Conflict, CrisisError, Forbidden, InputError, NotFound
+from crisis.statements import LEVELS, lint_statement, personal_data, required_levels, reviewer_qualifies
 
 BODY = "我院高度重视，已成立调查组，后续进展将及时通报。"
 
@@ -225,3 +225,116 @@ def test_release_refusal_counts_only_approvals(svc, people):
 def test_digit_slang_is_a_number_of_its_own_not_part_of_a_phone_number():
     assert lint_statement("情况通报", "咨询电话 0571-86661234，后续进展将及时通报。", None) == []
     assert lint_statement("情况通报", "处理得666，后续进展将及时通报。", None) == ["internet slang: 666"]
+
+
+# --------------------------------------------------------------------------- four eyes
+def test_the_drafter_cannot_approve_their_own_statement_at_any_level(svc, roster, people):
+    iid = open_incident(svc, severity="II")
+    # level 1: information staff drafting their own
+    st = svc.draft_statement(iid, title="情况通报", body=BODY, principal=by(people["l1"]))
+    with pytest.raises(Forbidden) as exc:
+        svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+    assert exc.value.rule == "review.four_eyes"
+    # level 2: the information head
+    st = svc.draft_statement(iid, title="情况通报", body=BODY, principal=by(people["l2"]))
+    svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+    with pytest.raises(Forbidden, match="another person must review"):
+        svc.review_statement(st.id, principal=by(people["l2"]), approve=True)
+    # level 3: the leadership head drafts; another leadership member approves
+    st = svc.draft_statement(iid, title="情况通报", body=BODY, principal=by(people["l3"]))
+    deputy = roster.groups["leadership"].deputies[0]
+    svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+    svc.review_statement(st.id, principal=by(deputy), approve=True)
+    with pytest.raises(Forbidden):
+        svc.review_statement(st.id, principal=by(people["l3"]), approve=False)  # rejecting is reviewing too
+    st = svc.review_statement(st.id, principal=by(roster.groups["leadership"].members[0]), approve=True)
+    assert st.status == "approved" and people["l3"] not in [r["by"] for r in st.reviews]
+
+
+# --------------------------------------------------------------------------- personal data
+@pytest.mark.parametrize(("text", "found"), [
+    ("患者身份证号110101199003074518已核实", ["ID card number"]),
+    ("身份证 11010119900307451X", ["ID card number"]),
+    ("家属电话13812345678", ["mobile phone number"]),
+    ("联系 +86 138-1234-5678 与 110101199003074518", ["ID card number", "mobile phone number"]),
+    ("家属电话138****5678", []),                  # masked
+    ("咨询电话 0571-86661234", []),               # the hospital's landline
+    ("已赔付 13800 元，编号 2026031412", []),      # amounts and short numbers
+])
+def test_personal_data_is_found_without_being_copied(text, found):
+    assert personal_data("情况通报", text) == found
+    warnings = lint_statement("情况通报", text + "，后续进展将及时通报。", None)
+    assert [w for w in warnings if w.startswith("personal data")] == (
+        [f"personal data: {', '.join(found)} (remove or mask before release)"] if found else [])
+    assert not any(ch.isdigit() for w in warnings for ch in w.split("(")[0] if w.startswith("personal"))
+
+
+def _approved(svc, iid, people, body):
+    st = draft(svc, iid, people, body=body, next_update="明日10时")
+    for who in ("l1", "l2", "l3"):
+        st = svc.review_statement(st.id, principal=by(people[who]), approve=True)
+    assert st.status == "approved"
+    return st
+
+
+def test_personal_data_blocks_release_without_a_leadership_override(svc, roster, people):
+    iid = open_incident(svc, severity="II")
+    st = _approved(svc, iid, people, "家属（电话13812345678）情绪稳定，后续进展将及时通报。")
+    with pytest.raises(Conflict, match="contains personal data"):
+        svc.release_statement(st.id, principal=by(people["spokesperson"]))
+    with pytest.raises(Conflict):
+        svc.release_statement(st.id, principal=by(people["l3"]))  # leadership too needs the explicit override
+    assert not roster.is_leadership(people["l1"])
+    with pytest.raises(Forbidden) as exc:
+        svc.release_statement(st.id, principal=by(people["l1"]), override=True, reason="家属同意")
+    assert exc.value.rule == "release.personal_data"
+    with pytest.raises(InputError) as exc:
+        svc.release_statement(st.id, principal=by(people["l3"]), override=True, reason="  ")
+    assert exc.value.field == "reason"
+    assert svc.statements(iid)[0].status == "approved"  # nothing changed so far
+    released = svc.release_statement(st.id, principal=by(people["l3"]), override=True, reason="家属书面同意公开")
+    assert released.status == "released"
+    (ov,) = [e for e in svc.timeline(iid) if e.kind == "statement_release_override"]
+    assert (ov.actor, ov.data["reason"], ov.data["personal_data"]) == (
+        people["l3"], "家属书面同意公开", ["mobile phone number"])
+    assert "13812345678" not in str([e.data for e in svc.timeline(iid)])  # the number is not copied anywhere
+
+
+def test_warnings_are_recorded_at_draft_review_and_release(svc, people):
+    iid = open_incident(svc, severity="III")  # minor: two levels
+    st = draft(svc, iid, people, title="关于网传我院患者术后死亡一事的情况通报与说明", body="我院已关注。")
+    svc.review_statement(st.id, principal=by(people["l1"]), approve=True)
+    svc.review_statement(st.id, principal=by(people["l2"]), approve=True)
+    svc.release_statement(st.id, principal=by(people["spokesperson"]))
+    expected = ["title has 22 characters (normally at most 20)", "does not say when the next update will come"]
+    kinds = ("statement_drafted", "statement_reviewed", "statement_reviewed", "statement_released")
+    events = [e for e in svc.timeline(iid) if e.kind.startswith("statement_")]
+    assert [e.kind for e in events] == list(kinds)
+    assert all(e.data["warnings"] == expected for e in events)
+
+
+def test_cli_prints_the_warnings_with_each_result(tmp_path, monkeypatch):
+    import json
+
+    from helpers import crisis_env
+    from typer.testing import CliRunner
+
+    from crisis import cli
+    from crisis.cli import common
+
+    for name, value in crisis_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+
+    def crisis(*args):
+        common._state.clear()
+        result = runner.invoke(cli.app, list(args))
+        assert result.exit_code == 0, result.output
+        return result
+
+    crisis("open", "--title", "t", "--category", "medical_dispute", "--severity", "III")
+    drafted = json.loads(crisis("statement", "draft", "1", "--title", "情况通报", "--body", "我院yyds",
+                                "--by", "publicity_head", "--json").stdout)
+    assert drafted["warnings"] == ["internet slang: yyds", "does not say when the next update will come"]
+    shown = crisis("statement", "review", "1", "--approve", "--by", "info_staff")
+    assert "warning: internet slang: yyds" in shown.stderr and "statement #1: in_review" in shown.stdout

@@ -30,7 +30,9 @@ RULES: dict[str, str] = {
     "review.2": "level 2: the information department head, or leadership other than its head",
     "review.3": "level 3: leadership",
     "review.once": "each review level needs another person",
+    "review.four_eyes": "the drafter may not review their own statement at any level",
     "release": "the drafter, the monitoring group or leadership",
+    "release.personal_data": "a statement with personal data is released only by leadership, with a reason",
     "applicable": "the task's group head or leadership decides whether an optional task applies",
     "state": "the current state allows it",
     "on_call": "leadership, the duty officer or someone on the on-call rota arranges on-call cover",
@@ -103,6 +105,7 @@ class StatementFacts:
     reviewed_by: tuple[str, ...] = ()
     approved: int = 0  # review levels approved so far
     levels: int = 3  # how many review levels it needs
+    personal_data: bool = False  # the lint found ID card or mobile numbers in it
 
     @property
     def next_level(self) -> int:
@@ -205,6 +208,8 @@ def may_review(p: Principal, st: StatementFacts) -> Decision:
     a = "review"
     if st.status != "in_review":
         return _no(a, "state", f"statement #{st.id} is {st.status}, not in review", conflict=True)
+    if p.person == st.drafted_by:
+        return _no(a, "review.four_eyes", f"{_who(p)} drafted statement #{st.id}; another person must review it")
     level = st.next_level
     if not reviewer_level_ok(p, level):
         return _no(a, f"review.{level}", f"{_who(p)} may not review at level {level}")
@@ -213,11 +218,19 @@ def may_review(p: Principal, st: StatementFacts) -> Decision:
     return _ok(a, f"review.{level}")
 
 
-def may_release(p: Principal, st: StatementFacts) -> Decision:
+def may_release(p: Principal, st: StatementFacts, *, override: bool = False) -> Decision:
+    """Release an approved statement; one with personal data only as a leadership override (with a reason,
+    which the service requires and audits)."""
     a = "release"
     if st.status != "approved":
         return _no(a, "state", f"statement #{st.id} is {st.status} ({st.approved}/{st.levels} review "
                                "levels approved); only an approved statement can be released", conflict=True)
+    if st.personal_data and not override:
+        return _no(a, "release.personal_data", f"statement #{st.id} contains personal data (ID card or mobile "
+                   "numbers): remove it, or a leadership member may release it with an override and a reason",
+                   conflict=True)
+    if st.personal_data and not p.has("leadership"):
+        return _no(a, "release.personal_data", f"{_who(p)} is not in the leadership group")
     if p.person == st.drafted_by or p.has("group:monitoring") or p.has("leadership"):
         return _ok(a, "release")
     return _no(a, "release", f"{_who(p)} did not draft statement #{st.id} and is not in the monitoring group "

@@ -19,6 +19,7 @@ from crisis.errors import InputError
 from crisis.http.auth import Identity, require
 from crisis.principal import Principal
 from crisis.service import CrisisService
+from crisis.service.statements import statement_warnings
 
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
@@ -107,6 +108,11 @@ class DraftBody(BaseModel):
 class ReviewBody(BaseModel):
     approve: bool
     comment: str | None = Field(default=None, max_length=2000)
+
+
+class ReleaseBody(BaseModel):
+    override: bool = False  # leadership: release despite a personal-data finding
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 router = APIRouter()
@@ -261,20 +267,23 @@ def draft_statement(incident_id: int, body: DraftBody, request: Request, ident: 
     """Draft a public statement; it enters review (three levels when major)."""
     st = service(request).draft_statement(incident_id, title=body.title, body=body.body, major=body.major,
                                           next_update=body.next_update, **by(ident))
-    return encode({"statement": st})
+    return encode({"statement": st, "warnings": statement_warnings(st)})
 
 
 @router.post("/statements/{statement_id}/review", tags=["statements"])
 def review_statement(statement_id: int, body: ReviewBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Review at the next level (information staff → information head → leadership)."""
     st = service(request).review_statement(statement_id, approve=body.approve, comment=body.comment, **by(ident))
-    return encode({"statement": st})
+    return encode({"statement": st, "warnings": statement_warnings(st)})
 
 
 @router.post("/statements/{statement_id}/release", tags=["statements"])
-def release_statement(statement_id: int, request: Request, ident: Writer) -> dict[str, Any]:
-    """Release an approved statement."""
-    return encode({"statement": service(request).release_statement(statement_id, **by(ident))})
+def release_statement(statement_id: int, request: Request, ident: Writer,
+                      body: ReleaseBody | None = None) -> dict[str, Any]:
+    """Release an approved statement; one with personal data only by leadership with override and reason."""
+    body = body or ReleaseBody()
+    st = service(request).release_statement(statement_id, override=body.override, reason=body.reason, **by(ident))
+    return encode({"statement": st, "warnings": statement_warnings(st)})
 
 
 # ---------------------------------------------------------------------------- playbooks

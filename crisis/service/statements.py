@@ -1,4 +1,8 @@
-"""Public statements: draft, three-level review, release."""
+"""Public statements: draft, three-level review by people other than the drafter, release.
+
+The writing rules' warnings (`statement_warnings`) are recorded at draft, review and release, and adapters
+print them with each command's result; personal data blocks release unless leadership overrides it with a
+reason, which the timeline records."""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from sqlmodel import func, select
 from crisis import textinput
 from crisis.engine import policy
 from crisis.engine.fsm import FINAL
-from crisis.errors import Conflict
+from crisis.errors import Conflict, InputError
 from crisis.principal import Principal
 from crisis.service.base import ServiceBase
 from crisis.severity import Severity
-from crisis.statements import lint_statement, required_levels
+from crisis.statements import lint_statement, personal_data, required_levels
 from crisis.store.models import Statement
 
 
@@ -39,8 +43,7 @@ class StatementCommands(ServiceBase):
             s.add(st)
             s.flush()
             self._event(s, tx, at=now, actor=actor, kind="statement_drafted", incident_id=inc.id,
-                        statement=st.id, title=st.title, major=is_major,
-                        warnings=lint_statement(st.title, st.body, next_update))
+                        statement=st.id, title=st.title, major=is_major, warnings=statement_warnings(st))
         return st
 
     def review_statement(self, statement_id: int, *, principal: Principal, approve: bool,
@@ -62,25 +65,41 @@ class StatementCommands(ServiceBase):
                 st.status = "approved"
             s.add(st)
             self._event(s, tx, at=now, actor=actor, kind="statement_reviewed", incident_id=st.incident_id,
-                        statement=st.id, level=level, approve=approve, comment=comment, status=st.status)
+                        statement=st.id, level=level, approve=approve, comment=comment, status=st.status,
+                        warnings=statement_warnings(st))
         return st
 
-    def release_statement(self, statement_id: int, *, principal: Principal,
-                          now: datetime | None = None) -> Statement:
+    def release_statement(self, statement_id: int, *, principal: Principal, override: bool = False,
+                          reason: str | None = None, now: datetime | None = None) -> Statement:
+        """Release an approved statement. One containing personal data needs `override` by leadership with a
+        `reason` (audited as statement_release_override)."""
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
+        reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX)
+        if override and not reason:
+            raise InputError("releasing over a personal-data finding needs a reason", field="reason")
         with self._write(who) as (s, tx):
             st = self._statement_locked(s, statement_id)
-            policy.enforce(policy.may_release(who, statement_facts(st)))
+            policy.enforce(policy.may_release(who, statement_facts(st), override=override))
+            found = personal_data(st.title, st.body, st.next_update)
+            if found:
+                self._event(s, tx, at=now, actor=actor, kind="statement_release_override",
+                            incident_id=st.incident_id, statement=st.id, personal_data=found, reason=reason)
             first = s.exec(select(func.count()).select_from(Statement).where(
                 Statement.incident_id == st.incident_id, Statement.status == "released")).one() == 0
             st.status, st.released_at, st.released_by = "released", now, actor
             s.add(st)
             self._event(s, tx, at=now, actor=actor, kind="statement_released", incident_id=st.incident_id,
-                        statement=st.id, title=st.title, first=first, next_update=st.next_update)
+                        statement=st.id, title=st.title, first=first, next_update=st.next_update,
+                        warnings=statement_warnings(st))
         return st
 
+
+
+def statement_warnings(st: Statement) -> list[str]:
+    """The writing rules' warnings for a statement: what CLI and API print with every statement command."""
+    return lint_statement(st.title, st.body, st.next_update)
 
 
 def statement_facts(st: Statement) -> policy.StatementFacts:
@@ -88,4 +107,5 @@ def statement_facts(st: Statement) -> policy.StatementFacts:
     return policy.StatementFacts(id=st.id or 0, status=st.status, major=st.major, drafted_by=st.drafted_by,
                                  reviewed_by=tuple(r["by"] for r in st.reviews),
                                  approved=sum(1 for r in st.reviews if r["approve"]),
-                                 levels=len(required_levels(st.major)))
+                                 levels=len(required_levels(st.major)),
+                                 personal_data=bool(personal_data(st.title, st.body, st.next_update)))

@@ -111,3 +111,22 @@ def test_three_level_review_and_release(call, svc):
     res = call("duty_officer", "post", f"/statements/{sid}/release")
     assert res.status_code == 200 and res.json()["statement"]["status"] == "released"
 
+
+
+def test_four_eyes_and_personal_data_release_override(call, svc):
+    iid = open_incident(svc, severity="III")  # minor: two levels
+    res = call("info_staff", "post", f"/incidents/{iid}/statements",
+               json={"title": "情况通报", "body": "家属电话13812345678", "next_update": "24小时内"})
+    assert res.status_code == 201 and res.json()["warnings"] == [
+        "personal data: mobile phone number (remove or mask before release)"]
+    sid = res.json()["statement"]["id"]
+    refused(call("info_staff", "post", f"/statements/{sid}/review", json={"approve": True}), "review.four_eyes")
+    assert call("liaison", "post", f"/statements/{sid}/review", json={"approve": True}).status_code == 200
+    res = call("info_head", "post", f"/statements/{sid}/review", json={"approve": True})
+    assert res.status_code == 200 and res.json()["statement"]["status"] == "approved"
+    res = call("president", "post", f"/statements/{sid}/release")
+    assert res.status_code == 409 and "personal data" in error(res)["message"]
+    refused(call("info_staff", "post", f"/statements/{sid}/release", json={"override": True, "reason": "同意"}),
+            "release.personal_data")
+    res = call("president", "post", f"/statements/{sid}/release", json={"override": True, "reason": "家属书面同意"})
+    assert res.status_code == 200 and res.json()["statement"]["status"] == "released"
