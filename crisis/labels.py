@@ -81,7 +81,6 @@ EVENTS: dict[str, Pair] = {
     "statement_reviewed": ("声明审核", "statement reviewed"),
     "statement_released": ("声明发布", "statement released"),
     "statement_release_override": ("领导批准发布含个人信息的声明", "personal data released by leadership"),
-    "escalation_failed": ("升级故障", "escalation failed (engine fault)"),
     "inject": ("演练注入", "drill inject"),
     "drill_action_rejected": ("操作被拒", "action refused"),
 }
