@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from crisis.accounts import Accounts
-from crisis.http import api, auth, errors, signals
+from crisis.http import api, auth, errors, oncall, signals
 from crisis.service import CrisisService
 
 API = "/api/v1"
@@ -37,6 +37,7 @@ def create_app(svc: CrisisService, accounts: Accounts, *, deliver: Callable[[], 
     app.include_router(auth.router, prefix=API)
     app.include_router(api.router, prefix=API)
     app.include_router(signals.router, prefix=API)
+    app.include_router(oncall.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["health"])
     async def health_check(request: Request) -> JSONResponse:

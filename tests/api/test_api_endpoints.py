@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from conftest import API, error, sign_in, token
 
 
@@ -180,3 +182,21 @@ def test_health_reports_the_scheduler(anon, svc, advance):
     advance(minutes=10)  # no cycle for far longer than the sweep: the scheduler is stale
     res = anon.get(f"{API}/health")
     assert res.status_code == 503 and res.json()["scheduler"]["state"] == "stale"
+
+
+def test_oncall_and_outbox(client, svc, clock):
+    sign_in(client, "duty_officer")
+    now = client.get(f"{API}/oncall").json()
+    assert now["primary"] in svc.roster.person_ids and now["at"].endswith("Z")
+    start = clock.now() + timedelta(hours=1)
+    body = {"person": "oncall_backup", "start": start.isoformat(), "until": (start + timedelta(hours=8)).isoformat(),
+            "note": "swap"}
+    res = client.post(f"{API}/oncall/overrides", json=body)
+    assert res.status_code == 201, res.text
+    later = client.get(f"{API}/oncall", params={"at": (start + timedelta(hours=2)).isoformat()}).json()
+    assert later["primary"] == "oncall_backup" and later["source"] == "override"
+    res = client.post(f"{API}/oncall/overrides", json={**body, "start": "2026-03-14T14:00:00"})  # no zone
+    assert res.status_code == 422 and error(res)["field"] == "start"
+    _open(client)
+    items = client.get(f"{API}/outbox", params={"limit": 5}).json()["items"]
+    assert items and {"to", "channel", "kind", "delivered_at"} <= set(items[0])
