@@ -56,7 +56,7 @@ class Policy:
 class _Job:
     delivery: Delivery
     rows: list[RowMapping]
-    started: float
+    started: float | None
     future: Future[str] | None = None
 
 
@@ -207,9 +207,14 @@ class Dispatcher:
                         ids=tuple(r["id"] for r in rows))
 
     def _submit(self, delivery: Delivery, rows: list[RowMapping]) -> None:
-        job = _Job(delivery, rows, time.monotonic())
+        job = _Job(delivery, rows, None)
         channel = self.channels[delivery.channel]
-        job.future = self._pools[delivery.channel].submit(channel.deliver, delivery)
+
+        def deliver() -> str:
+            job.started = time.monotonic()  # the timeout counts from here, not from the queue
+            return channel.deliver(delivery)
+
+        job.future = self._pools[delivery.channel].submit(deliver)
         job.future.add_done_callback(lambda _f: self._kick.set())
         self._jobs.append(job)
 
@@ -223,7 +228,7 @@ class Dispatcher:
             if job.future.done():
                 exc = job.future.exception()
                 done.append((job, exc is None, job.future.result() if exc is None else _describe(exc)))
-            elif time.monotonic() - job.started > self.policy.timeout * 2:
+            elif job.started is not None and time.monotonic() - job.started > self.policy.timeout * 2:
                 name = job.delivery.channel  # abandoned: its worker stays busy until the socket gives up
                 self._stuck[name] += 1
                 job.future.add_done_callback(lambda _f, n=name: self._unstick(n))
