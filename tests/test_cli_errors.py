@@ -180,3 +180,27 @@ def test_an_unexpected_failure_is_one_line_and_its_traceback_goes_to_the_log(cli
     assert cli.json("show", inc, code=2)["type"] == "InternalError"
     logged = [json.loads(ln) for ln in (tmp_path / "crisis.log").read_text("utf-8").splitlines()]
     assert any(e["msg"] == "internal_error" and "RuntimeError: boom" in e.get("exception", "") for e in logged)
+
+
+# ------------------------------------------------------------------------------------------------- notifications
+def test_a_failing_channel_is_reported_to_whoever_acted(cli, tmp_path, monkeypatch):
+    (tmp_path / "notify-folder").mkdir()
+    monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "notify-folder"))  # the file channel cannot write
+    result = cli("open", "--title", "t", "--category", "medical_dispute", "--json")
+    inc = json.loads(result.stdout)["incident"]  # committed, exit 0, stdout still pure JSON
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    tasks = cli.json("task", "list", str(inc["id"]))
+    assignees = {t["assignee"] for t in tasks}
+    assert len(warnings) == len(tasks)  # one per failed notification (task assigned), none for the log channel
+    assert all("via file failed" in w and "Is a directory" in w for w in warnings)
+    assert {w.split("notification to ")[1].split(" ")[0] for w in warnings} == assignees
+
+
+def test_a_channel_that_cannot_be_set_up_never_fails_the_command(cli, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "a-file" / "n.jsonl"))
+    result = cli("open", "--title", "t", "--category", "medical_dispute")
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "notifications not delivered now" in warnings[0]
+    monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "n.jsonl"))
+    assert len(cli.json("list")) == 1  # the incident was committed

@@ -109,11 +109,26 @@ def principal(by: str | None) -> Principal:
 
 
 def deliver() -> None:
-    """Deliver notifications this command queued (channels are idempotent, the scheduler may too)."""
+    """Deliver notifications this command queued (channels are idempotent, the scheduler may too).
+
+    The command has committed: a delivery problem never fails it. The person who acted is told, one warning
+    line per failed notification naming the channel and the recipient; the outbox keeps it for a retry."""
     from crisis.config import build_dispatcher
 
     svc = service()
-    build_dispatcher(settings(), svc).drain()
+    try:
+        stats = build_dispatcher(settings(), svc).drain()
+    except Exception as exc:  # e.g. a channel that cannot even be set up (a notification file under a file)
+        warn(f"notifications not delivered now ({type(exc).__name__}: {exc}); they stay queued for the scheduler")
+        return
+    for channel, recipient, error in stats.failures:
+        warn(f"notification to {recipient} via {channel} failed ({error}); it stays queued and the scheduler "
+             f"retries it")
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (stdout stays clean for --json)."""
+    err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str, kind: str, as_json: bool) -> NoReturn:

@@ -66,6 +66,7 @@ class Stats:
     retrying: int = 0
     failed: int = 0
     receipts: list[tuple[str, bool, str]] = field(default_factory=list)  # (channel, ok, what it said)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, recipient, error): to tell
 
 
 class Dispatcher:
@@ -107,6 +108,7 @@ class Dispatcher:
             total.retrying += s.retrying
             total.failed += s.failed
             total.receipts += s.receipts
+            total.failures += s.failures
             if not self._jobs and not self._due_exists(self.clock.now()):
                 return total
             if limit is not None and time.monotonic() > limit:
@@ -246,6 +248,7 @@ class Dispatcher:
                             delivered_at=now, claimed_until=None, last_error=None, subject=job.delivery.subject,
                             receipt=said[:500]))
                     else:
+                        stats.failures.append((job.delivery.channel, job.delivery.recipient, said))
                         self._failed(conn, job, said, now, stats)
         return stats
 
