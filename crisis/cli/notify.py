@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from crisis.cli.common import ByOpt, JsonOpt, app, emit, iso, local, out, principal, run, service, settings, table
-from crisis.config import build_channels, zone
 from crisis.errors import InputError
-from crisis.notify.channels import Delivery, DeliveryError
-from crisis.notify.messages import Item
-from crisis.rota import Shift, import_csv, import_ics, parse_local
-from crisis.store.models import OutboxMessage
+
+if TYPE_CHECKING:  # the engine and its models load when a command runs, not for `crisis --help`
+    from crisis.store.models import OutboxMessage
 
 oncall_app = typer.Typer(no_args_is_help=True, help="Who is on call: the rota, overrides, imported shifts.")
 notify_app = typer.Typer(no_args_is_help=True, help="Notification channels.")
@@ -61,6 +59,9 @@ def outbox_cmd(
 
 
 def _at(text: str | None) -> datetime:
+    from crisis.config import zone
+    from crisis.rota import parse_local
+
     return service().clock.now() if not text else parse_local(text, zone(settings().tz), where="--at")
 
 
@@ -100,6 +101,9 @@ def oncall_override(
 ) -> None:
     """Put someone on call for a window (a swap or holiday cover); it beats the rota while it lasts."""
     def body() -> None:
+        from crisis.config import zone
+        from crisis.rota import Shift, parse_local
+
         tz = zone(settings().tz)
         shift = Shift(person, parse_local(start, tz, where="--from"), parse_local(until, tz, where="--until"))
         (row,) = service().add_shifts([shift], principal=principal(by), note=note)
@@ -116,6 +120,9 @@ def oncall_import(file: Annotated[Path, typer.Argument(help="Shifts as CSV (pers
                   by: ByOpt = None, as_json: JsonOpt = False) -> None:
     """Import on-call shifts from a spreadsheet export or a calendar; each beats the rota while it lasts."""
     def body() -> None:
+        from crisis.config import zone
+        from crisis.rota import import_csv, import_ics
+
         svc, tz = service(), zone(settings().tz)
         data = file.read_bytes()
         if file.suffix.lower() in (".ics", ".ical"):
@@ -142,6 +149,10 @@ def notify_test(person: Annotated[str, typer.Argument(help="Person id from the r
     results: list[dict[str, object]] = []
 
     def body() -> None:
+        from crisis.config import build_channels, zone
+        from crisis.notify.channels import Delivery, DeliveryError
+        from crisis.notify.messages import Item
+
         svc, cfg = service(), settings()
         who = svc.roster.person(person)
         chans = build_channels(cfg)
