@@ -193,3 +193,24 @@ def test_pdf_html_keeps_user_text_as_text():
     assert '@top-left { content: "医院\\"}; body{display:none"' in page
     assert "</style><b>" not in to_html("x", organisation="</style><b>", title="t", lang="en")
     assert css_string("</style>") == '"\\3c /style>"'
+
+
+def test_public_response_clock_restarts_at_the_reopen(svc, advance):
+    """Watched for two days, then a flare-up: the 5 h clock runs from the reopen, not from the first post."""
+    inc = svc.open_incident(title="复燃", category="medical_dispute", principal=P("duty_officer"), severity="I")
+    svc.complete_task(svc.find_task(inc.id, "compile_report").id, principal=P("publicity_head"))
+    svc.fire(inc.id, "report", principal=P("duty_officer"))
+    svc.fire(inc.id, "assess", principal=P("president"), decision="watch", override=True, reason="热度不高")
+    advance(hours=48)
+    svc.fire(inc.id, "reopen", principal=P("duty_officer"), note="热度反弹")
+    st = svc.draft_statement(inc.id, title="情况通报", body="网传…，高度重视。下一步将及时通报。",
+                             principal=P("publicity_head"), next_update="24小时内")
+    for reviewer in ("info_staff", "info_head", "president"):
+        svc.review_statement(st.id, principal=P(reviewer), approve=True)
+    advance(hours=3)
+    svc.release_statement(st.id, principal=P("publicity_head"))
+    ctx = reports.report_context(svc, inc.id)
+    (clock,) = ctx["clocks"]
+    assert (clock["value_seconds"], clock["status"], clock["since"]) == (3 * 3600.0, "met", "reopened")
+    assert clock["label"]["zh"] == "重大事件 5 小时内发布权威信息（自重新启动起算）"
+    assert ctx["metrics"]["time_to_first_statement_seconds"] == 51 * 3600.0  # the metric still counts from opening

@@ -93,7 +93,8 @@ def test_statement_clock_met_for_a_major_event(svc, advance):
     svc.release_statement(st.id, principal=P("publicity_head"))
     ctx = reports.report_context(svc, inc.id)
     assert ctx["clocks"] == [{"metric": "time_to_first_statement", "label": ctx["clocks"][0]["label"],
-                              "limit_seconds": 5 * 3600, "value_seconds": 4 * 3600.0, "status": "met"}]
+                              "limit_seconds": 5 * 3600, "value_seconds": 4 * 3600.0, "status": "met",
+                              "since": "opened"}]
     text = reports.render("incident_report", ctx, "zh-CN")
     assert "发布《情况通报》（3 级审核通过），下次通报：24小时内" in text
 
