@@ -108,6 +108,8 @@ class DraftBody(BaseModel):
 class ReviewBody(BaseModel):
     approve: bool
     comment: str | None = Field(default=None, max_length=2000)
+    level: int | None = Field(default=None, ge=1, le=3, description="The review level you saw (409 if another "
+                                                                    "reviewer took it meanwhile).")
 
 
 class ReleaseBody(BaseModel):
@@ -158,7 +160,8 @@ def fire(incident_id: int, body: FireBody, request: Request, ident: Writer) -> d
     svc = service(request)
     before = svc.incident(incident_id).stage
     inc = svc.fire(incident_id, body.trigger, decision=body.decision, severity=body.severity,
-                   override=body.override, reason=body.reason, note=body.note, **by(ident))
+                   override=body.override, reason=body.reason, note=body.note,
+                   expected_version=body.expected_version, **by(ident))
     deliver(request)
     return encode({"incident": inc, "from": before, "to": inc.stage, "allowed_triggers": MACHINE.allowed(inc.stage)})
 
@@ -166,14 +169,16 @@ def fire(incident_id: int, body: FireBody, request: Request, ident: Writer) -> d
 @router.post("/incidents/{incident_id}/signals", tags=["incidents"])
 def update_signals(incident_id: int, body: SignalsBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Record new signal values (reposts, views, …) on an incident."""
-    inc = service(request).update_signals(incident_id, body.signals, note=body.note, **by(ident))
+    inc = service(request).update_signals(incident_id, body.signals, note=body.note,
+                                          expected_version=body.expected_version, **by(ident))
     return encode({"incident": inc})
 
 
 @router.post("/incidents/{incident_id}/regrade", tags=["incidents"])
 def regrade(incident_id: int, body: RegradeBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Leadership changes the grade, with a reason; open tasks get the new grade's deadlines."""
-    inc = service(request).regrade(incident_id, severity=body.severity, reason=body.reason, **by(ident))
+    inc = service(request).regrade(incident_id, severity=body.severity, reason=body.reason,
+                                   expected_version=body.expected_version, **by(ident))
     deliver(request)
     return encode({"incident": inc})
 
@@ -222,7 +227,8 @@ def report(incident_id: int, request: Request, _: Reader,
 @router.post("/tasks/{task_id}/done", tags=["tasks"])
 def task_done(task_id: int, body: DoneBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Mark a task done; its pending escalations stop. A second completion is a 409."""
-    task = service(request).complete_task(task_id, note=body.note, **by(ident))
+    task = service(request).complete_task(task_id, note=body.note, expected_version=body.expected_version,
+                                          **by(ident))
     deliver(request)
     return encode({"task": task})
 
@@ -266,14 +272,16 @@ def tick(request: Request, _: Writer) -> dict[str, Any]:
 def draft_statement(incident_id: int, body: DraftBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Draft a public statement; it enters review (three levels when major)."""
     st = service(request).draft_statement(incident_id, title=body.title, body=body.body, major=body.major,
-                                          next_update=body.next_update, **by(ident))
+                                          next_update=body.next_update, expected_version=body.expected_version,
+                                          **by(ident))
     return encode({"statement": st, "warnings": statement_warnings(st)})
 
 
 @router.post("/statements/{statement_id}/review", tags=["statements"])
 def review_statement(statement_id: int, body: ReviewBody, request: Request, ident: Writer) -> dict[str, Any]:
     """Review at the next level (information staff → information head → leadership)."""
-    st = service(request).review_statement(statement_id, approve=body.approve, comment=body.comment, **by(ident))
+    st = service(request).review_statement(statement_id, approve=body.approve, comment=body.comment,
+                                           expected_level=body.level, **by(ident))
     return encode({"statement": st, "warnings": statement_warnings(st)})
 
 

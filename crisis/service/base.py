@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
-from crisis.errors import Forbidden, NotFound
+from crisis.errors import Forbidden, NotFound, StaleVersion
 from crisis.logs import get_logger
 from crisis.notify.outbox import DEFAULT_CHANNELS, Routing, messages
 from crisis.playbook import PlaybookSet
@@ -89,14 +89,28 @@ class ServiceBase:
         tx.events.append({"incident_id": incident_id, "at": at, "actor": actor, "kind": kind,
                           "from_state": from_state, "to_state": to_state, "task_id": task_id, "data": data})
 
-    def _incident(self, s: Session, incident_id: int, *, lock: bool = False) -> Incident:
+    def _incident(self, s: Session, incident_id: int, *, lock: bool = False,
+                  expected_version: int | None = None) -> Incident:
+        """The incident row (locked for the command when `lock`). With `expected_version` (the version the caller
+        saw), a newer one is a conflict naming what changed since: optimistic concurrency for adapters."""
         stmt = select(Incident).where(Incident.id == incident_id)
         if lock:
             stmt = stmt.with_for_update()
         inc = s.exec(stmt).first()
         if inc is None:
             raise NotFound(f"no incident #{incident_id}")
+        if expected_version is not None and inc.version != expected_version:
+            raise StaleVersion(incident_id, expected_version, inc.version,
+                               self._changes(s, incident_id, abs(inc.version - expected_version)))
         return inc
+
+    def _changes(self, s: Session, incident_id: int, n: int) -> list[str]:
+        """The latest `n` version-changing events of an incident, described (what a stale caller missed)."""
+        rows = s.exec(select(Event).where(Event.incident_id == incident_id, col(Event.kind).in_(
+            ("stage_changed", "signals_updated", "severity_changed"))).order_by(col(Event.id).desc())
+            .limit(max(1, n))).all()
+        return [f"{e.kind} by {e.actor} at {e.at.isoformat().replace('+00:00', 'Z')}"
+                + (f" ({e.from_state} → {e.to_state})" if e.to_state else "") for e in reversed(rows)]
 
     def _task(self, s: Session, task_id: int) -> Task:
         task = s.get(Task, task_id)
@@ -104,12 +118,12 @@ class ServiceBase:
             raise NotFound(f"no task #{task_id}")
         return task
 
-    def _task_locked(self, s: Session, task_id: int) -> tuple[Task, Incident]:
+    def _task_locked(self, s: Session, task_id: int, expected_version: int | None = None) -> tuple[Task, Incident]:
         """A task read under its incident's row lock: commands on one incident take turns, and each decides
         on the task as the previous one left it (PostgreSQL's READ COMMITTED would otherwise let two
         commands both see it open)."""
         task = self._task(s, task_id)
-        inc = self._incident(s, task.incident_id, lock=True)
+        inc = self._incident(s, task.incident_id, lock=True, expected_version=expected_version)
         s.refresh(task)
         return task, inc
 

@@ -50,7 +50,7 @@ class IncidentCommands(ServiceBase):
 
     def fire(self, incident_id: int, trigger: str, *, principal: Principal, decision: str | None = None,
              severity: str | Severity | None = None, override: bool = False, reason: str | None = None,
-             note: str | None = None, now: datetime | None = None) -> Incident:
+             note: str | None = None, expected_version: int | None = None, now: datetime | None = None) -> Incident:
         """Move an incident along the stage machine; illegal or blocked triggers change nothing."""
         now = self._now(now)
         who = self._principal(principal, now)
@@ -67,7 +67,7 @@ class IncidentCommands(ServiceBase):
             raise InputError("an override needs a reason", field="reason")
         policy.enforce(policy.may_trigger(who, trigger, override=override))
         with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True)
+            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
             work = self._open_work(s, inc)
             reopening = trigger == "reopen"  # a flare-up interrupts whatever stage it finds, never blocked
             dest = MACHINE.target(inc.stage, trigger, decision=decision)  # where it would go, before the guard
@@ -109,7 +109,7 @@ class IncidentCommands(ServiceBase):
         return inc
 
     def regrade(self, incident_id: int, *, severity: str | Severity, reason: str, principal: Principal,
-                now: datetime | None = None) -> Incident:
+                expected_version: int | None = None, now: datetime | None = None) -> Incident:
         """Leadership changes the grade at any stage, with a reason (when unsure, grade higher; leadership
         confirms or changes it). Open tasks not yet escalated get the new grade's deadlines and chains;
         the timeline records from → to and why."""
@@ -124,7 +124,7 @@ class IncidentCommands(ServiceBase):
         if not reason:
             raise InputError("a regrade needs a reason", field="reason")
         with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True)
+            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
             if inc.stage in FINAL:
                 raise Conflict(f"incident #{inc.id} is {inc.stage}; reopen it before regrading")
             policy.enforce(policy.may_regrade(who, self._facts(inc)))
@@ -139,17 +139,18 @@ class IncidentCommands(ServiceBase):
         return inc
 
     def update_signals(self, incident_id: int, signals: dict[str, Any], *, principal: Principal,
-                       note: str | None = None, now: datetime | None = None) -> Incident:
+                       note: str | None = None, expected_version: int | None = None,
+                       now: datetime | None = None) -> Incident:
         now = self._now(now)
         who = self._principal(principal, now)
-        return self._update_signals(incident_id, signals, who.person, note, now, who)
+        return self._update_signals(incident_id, signals, who.person, note, now, who, expected_version)
 
     def _update_signals(self, incident_id: int, signals: dict[str, Any], actor: str, note: str | None,
-                        now: datetime, who: Principal | None) -> Incident:
+                        now: datetime, who: Principal | None, expected_version: int | None = None) -> Incident:
         sig = textinput.signals(signals)
         note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
         with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True)
+            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
             merged = {**inc.signals, **sig}
             self._event(s, tx, at=now, actor=actor, kind="signals_updated", incident_id=inc.id,
                         before=inc.signals, after=merged, note=note)

@@ -24,7 +24,7 @@ from crisis.store.models import Statement
 class StatementCommands(ServiceBase):
     def draft_statement(self, incident_id: int, *, title: str, body: str, principal: Principal,
                         major: bool | None = None, next_update: str | None = None, channel: str = "official_account",
-                        now: datetime | None = None) -> Statement:
+                        expected_version: int | None = None, now: datetime | None = None) -> Statement:
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
@@ -33,7 +33,7 @@ class StatementCommands(ServiceBase):
         next_update = textinput.optional_line(next_update, "next_update", max_len=textinput.LINE_MAX)
         channel = textinput.one_line(channel, "channel", max_len=textinput.LINE_MAX)
         with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True)
+            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
             if inc.stage in FINAL:
                 raise Conflict(f"incident #{inc.id} is {inc.stage}")
             is_major = major if major is not None else Severity(inc.severity).rank <= 2
@@ -47,7 +47,10 @@ class StatementCommands(ServiceBase):
         return st
 
     def review_statement(self, statement_id: int, *, principal: Principal, approve: bool,
-                         comment: str | None = None, now: datetime | None = None) -> Statement:
+                         comment: str | None = None, expected_level: int | None = None,
+                         now: datetime | None = None) -> Statement:
+        """Review at the statement's next level; `expected_level`, the one the reviewer saw, makes a review that
+        another reviewer overtook a conflict instead of a review at the following level."""
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
@@ -56,6 +59,9 @@ class StatementCommands(ServiceBase):
             st = self._statement_locked(s, statement_id)
             levels = required_levels(st.major)
             level = len(st.reviews) + 1
+            if expected_level is not None and expected_level != level and st.status == "in_review":
+                last = f": {st.reviews[-1]['by']} reviewed it meanwhile" if st.reviews else ""
+                raise Conflict(f"statement #{st.id} is at review level {level}, not {expected_level}{last}")
             policy.enforce(policy.may_review(who, statement_facts(st)))
             st.reviews = [*st.reviews, {"level": level, "by": actor, "approve": approve, "at": now.isoformat(),
                                         "comment": comment}]

@@ -18,13 +18,13 @@ from crisis.store.models import Escalation, Incident, Task
 
 class TaskCommands(ServiceBase):
     def complete_task(self, task_id: int, *, principal: Principal, note: str | None = None,
-                      now: datetime | None = None) -> Task:
+                      expected_version: int | None = None, now: datetime | None = None) -> Task:
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
         note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
         with self._write(who) as (s, tx):
-            task, inc = self._task_locked(s, task_id)
+            task, inc = self._task_locked(s, task_id, expected_version)
             policy.enforce(policy.may_complete(who, task_facts(task)))
             task.status, task.done_at, task.done_by, task.note = "done", now, actor, note
             task.next_escalation_at = None

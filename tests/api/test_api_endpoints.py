@@ -200,3 +200,24 @@ def test_oncall_and_outbox(client, svc, clock):
     _open(client)
     items = client.get(f"{API}/outbox", params={"limit": 5}).json()["items"]
     assert items and {"to", "channel", "kind", "delivered_at"} <= set(items[0])
+
+
+def test_stale_version_is_409_naming_what_changed(client, svc):
+    sign_in(client, "president")
+    opened = _open(client)
+    iid, seen = opened["incident"]["id"], opened["incident"]["version"]
+    assert client.post(f"{API}/incidents/{iid}/signals", json={"signals": {"reposts": 900},
+                                                               "expected_version": seen}).status_code == 200
+    task = opened["tasks"][0]["id"]
+    for path, body in ((f"/incidents/{iid}/signals", {"signals": {"reposts": 1}}),
+                       (f"/incidents/{iid}/fire", {"trigger": "report", "override": True, "reason": "x"}),
+                       (f"/incidents/{iid}/regrade", {"severity": "I", "reason": "x"}),
+                       (f"/tasks/{task}/done", {}),
+                       (f"/incidents/{iid}/statements", {"title": "t", "body": "b"})):
+        res = client.post(f"{API}{path}", json={**body, "expected_version": seen})
+        assert res.status_code == 409, (path, res.text)
+        err = error(res)
+        assert err["code"] == "conflict" and any("signals_updated by president" in c for c in err["changes"])
+    inc = svc.incident(iid)
+    assert inc.version == seen + 1 and inc.signals["reposts"] == 900 and inc.stage == "monitoring"
+    assert svc.statements(iid) == [] and all(t.status == "open" for t in svc.tasks(iid) if t.id == task)
