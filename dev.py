@@ -53,6 +53,8 @@ def serve(rest: list[str]) -> int:
           f"-d '{{\"person\":\"president\",\"password\":\"…\"}}' http://127.0.0.1:{port}/api/v1/auth/login",
           flush=True)
     os.chdir(ROOT)
+    if subprocess.call([str(BIN / "crisis"), "db", "init"]):  # the dev store: create or upgrade it
+        return 2
     os.execv(BIN / "crisis", [str(BIN / "crisis"), "serve", *rest])  # Ctrl-C / SIGTERM reach the server itself
 
 

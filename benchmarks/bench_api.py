@@ -33,7 +33,8 @@ from crisis.playbook import load_playbooks
 from crisis.principal import Principal
 from crisis.roster import load_roster
 from crisis.service import CrisisService
-from crisis.store.db import ROOT, init_db, make_engine
+from crisis.store.db import ROOT, make_engine
+from crisis.store.migrate import create_db
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 def seed(db: Path, incidents: int) -> tuple[str, list[int]]:
     """Open `incidents` incidents; return a write token and one open task per incident."""
     engine = make_engine(f"sqlite:///{db}")
-    init_db(engine)
+    create_db(engine)
     roster = load_roster(ROOT / "examples" / "roster.yaml")
     svc = CrisisService(engine, load_playbooks(ROOT / "playbooks"), roster, SystemClock())
     officer = Principal(person=roster.roles["duty_officer"], auth="cli")

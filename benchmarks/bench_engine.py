@@ -22,7 +22,8 @@ from crisis.playbook import load_playbooks
 from crisis.principal import Principal as P
 from crisis.roster import load_roster
 from crisis.service import CrisisService
-from crisis.store.db import ROOT, init_db, make_engine
+from crisis.store.db import ROOT, make_engine
+from crisis.store.migrate import create_db
 
 SCENARIO = ROOT / "examples" / "drills" / "medical-dispute-viral.yaml"
 PATH = ["report", "assess", "respond", "media", "skip_onsite", "close"]
@@ -55,7 +56,7 @@ def bench_drill(tmp: Path, incidents: int) -> float:
 
 def bench_transitions(tmp: Path, incidents: int) -> float:
     engine = make_engine(f"sqlite:///{tmp / 'fsm.db'}")
-    init_db(engine)
+    create_db(engine)
     clock = VirtualClock(load_scenario(SCENARIO).scenario.start)
     svc = CrisisService(engine, load_playbooks(ROOT / "playbooks"), load_roster(ROOT / "examples" / "roster.yaml"),
                         clock)

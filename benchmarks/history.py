@@ -7,7 +7,7 @@ Shape (per incident; `open_share` of the newest incidents are still open):
   100,000 incidents at 20 % open = 100,000 pending steps); the first task is overdue with one unacknowledged
   escalation fired (what `crisis escalations --pending` lists).
 
-Columns are filled from the application's own tables (`init_db`), with scalar model defaults for any column
+Columns are filled from the application's own tables (`create_db`), with scalar model defaults for any column
 the generator does not know, so the generator follows schema changes.
 """
 
@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import Table
 
 from crisis.store import models
-from crisis.store.db import init_db, make_engine
+from crisis.store.db import make_engine
+from crisis.store.migrate import create_db
 
 GROUPS = [("monitoring", "info_staff"), ("response", "legal"), ("logistics", "finance"),
           ("monitoring", "commentator"), ("response", "dept_rep")]
@@ -92,7 +93,7 @@ def build(dir_: Path, incidents: int = 100_000, open_share: float = 0.2, now: da
     db = dir_ / "history.db"
     notify_file = dir_ / "notifications.jsonl"
     engine = make_engine(f"sqlite:///{db}")
-    init_db(engine)
+    create_db(engine)
     engine.dispose()
     n_open = int(incidents * open_share)
     first_open = incidents - n_open + 1

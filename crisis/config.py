@@ -23,7 +23,8 @@ from crisis.notify.setup import NotifySettings
 from crisis.playbook import check_roster, load_playbooks
 from crisis.roster import load_roster
 from crisis.service import CrisisService
-from crisis.store.db import ROOT, default_url, init_db, make_engine
+from crisis.store.db import ROOT, default_url
+from crisis.store.migrate import open_db, upgrade_db
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,14 @@ def build_dispatcher(settings: Settings, svc: CrisisService, channels: dict[str,
 
 
 def build_service(settings: Settings, clock: Clock, *, engine: Engine | None = None) -> CrisisService:
-    """Load playbooks and roster (validating them) and open the database."""
+    """Load playbooks and roster (validating them) and open the existing database (upgrading it if behind;
+    a missing one is an error: only `crisis db init` creates a database)."""
     playbooks = load_playbooks(settings.playbooks_dir)
     roster = load_roster(settings.roster_path)
     check_roster(playbooks, roster)
-    engine = engine or make_engine(settings.db_url)
-    init_db(engine)
+    if engine is None:
+        engine = open_db(settings.db_url)
+    else:
+        upgrade_db(engine)
     return CrisisService(engine, playbooks, roster, clock,
                          routing=notify_setup.routing(settings.notify, zone(settings.tz)))

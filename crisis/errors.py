@@ -74,3 +74,8 @@ class Unavailable(CrisisError):
 
 class Busy(Unavailable):
     """Another process held the database's write lock for longer than a command waits (HTTP 503, retry)."""
+
+
+class DatabaseMissing(Unavailable):
+    """No crisis database where the settings point (a missing SQLite file, or no crisis tables): only
+    `crisis db init` creates one, so a wrong URL is an error, never a fresh empty database (HTTP 503)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,8 +24,34 @@ START = datetime(2026, 3, 14, 13, 0, tzinfo=UTC)
 CATEGORY = "medical_dispute"
 
 
-def crisis_env(tmp_path: Path, playbooks_dir: Path = PLAYBOOKS_DIR) -> dict[str, str]:
-    """The CRISIS_* variables of a CLI or scheduler process whose database, notifications and log live in tmp_path."""
+_TEMPLATE: list[Path] = []
+
+
+def migrated_copy(dest: Path) -> Path:
+    """A database as `crisis db init` makes it, at `dest` (a copy of one made once per test run: fast)."""
+    if not _TEMPLATE:
+        import atexit
+        import tempfile
+
+        from crisis.store.db import make_engine
+        from crisis.store.migrate import create_db
+
+        folder = tempfile.mkdtemp(prefix="crisis-template-")
+        atexit.register(shutil.rmtree, folder, True)
+        path = Path(folder) / "crisis.db"
+        engine = make_engine(f"sqlite:///{path}")
+        create_db(engine)
+        engine.dispose()  # the last connection closing checkpoints the WAL into the file
+        _TEMPLATE.append(path)
+    shutil.copyfile(_TEMPLATE[0], dest)
+    return dest
+
+
+def crisis_env(tmp_path: Path, playbooks_dir: Path = PLAYBOOKS_DIR, *, db: bool = True) -> dict[str, str]:
+    """The CRISIS_* variables of a CLI or scheduler process whose database, notifications and log live in tmp_path.
+    With `db` (the default) the database exists already, as after `crisis db init`."""
+    if db and not (tmp_path / "crisis.db").exists():
+        migrated_copy(tmp_path / "crisis.db")
     return {
         "CRISIS_DB_URL": f"sqlite:///{tmp_path / 'crisis.db'}",
         "CRISIS_PLAYBOOKS": str(playbooks_dir),

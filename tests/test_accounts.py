@@ -134,6 +134,7 @@ def test_cli_reads_password_from_stdin_never_argv(tmp_path, monkeypatch):
     monkeypatch.setenv("CRISIS_DB_URL", f"sqlite:///{tmp_path / 'c.db'}")
     monkeypatch.setenv("CRISIS_LOG", str(tmp_path / "log"))
     runner = CliRunner()
+    assert runner.invoke(app, ["db", "init"]).exit_code == 0
     res = runner.invoke(app, ["user", "set-password", "president"], input=PW + "\n")
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["user", "set-password", "president", PW])  # a password in argv is refused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from crisis.cli import common
 
 
 @pytest.fixture()
-def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path):
+    shutil.copyfile(migrated_db, tmp_path / "crisis.db")  # what `crisis db init` makes (tested in test_migrations)
     pb = tmp_path / "playbooks"
     pb.mkdir()
     (pb / "medical_dispute.yaml").write_text((PLAYBOOKS_DIR / "medical_dispute.yaml").read_text("utf-8"), "utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -18,7 +19,8 @@ HUGE = "99999999999999999999"  # beyond 64 bits
 
 
 @pytest.fixture()
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path) -> Cli:
+    shutil.copyfile(migrated_db, tmp_path / "crisis.db")  # `crisis db init`
     for name, value in crisis_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CRISIS_USER", raising=False)
@@ -98,8 +100,8 @@ def test_unusable_database_files(cli, tmp_path):
     folder = tmp_path / "folder.db"
     folder.mkdir()
     one_error_line(cli("--db", f"sqlite:///{folder}", "list", code=2), "cannot use database", "cannot open")
-    err = cli.json("--db", f"sqlite:///{text}/below.db", "list", code=2)
-    assert err["type"] == "Unavailable" and "cannot make its folder" in err["error"]
+    err = cli.json("--db", f"sqlite:///{text}/below.db", "list", code=2)  # commands never create a database
+    assert err["type"] == "DatabaseMissing" and f"no crisis database at {text}/below.db" in err["error"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

@@ -54,7 +54,8 @@ def crisis(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         assert max(cell_len(line) for line in result.stdout.splitlines()) <= width
         return result.stdout
 
-    invoke("list")  # creates the schema through the CLI
+    common._state.clear()
+    assert runner.invoke(cli.app, ["db", "init"]).exit_code == 0  # creates the schema through the CLI
     svc = common.service()
     inc = svc.open_incident(title=TITLE, category="medical_dispute", principal=P("duty_officer"), severity="II",
                             signals={"reposts": 120}, now=T0)

@@ -20,7 +20,7 @@ REPORTS = {"incident_report.zh-CN.md", "incident_report.en.md", "after_action.zh
 
 @pytest.fixture()
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for name, value in crisis_env(tmp_path).items():
+    for name, value in crisis_env(tmp_path, db=False).items():
         monkeypatch.setenv(name, value)
     return Cli(tmp_path)
 

@@ -15,11 +15,11 @@ from crisis.store.db import (
     DatabaseChanged,
     check_same_database,
     database_identity,
-    init_db,
     make_engine,
     read_session,
     write_session,
 )
+from crisis.store.migrate import create_db
 
 REASON = pgserver.unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no PostgreSQL here: {REASON}")
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no PostgreSQL here:
 @pytest.fixture()
 def pg_engine(pg_url):  # noqa: F811
     engine = make_engine(pg_url)
-    init_db(engine)
+    create_db(engine)
     yield engine
     engine.dispose()
 
@@ -37,11 +37,12 @@ def test_reads_are_read_only_and_leave_the_pool_writable(pg_engine):
     with read_session(pg_engine) as s:
         assert s.execute(text("SHOW transaction_read_only")).scalar() == "on"
     with pytest.raises(DBAPIError, match="read-only transaction"), read_session(pg_engine) as s:
-        s.execute(text("INSERT INTO schemaversion (id, version) VALUES (7, 1)"))
+        s.execute(text("INSERT INTO account (person_id, password_hash, created_at, updated_at) "
+                       "VALUES ('x', 'h', now(), now())"))
     for _ in range(3):  # the same pooled connections, now for writes
         with write_session(pg_engine) as s:
             assert s.execute(text("SHOW transaction_read_only")).scalar() == "off"
-            s.execute(text("UPDATE schemaversion SET version = version WHERE id = 1"))
+            s.execute(text("UPDATE alembic_version SET version_num = version_num"))
 
 
 def test_identity_is_the_cluster_and_the_database(pg_engine, pg_url):  # noqa: F811
@@ -59,7 +60,7 @@ def test_identity_is_the_cluster_and_the_database(pg_engine, pg_url):  # noqa: F
 def test_lost_schema_is_noticed(pg_engine):
     identity = database_identity(pg_engine)
     with pg_engine.begin() as conn:
-        conn.execute(text("DROP TABLE schemaversion"))
+        conn.execute(text("DROP TABLE alembic_version"))
     with pytest.raises(DatabaseChanged, match="lost its schema"):
         check_same_database(pg_engine, identity)
 
@@ -67,5 +68,5 @@ def test_lost_schema_is_noticed(pg_engine):
 def test_unreachable_server_is_unavailable():
     engine = make_engine("postgresql+psycopg://crisis:secret@127.0.0.1:1/crisis")
     with pytest.raises(Unavailable, match="cannot reach database") as e:
-        init_db(engine)
+        create_db(engine)
     assert "secret" not in str(e.value) and "\n" not in str(e.value)

@@ -104,3 +104,13 @@ def test_enforce_maps_refusals_to_errors(roster):
         policy.enforce(policy.may_complete(for_person(roster, "finance"), policy.TaskFacts(
             id=1, group="logistics", assignee="finance", status="done")))
     policy.enforce(policy.may_override(for_person(roster, roster.leadership_head())))
+
+
+def test_events_record_how_the_actor_authenticated(svc, roster):
+    iid = open_incident(svc)
+    svc.note(iid, "media_call", "记者来电", principal=Principal(non_leader(roster), auth="token"))
+    svc.drill_inject(iid, "热搜第3", signals={"reposts": 900})
+    auth = {e.kind: (e.actor, e.auth) for e in svc.timeline(iid)}
+    assert auth["incident_opened"] == (non_leader(roster), "cli")
+    assert auth["media_call"] == (non_leader(roster), "token")
+    assert auth["inject"] == ("drill", None) and auth["signals_updated"] == ("drill", None)

@@ -34,7 +34,8 @@ from crisis.playbook import load_playbooks
 from crisis.roster import load_roster
 from crisis.scheduler import AlreadyRunning, leader_lock
 from crisis.service import CrisisService
-from crisis.store.db import init_db, make_engine, write_session
+from crisis.store.db import make_engine, write_session
+from crisis.store.migrate import create_db, head
 
 REASON = pgserver.unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no PostgreSQL here: {REASON}")
@@ -45,7 +46,7 @@ BEIJING = timezone(timedelta(hours=8))
 @pytest.fixture()
 def pg_engine(pg_url):  # noqa: F811
     engine = make_engine(pg_url)
-    init_db(engine)
+    create_db(engine)
     yield engine
     engine.dispose()
 
@@ -98,11 +99,11 @@ def _race(url: str, lock_sql: str, calls: list[Callable[[], Any]]) -> list[Any]:
 
 # --------------------------------------------------------------------------- schema
 def test_schema_is_created_once_and_init_is_idempotent(pg_engine):
-    init_db(pg_engine)  # a second start changes nothing
+    assert create_db(pg_engine) == []  # a second start changes nothing
     with pg_engine.connect() as conn:
         tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
-        assert {"incident", "task", "escalation", "event", "statement", "outboxmessage", "schemaversion"} <= tables
-        assert conn.execute(text("SELECT count(*) FROM schemaversion")).scalar() == 1
+        assert {"incident", "task", "escalation", "event", "statement", "outboxmessage", "alembic_version"} <= tables
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
         types = dict(conn.execute(text("SELECT column_name, data_type FROM information_schema.columns "
                                        "WHERE table_name = 'task'")).all())
         assert types["due_at"] == "timestamp without time zone"  # naive UTC by contract (store/types.py)
@@ -118,7 +119,7 @@ def test_processes_starting_together_on_an_empty_database(pg_url):  # noqa: F811
     def start(engine) -> None:
         try:
             barrier.wait(timeout=30)
-            init_db(engine)
+            create_db(engine)
         except BaseException as exc:
             errors.append(exc)
 
@@ -130,7 +131,7 @@ def test_processes_starting_together_on_an_empty_database(pg_url):  # noqa: F811
     try:
         assert errors == []
         with engines[0].connect() as conn:
-            assert conn.execute(text("SELECT version FROM schemaversion")).scalars().all() == [1]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
             assert conn.execute(text("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'event'::regclass "
                                      "AND NOT tgisinternal")).scalar() >= 1
     finally:
@@ -277,7 +278,7 @@ print(json.dumps([[e.task_id, e.level] for e in svc.tick(now)]), flush=True)
 
 def test_two_scheduler_processes_ticking_together_fire_each_step_once(pg_url, playbooks, roster, clock):  # noqa: F811
     engine = make_engine(pg_url)
-    init_db(engine)
+    create_db(engine)
     try:
         svc = CrisisService(engine, playbooks, roster, clock)
         expected = _overdue_world(svc)

@@ -65,7 +65,7 @@ def test_database_file_replaced_stops_the_runner(svc, runner, tmp_path):
 def test_database_without_its_schema_stops_the_runner(svc, runner):
     runner.cycle("startup")
     with sqlite3.connect(db_file(svc)) as conn:
-        conn.execute("DROP TABLE schemaversion")
+        conn.execute("DROP TABLE alembic_version")
     runner.cycle("sweep")
     assert runner.fatal is not None and "lost its schema" in runner.fatal
 
@@ -87,6 +87,7 @@ def test_status_shows_a_running_scheduler_then_a_stopped_one(tmp_path, monkeypat
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     cli = Cli(tmp_path)
+    cli("db", "init")
     assert cli.json("scheduler", "status", code=1)["state"] == "never_started"
     svc = build_service(Settings.from_env(), SystemClock())
     inc = svc.open_incident(title="t", category="medical_dispute", principal=P("duty_officer"))
@@ -119,6 +120,7 @@ def test_scheduler_process_exits_nonzero_when_its_database_is_deleted(tmp_path):
     settings = Settings(db_url=env["CRISIS_DB_URL"], playbooks_dir=Path(env["CRISIS_PLAYBOOKS"]),
                         roster_path=Path(env["CRISIS_ROSTER"]), notify_file=Path(env["CRISIS_NOTIFY_FILE"]),
                         log_path=Path(env["CRISIS_LOG"]))
+    Cli(tmp_path)("--db", env["CRISIS_DB_URL"], "db", "init")
     svc = build_service(settings, SystemClock())
     path = db_file(svc)
     proc = subprocess.Popen([sys.executable, "-m", "crisis.scheduler", "--sweep", "0.2"], env=env, cwd=ROOT,

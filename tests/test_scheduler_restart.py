@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,7 +50,8 @@ LIVE_SLACK = 2.5
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
+    shutil.copyfile(migrated_db, tmp_path / "crisis.db")  # `crisis db init`
     pb = tmp_path / "playbooks"
     pb.mkdir()
     (pb / "fast.yaml").write_text(FAST_PLAYBOOK, encoding="utf-8")
@@ -161,7 +163,6 @@ def test_sigkill_restart_fires_each_due_escalation_exactly_once(env, tmp_path):
 
 def test_second_scheduler_is_refused_while_one_runs(env, tmp_path):
     out = tmp_path / "scheduler.out"
-    build_service(settings_of(env), SystemClock())  # create the database first
     first = start(env, out)
     try:
         lock = Path(env["CRISIS_DB_URL"].removeprefix("sqlite:///") + ".scheduler.lock")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,8 @@ def test_reports_escape_every_printed_value(svc, roster):
 
 # --------------------------------------------------------------------------- console (Rich)
 @pytest.fixture()
-def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def crisis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path):
+    shutil.copyfile(migrated_db, tmp_path / "crisis.db")  # `crisis db init`
     for name, value in crisis_env(tmp_path, PLAYBOOKS_DIR).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CRISIS_USER", raising=False)

@@ -11,6 +11,7 @@ from crisis.cli import regrade as _regrade  # noqa: F401  (registers `crisis reg
 from crisis.cli import serve as _serve  # noqa: F401  (registers `crisis serve`)
 from crisis.cli.accounts import token_app, user_app
 from crisis.cli.common import app
+from crisis.cli.db import db_app
 from crisis.cli.drills import drill_app
 from crisis.cli.notify import notify_app, oncall_app
 from crisis.cli.playbooks import playbook_app
@@ -27,6 +28,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(oncall_app, name="oncall")
 app.add_typer(notify_app, name="notify")
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from crisis.roster import Roster
 from crisis.rota import Shift
 from crisis.scorecard import build
 from crisis.service import CrisisService
-from crisis.store.db import init_db
+from crisis.store.migrate import create_db
 
 DRILL_CHANNEL = "drill"
 
@@ -106,7 +106,7 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
         raise InputError("no scenario to run")
     for loaded, _ in tracks:
         loaded.check_against(playbooks, roster)
-    init_db(engine)
+    create_db(engine)  # the drill makes its own database
     runs = [t for loaded, offset in tracks for t in _tracks(loaded, offset)]
     clock = VirtualClock(min(t.start for t in runs))
     svc = CrisisService(engine, playbooks, roster, clock, channels=(DRILL_CHANNEL,))

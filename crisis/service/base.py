@@ -36,7 +36,7 @@ class _Tx:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
-    auth: str | None = None  # how the command's principal authenticated (recorded once the schema has a column)
+    auth: str | None = None  # how the command's principal authenticated, recorded on each of its events
 
     def flush(self, s: Session | Connection) -> None:
         conn = s.connection() if isinstance(s, Session) else s  # Core executemany: the ORM bulk path costs more
@@ -80,13 +80,15 @@ class ServiceBase:
 
     def _log_committed(self, tx: _Tx) -> None:
         for ev in tx.events:
-            self.log.info(ev["kind"], incident=ev["incident_id"], actor=ev["actor"], at=ev["at"].isoformat(),
-                          from_state=ev["from_state"], to_state=ev["to_state"], task=ev["task_id"], **ev["data"])
+            self.log.info(ev["kind"], incident=ev["incident_id"], actor=ev["actor"], auth=ev["auth"],
+                          at=ev["at"].isoformat(), from_state=ev["from_state"], to_state=ev["to_state"],
+                          task=ev["task_id"], **ev["data"])
 
     def _event(self, s: Session, tx: _Tx, *, at: datetime, actor: str, kind: str, incident_id: int | None,
                from_state: str | None = None, to_state: str | None = None, task_id: int | None = None,
                **data: Any) -> None:
         tx.events.append({"incident_id": incident_id, "at": at, "actor": actor, "kind": kind,
+                          "auth": None if actor in ENGINE_ACTORS else tx.auth,
                           "from_state": from_state, "to_state": to_state, "task_id": task_id, "data": data})
 
     def _incident(self, s: Session, incident_id: int, *, lock: bool = False,

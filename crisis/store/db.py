@@ -10,8 +10,8 @@ disk full, unreachable server) become typed errors (`Busy`, `Unavailable`) with 
 place: the engine's `handle_error` hook.
 
 On PostgreSQL writers run concurrently: the service takes row locks (the incident's, a statement's,
-a task's for escalation) before it decides on what it read, and `init_db` takes an advisory lock so
-processes starting together on an empty database take turns.
+a task's for escalation) before it decides on what it read. The schema is made and upgraded by
+Alembic migrations (`crisis.store.migrate`), never by `create_all`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, exc, insert, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, create_engine
 
-from crisis.errors import Busy, Conflict, InputError, Unavailable
-from crisis.store import models
+from crisis.errors import Busy, InputError, Unavailable
 
-SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parents[2]
 BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before "database busy"
 URL_HELP = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DBNAME"
-PG_INIT_LOCK = 0x63726973697377  # "crisisw": the advisory lock init_db takes (scheduler.py's leader lock: "crisis")
 
 
 def default_url() -> str:
@@ -137,66 +134,12 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("crisis_read") else "BEGIN IMMEDIATE")
 
 
-_APPEND_ONLY_SQLITE = [
-    "CREATE TRIGGER IF NOT EXISTS event_no_update BEFORE UPDATE ON event "
-    "BEGIN SELECT RAISE(ABORT, 'the audit timeline is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS event_no_delete BEFORE DELETE ON event "
-    "BEGIN SELECT RAISE(ABORT, 'the audit timeline is append-only'); END",
-]
-_APPEND_ONLY_PG_FUNCTION = (
-    "CREATE OR REPLACE FUNCTION crisis_event_append_only() RETURNS trigger AS $$ "
-    "BEGIN RAISE EXCEPTION 'the audit timeline is append-only'; END; $$ LANGUAGE plpgsql")
-_APPEND_ONLY_PG_TRIGGERS = {  # created once: no DDL (and no exclusive lock on `event`) at every start
-    "event_append_only": "CREATE TRIGGER event_append_only BEFORE UPDATE OR DELETE ON event "
-                         "FOR EACH ROW EXECUTE FUNCTION crisis_event_append_only()",
-    # TRUNCATE skips row triggers: without this one it would empty the timeline
-    "event_no_truncate": "CREATE TRIGGER event_no_truncate BEFORE TRUNCATE ON event "
-                         "FOR EACH STATEMENT EXECUTE FUNCTION crisis_event_append_only()",
-}
-
-
-def _pg_init_lock(conn: Connection) -> None:
-    """Serialise schema set-up for the rest of this transaction (released at commit or rollback)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_INIT_LOCK})
-
-
-def init_db(engine: Engine) -> None:
-    """Create or upgrade the schema; refuse a database written by a newer version.
-
-    One transaction, so processes starting together on an empty database (the scheduler and a CLI command)
-    take turns: the first creates everything, the others find it made."""
-    _ = models  # tables are registered on import
-    if schema_current(engine):
-        return  # the common case: no write lock, so commands do not queue behind a long write
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            _pg_init_lock(conn)
-        SQLModel.metadata.create_all(conn)
-        if conn.dialect.name == "sqlite":
-            for stmt in _APPEND_ONLY_SQLITE:
-                conn.execute(text(stmt))
-        else:
-            conn.execute(text(_APPEND_ONLY_PG_FUNCTION))
-            present = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'event'::regclass"))
-                          .scalars())
-            for name, ddl in _APPEND_ONLY_PG_TRIGGERS.items():
-                if name not in present:
-                    conn.execute(text(ddl))
-        version = conn.execute(select(models.SchemaVersion.version)).scalars().first()
-        if version is None:
-            conn.execute(insert(models.SchemaVersion).values(id=1, version=SCHEMA_VERSION))
-        elif version > SCHEMA_VERSION:
-            raise Conflict(f"database schema v{version} is newer than this crisis (v{SCHEMA_VERSION})")
-        elif version < SCHEMA_VERSION:
-            _migrate(Session(bind=conn), version)
-
-
-def schema_current(engine: Engine) -> bool:
-    """Whether the schema is already at this version, read in a read-only transaction."""
+def has_schema(engine: Engine) -> bool:
+    """Whether the database still has a crisis schema (an Alembic revision), read in a read transaction."""
     try:
         with read_connection(engine) as conn:
-            return conn.execute(select(models.SchemaVersion.version)).scalar() == SCHEMA_VERSION
-    except (exc.OperationalError, exc.ProgrammingError):  # no such table yet
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar() is not None
+    except (exc.OperationalError, exc.ProgrammingError):  # no such table
         return False
 
 
@@ -237,13 +180,8 @@ def check_same_database(engine: Engine, identity: tuple[Any, ...]) -> None:
     where = engine.url.render_as_string(hide_password=True)
     if now != identity:
         raise DatabaseChanged(f"database {where} was replaced by another one since this process started")
-    if not schema_current(engine):
+    if not has_schema(engine):
         raise DatabaseChanged(f"database {where} has lost its schema (tables dropped, or a wrong file)")
-
-
-def _migrate(session: Session, from_version: int) -> None:
-    """Apply numbered migrations (none yet beyond v1; see store/migrations/README.md)."""
-    raise Conflict(f"no migration path from schema v{from_version} to v{SCHEMA_VERSION}")
 
 
 @contextmanager

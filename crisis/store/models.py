@@ -90,6 +90,7 @@ class Event(SQLModel, table=True):
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
     at: datetime = _ts(nullable=False, index=True)
     actor: str
+    auth: str | None = None  # how the actor authenticated (crisis.principal.AuthMethod); None: the engine
     kind: str
     from_state: str | None = None
     to_state: str | None = None
@@ -162,7 +163,7 @@ class OnCallShift(SQLModel, table=True):
 class SchedulerStatus(SQLModel, table=True):
     """The running scheduler's health, one row per database, written every cycle so other processes (the
     CLI's `crisis scheduler status`, the HTTP health endpoint) can see whether deadlines are being fired.
-    (Schema note: new table; an Alembic migration adds it once the migrations baseline is on main.)"""
+    (Added by migration 0003.)"""
 
     __tablename__ = "scheduler_status"
     id: int = Field(default=1, primary_key=True)
@@ -177,11 +178,6 @@ class SchedulerStatus(SQLModel, table=True):
     last_error: str | None = None
     stopped_at: datetime | None = _ts()
     stop_reason: str | None = None
-
-
-class SchemaVersion(SQLModel, table=True):
-    id: int = Field(default=1, primary_key=True)
-    version: int
 
 
 from crisis.store import auth_models as _auth_models  # noqa: E402,F401  (accounts, sessions, tokens: registered here)

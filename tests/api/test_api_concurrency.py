@@ -14,7 +14,8 @@ from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
 from crisis.accounts import Accounts
 from crisis.http.app import create_app
 from crisis.service import CrisisService
-from crisis.store.db import init_db, make_engine
+from crisis.store.db import make_engine
+from crisis.store.migrate import create_db
 
 ROUNDS = 3
 
@@ -24,7 +25,7 @@ def racing_app(request, tmp_path, playbooks, roster, clock):
     sqlite = f"sqlite:///{tmp_path / 'race.db'}"
     url = sqlite if request.param == "sqlite" else request.getfixturevalue("pg_url")
     engine = make_engine(url)
-    init_db(engine)
+    create_db(engine)
     svc = CrisisService(engine, playbooks, roster, clock)
     accounts = Accounts(engine, roster, clock, hasher=FAST_HASH)
     for person in ("president", "vp_medical", "info_staff", "commentator", "duty_officer"):

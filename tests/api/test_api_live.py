@@ -38,6 +38,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> d
 
 def test_serve_runs_api_and_scheduler(tmp_path):
     env = {**os.environ, **crisis_env(tmp_path), "CRISIS_SIGNALS_SECRET": "s3cret"}
+    subprocess.run([*CRISIS, "db", "init"], env=env, check=True, capture_output=True, timeout=60)
     subprocess.run([*CRISIS, "user", "set-password", "publicity_head"], input=PW + "\n", text=True, env=env,
                    check=True, capture_output=True, timeout=60)
     port = _free_port()

@@ -1,0 +1,158 @@
+"""Alembic migrations: the schema they build is the models' schema (SQLite and PostgreSQL), databases are
+upgraded on start, and only `crisis db init` (or the drill) creates one — a wrong URL is an error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pgserver
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from helpers import crisis_env
+from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+from typer.testing import CliRunner
+
+from crisis import cli
+from crisis.cli import common
+from crisis.errors import Conflict, DatabaseMissing
+from crisis.store import migrate
+from crisis.store.db import make_engine
+
+PG = pytest.mark.skipif(pgserver.unavailable() is not None, reason=f"no PostgreSQL here: {pgserver.unavailable()}")
+
+
+def _diffs(engine) -> list:
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+    return [d for d in diffs if not (isinstance(d, tuple) and "apscheduler" in str(d))]
+
+
+def _at(engine, rev: str) -> None:
+    """A database at an older revision, as an earlier release left it."""
+    with engine.begin() as conn:
+        command.upgrade(migrate._config(conn), rev)
+
+
+def test_revisions_read_without_alembic_agree_with_alembic():
+    script = ScriptDirectory.from_config(migrate._config())
+    assert migrate.head() == script.get_current_head()
+    assert migrate.revisions() == {s.revision: s.down_revision for s in script.walk_revisions()}
+
+
+def test_migrations_build_the_models_schema_on_sqlite(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    assert migrate.create_db(engine) == ["0001", *migrate._path("0001")]
+    assert _diffs(engine) == []
+    assert migrate.create_db(engine) == []  # a second init changes nothing
+    with engine.connect() as conn:
+        triggers = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+    assert {"event_no_update", "event_no_delete"} <= triggers
+
+
+@PG
+def test_migrations_build_the_models_schema_on_postgresql(pg_url):  # noqa: F811
+    engine = make_engine(pg_url)
+    try:
+        with pytest.raises(DatabaseMissing, match="no crisis tables"):
+            migrate.upgrade_db(engine)  # an empty database is refused, not filled
+        _at(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO incident (title, category, signals, stage, severity, cycle, opened_by, "
+                              "opened_at, stage_entered_at, playbook_version, version) VALUES ('t', 'c', '{}', "
+                              "'monitoring', 'II', 1, 'p', now(), now(), '', 0)"))
+        migrate.open_db(pg_url).dispose()  # upgraded on start
+        assert _diffs(engine) == []
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM incident")).scalar() == 1
+            names = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'event'::regclass"))
+                        .scalars())
+        assert {"event_append_only", "event_no_truncate"} <= names
+    finally:
+        engine.dispose()
+
+
+def test_an_older_database_is_upgraded_on_start_keeping_its_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = make_engine(url)
+    _at(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO event (at, actor, kind, data) VALUES ('2026-03-14 13:00:00', 'p', 'k', '{}')"))
+    migrate.open_db(url).dispose()
+    with engine.connect() as conn:
+        assert migrate.revision(conn) == migrate.head()
+        assert conn.execute(text("SELECT actor, auth FROM event")).all() == [("p", None)]
+        with pytest.raises(Exception, match="append-only"):
+            conn.execute(text("DELETE FROM event"))  # the triggers survived the upgrade
+
+
+def _legacy(engine) -> None:
+    """What the schema's create_all made before migrations: the baseline's tables, no alembic_version."""
+    _at(engine, migrate.BASELINE)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+
+
+def test_a_database_from_before_migrations_is_adopted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    engine = make_engine(url)
+    _legacy(engine)
+    migrate.open_db(url).dispose()
+    with engine.connect() as conn:
+        assert migrate.revision(conn) == migrate.head()
+
+    partial = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _legacy(partial)
+    with partial.begin() as conn:
+        conn.execute(text("DROP TABLE account"))
+    with pytest.raises(Conflict, match="predates migrations and lacks table account"):
+        migrate.upgrade_db(partial)
+
+
+def test_a_newer_database_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = make_engine(url)
+    migrate.create_db(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    with pytest.raises(Conflict, match="newer than this crisis"):
+        migrate.open_db(url)
+
+
+def _cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    for name, value in crisis_env(tmp_path, db=False).items():
+        monkeypatch.setenv(name, value)
+    common._state.clear()
+    res = CliRunner().invoke(cli.app, list(args))
+    return res.exit_code, " ".join(res.output.split())  # rich wraps long lines
+
+
+def test_commands_refuse_to_create_a_database_and_say_where_they_looked(tmp_path, monkeypatch):
+    for args in (["list"], ["show", "1"], ["tick"], ["db", "upgrade"], ["task", "done", "1"]):
+        code, output = _cli(tmp_path, monkeypatch, *args)
+        assert code == 2 and "no crisis database at" in output and "crisis db init" in output, (args, output)
+        assert str(tmp_path / "crisis.db") in output.replace(" ", "")
+    assert not list(tmp_path.glob("crisis.db*"))  # no database file was created (nor -wal / -shm)
+
+    code, output = _cli(tmp_path, monkeypatch, "db", "init", "--json")
+    assert code == 0 and json.loads(output)["applied"][-1] == migrate.head()
+    code, output = _cli(tmp_path, monkeypatch, "db", "init")
+    assert code == 0 and "already up to date" in output
+    code, output = _cli(tmp_path, monkeypatch, "list", "--json")
+    assert code == 0 and json.loads(output) == []
+    code, output = _cli(tmp_path, monkeypatch, "db", "upgrade")
+    assert code == 0 and "already up to date" in output
+
+
+def test_a_database_file_without_crisis_tables_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "crisis.db").write_bytes(b"")  # e.g. touched by hand, or another program's empty file
+    code, output = _cli(tmp_path, monkeypatch, "list")
+    assert code == 2 and "has no crisis tables" in output
+    engine = make_engine(f"sqlite:///{tmp_path / 'crisis.db'}")
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == []
