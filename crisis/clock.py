@@ -10,6 +10,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+# Dates a person may give (drill starts, on-call windows): beyond them, date arithmetic overflows or a typo hides.
+EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(2999, 1, 1, tzinfo=UTC)
+
+
+def plausible(dt: datetime) -> bool:
+    """Whether an aware date-time lies between EARLIEST and LATEST (compared in UTC)."""
+    return EARLIEST <= dt <= LATEST
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

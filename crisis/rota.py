@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crisis.clock import EARLIEST, LATEST, plausible
 from crisis.errors import InputError
 
 BACKUP_TARGET = "on_call_backup"
@@ -113,7 +114,11 @@ def parse_local(text: str, tz: ZoneInfo, *, where: str) -> datetime:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InputError(f"{where}: {text!r} is not a date-time (use e.g. 2026-12-01 08:00)") from None
-    return (dt.replace(tzinfo=tz) if dt.tzinfo is None else dt).astimezone(ZoneInfo("UTC"))
+    aware = dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
+    if not (EARLIEST.replace(tzinfo=None) <= dt.replace(tzinfo=None) <= LATEST.replace(tzinfo=None)
+            and plausible(aware)):  # (checked naive first: converting year 1 or 9999 may overflow)
+        raise InputError(f"{where}: {text!r} must lie between {EARLIEST.year} and {LATEST.year}")
+    return aware.astimezone(ZoneInfo("UTC"))
 
 
 def import_csv(text: str, tz: ZoneInfo, known: dict[str, str]) -> list[Shift]:

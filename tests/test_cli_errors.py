@@ -206,3 +206,9 @@ def test_a_channel_that_cannot_be_set_up_never_fails_the_command(cli, tmp_path, 
     assert len(warnings) == 1 and "notifications not delivered now" in warnings[0]
     monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "n.jsonl"))
     assert len(cli.json("list")) == 1  # the incident was committed
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00", "9999-12-31T23:59", "1900-01-01T00:00"])
+def test_implausible_dates_at_the_shell(cli, at):
+    opened(cli)
+    one_error_line(cli("oncall", "show", "--at", at, code=2), "--at", "must lie between 1971 and 2999")

@@ -11,13 +11,13 @@ people — and its own night on-call rota (`on_call:`, windows as in the roster)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from crisis.clock import ensure_aware
+from crisis.clock import EARLIEST, LATEST, ensure_aware, plausible
 from crisis.durations import parse_duration
 from crisis.engine.fsm import DECISIONS, TRIGGERS
 from crisis.playbook import PlaybookSet, Text
@@ -34,7 +34,6 @@ class _Strict(BaseModel):
 
 
 MAX_DRILL = timedelta(days=366)  # a drill longer than a year is a typo; bounds every date computed from it
-EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(2999, 1, 1, tzinfo=UTC)
 
 
 def _duration(v: Any) -> timedelta:
@@ -221,7 +220,7 @@ class Scenario(_Strict):
     def _start(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("start needs a time zone, e.g. 2026-03-14T21:30:00+08:00")
-        if not EARLIEST <= v <= LATEST:
+        if not plausible(v):
             raise ValueError(f"start must lie between {EARLIEST.year} and {LATEST.year}")
         return ensure_aware(v)
 
