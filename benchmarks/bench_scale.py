@@ -112,6 +112,9 @@ def copy_history(h: History, work: Path) -> tuple[Path, Path]:
     db, nf = work / "crisis.db", work / "notifications.jsonl"
     shutil.copyfile(h.db, db)
     shutil.copyfile(h.notify_file, nf)
+    idx = Path(str(h.notify_file) + ".idx")
+    if idx.exists():  # the file channel's key index (notify): copied with its file
+        shutil.copyfile(idx, str(nf) + ".idx")
     return db, nf
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,14 +18,17 @@ from crisis.cli.common import (
     run,
     service,
 )
-from crisis.service.statements import statement_warnings
-from crisis.store.models import Statement
+
+if TYPE_CHECKING:  # the service and its models load when a command runs, not for `crisis --help`
+    from crisis.store.models import Statement
 
 statement_app = typer.Typer(no_args_is_help=True, help="Public statements and their three-level review.")
 
 
 def _show(st: Statement, as_json: bool, line: str) -> None:
     """The result with the writing rules' warnings: in JSON under "warnings", on screen one line each."""
+    from crisis.service.statements import statement_warnings
+
     warnings = statement_warnings(st)
     if as_json:
         emit({**dump(st), "warnings": warnings})
