@@ -228,3 +228,19 @@ def test_drill_run_replays_several_files_and_folders_on_one_clock(crisis, tmp_pa
     one = json.loads(crisis("drill", "run", str(folder / "violence-night-er.yaml"), "--out", str(tmp_path / "o1"),
                             "--json").stdout)
     assert one["scenario"]["name"] == "violence-night-er" and (tmp_path / "o1" / "scorecard.json").is_file()
+
+
+def test_drill_validate_checks_several_files_and_names_the_incidents(crisis, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("CRISIS_PLAYBOOKS", str(PLAYBOOKS_DIR))
+    surge = tmp_path / "surge.yaml"
+    surge.write_text(SURGE.replace("ROSTER", str(ROSTER_PATH)), encoding="utf-8")
+    night = tmp_path / "night.yaml"
+    night.write_text((DRILLS_DIR / "violence-night-er.yaml").read_text("utf-8").replace(
+        "roster: ../roster.yaml", f"roster: {ROSTER_PATH}"), "utf-8")
+    ok = crisis.json("drill", "validate", str(surge), str(night))
+    assert [(s["name"], s["incidents"], s["steps"]) for s in ok["scenarios"]] == [
+        ("surge", ["dispute", "violence"], 3), ("violence-night-er", ["main"], 29)]
+    night.write_text(night.read_text("utf-8").replace("person: oncall_backup, from", "person: nobody, from"), "utf-8")
+    err = crisis.json("drill", "validate", str(tmp_path), code=2)
+    assert err["type"] == "InputError" and "on_call[0].person" in err["error"] and "unknown person 'nobody'" in \
+        err["error"]

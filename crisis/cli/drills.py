@@ -44,12 +44,20 @@ def drill_run(
 
 
 @drill_app.command("validate")
-def drill_validate(scenario: Path, as_json: JsonOpt = False) -> None:
-    """Check a scenario against the playbooks and roster without running it."""
+def drill_validate(
+    scenario: Annotated[list[Path], typer.Argument(help="Scenario files or folders (checked as one run).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check scenarios against the playbooks and roster without running them."""
     def body() -> None:
-        from crisis.drill.cli import load_checked
+        from crisis.drill.cli import load_all
 
-        ls, _, _ = load_checked(scenario, settings())
-        emit({"ok": True, "steps": len(ls.scenario.steps)}) if as_json else out.print(
-            f"ok: {ls.scenario.name}, {len(ls.scenario.steps)} steps")
+        scenarios, _, _ = load_all(scenario, settings())
+        rows = [{"name": ls.scenario.name, "incidents": list(ls.scenario.specs()), "steps": len(ls.scenario.steps)}
+                for ls in scenarios]
+        if as_json:
+            emit({"ok": True, "steps": sum(r["steps"] for r in rows), "scenarios": rows})
+        for r in [] if as_json else rows:
+            out.print(f"ok: {r['name']}, {r['steps']} steps, incidents: {', '.join(r['incidents'])}",
+                      highlight=False)
     run(body, as_json)
