@@ -78,3 +78,23 @@ def test_cli_writes_pdfs_with_out_and_refuses_without(tmp_path: Path, monkeypatc
     out = invoke("report", "1", "--format", "pdf", "--out", str(tmp_path / "r"))
     assert "incident_report.zh-CN.pdf" in out and (tmp_path / "r" / "after_action.en.pdf").stat().st_size > 1000
     assert (tmp_path / "r" / "incident_report.zh-CN.md").exists()  # Markdown as well
+
+
+def test_drill_run_writes_pdfs_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from helpers import DRILLS_DIR, crisis_env
+    from typer.testing import CliRunner
+
+    from crisis import cli
+    from crisis.cli import common
+
+    for name, value in crisis_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    common._state.clear()
+    res = CliRunner().invoke(cli.app, ["drill", "run", str(DRILLS_DIR / "nobody-acts.yaml"), "--format", "pdf",
+                                       "--out", str(tmp_path / "d"), "--db", f"sqlite:///{tmp_path / 'd.db'}"])
+    assert res.exit_code == 0, res.output
+    pdfs = sorted(p.name for p in (tmp_path / "d").glob("*.pdf"))
+    assert pdfs == sorted(f"{k}.{lang}.pdf" for k in ("incident_report", "after_action", "scorecard")
+                          for lang in ("zh-CN", "en"))
+    pages = page_texts(tmp_path / "d" / "scorecard.zh-CN.pdf")
+    assert "演练评分卡 · 第 1 号事件 · 演练" in pages[0].splitlines()[0]

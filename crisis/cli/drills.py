@@ -27,6 +27,7 @@ def drill_run(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Reports folder (default reports/drills/RUN).")] = None,
     db: Annotated[str | None, typer.Option(help="Database URL for the drill (default store/drills/RUN.db).")] = None,
     tz: Annotated[str | None, typer.Option(help="Time zone for reports (default CRISIS_TZ).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, or pdf: PDF reports as well as Markdown.")] = "md",
     as_json: JsonOpt = False,
 ) -> None:
     """Replay drill scenarios on the embedded store; print the timeline and a scorecard, write reports.
@@ -38,8 +39,10 @@ def drill_run(
         fail("--speed and --instant exclude each other", "InputError", as_json)
     if speed is not None and not (math.isfinite(speed) and speed > 0):
         fail(f"--speed must be a number greater than zero, got {speed}", "InputError", as_json)
+    if fmt not in ("md", "pdf"):
+        fail(f"unknown format {fmt!r} (use md, pdf)", "InputError", as_json)
     run(lambda: run_drill_command(scenario, speed=speed, out_dir=out_dir, db_url=db, tz=tz or settings().tz,
-                                  as_json=as_json,
+                                  as_json=as_json, formats=("md", "pdf") if fmt == "pdf" else ("md",),
                                   settings=settings(), console=out), as_json)
 
 

@@ -65,7 +65,8 @@ def load_all(paths: list[Path], settings: Settings) -> tuple[list[LoadedScenario
 
 
 def run_drill_command(scenario_paths: Path | list[Path], *, speed: float | None, out_dir: Path | None,
-                      db_url: str | None, tz: str, as_json: bool, settings: Settings, console: Console) -> Any:
+                      db_url: str | None, tz: str, as_json: bool, settings: Settings, console: Console,
+                      formats: tuple[str, ...] = ("md",)) -> Any:
     """Replay one or several scenarios (files or folders) on one clock. One incident: its card, reports in
     `out_dir`. Several: a list of cards, each incident's reports in a subfolder named after it."""
     zone(tz)  # a bad time zone fails before anything is replayed or written
@@ -79,7 +80,7 @@ def run_drill_command(scenario_paths: Path | list[Path], *, speed: float | None,
     with _cleanup_on_failure(out_dir, made_db):
         logs.configure(out_dir / "audit.log")
         return _replay(scenarios, playbooks, roster, run_id=run_id, out_dir=out_dir, db_url=db_url, speed=speed,
-                       tz=tz, as_json=as_json, console=console, wall=wall)
+                       tz=tz, as_json=as_json, console=console, wall=wall, formats=formats)
 
 
 @contextlib.contextmanager
@@ -101,7 +102,7 @@ def _cleanup_on_failure(out_dir: Path, made_db: Path | None) -> Iterator[None]:
 
 def _replay(scenarios: list[LoadedScenario], playbooks: PlaybookSet, roster: Roster, *, run_id: str, out_dir: Path,
             db_url: str, speed: float | None, tz: str, as_json: bool, console: Console,
-            wall: SystemClock) -> Any:
+            wall: SystemClock, formats: tuple[str, ...] = ("md",)) -> Any:
     origin = min(ls.scenario.start for ls in scenarios)
 
     def live(when: datetime, text: str) -> None:
@@ -116,7 +117,8 @@ def _replay(scenarios: list[LoadedScenario], playbooks: PlaybookSet, roster: Ros
         folder = out_dir / _folder_name(result) if several else out_dir
         folder.mkdir(parents=True, exist_ok=True)
         by_result[id(result)] = _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
-                                           elapsed=wall.monotonic() - started, as_json=as_json, console=console)
+                                           elapsed=wall.monotonic() - started, as_json=as_json, console=console,
+                                           formats=formats)
 
     results = run_drills([(ls, timedelta(0)) for ls in scenarios], engine=make_engine(db_url), playbooks=playbooks,
                          roster=roster, speed=speed, on_event=live if (speed and not as_json) else None,
@@ -134,7 +136,7 @@ def _folder_name(result: DrillResult) -> str:
 
 
 def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,
-               elapsed: float, as_json: bool, console: Console) -> dict[str, Any]:
+               elapsed: float, as_json: bool, console: Console, formats: tuple[str, ...] = ("md",)) -> dict[str, Any]:
     from crisis import reports
 
     assert result.loaded is not None and result.service is not None
@@ -148,7 +150,7 @@ def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, 
                 "incident": result.name}
     ctx = reports.report_context(result.service, result.incident_id, scenario=scenario, run=run, tz=tz,
                                  expectations=sc.expectations(result.name))
-    written = reports.write_context(ctx, out_dir)
+    written = reports.write_context(ctx, out_dir, formats=formats)
     (out_dir / "notifications.jsonl").write_text(
         "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
     card = reports.document(ctx)  # the same keys as scorecard.json and `crisis report --json`
