@@ -267,6 +267,21 @@ def tick(request: Request, _: Writer) -> dict[str, Any]:
     return encode({"fired": fired, "next_due": svc.next_due()})
 
 
+@router.get("/events", tags=["incidents"])
+def events_since(request: Request, _: Reader, since: Annotated[int, Query(ge=0)] = 0,
+                 limit: Limit = 200) -> dict[str, Any]:
+    """Audit events of all incidents after event `since` (poll with `last_id` for live updates)."""
+    events = service(request).events_since(since, limit=limit)
+    return {"items": encode(events), "last_id": max([since, *(e.id or 0 for e in events)])}
+
+
+@router.get("/me/work", tags=["tasks"])
+def my_work(request: Request, ident: Reader) -> dict[str, Any]:
+    """The caller's open tasks (earliest due first) and the escalations that paged them for open tasks."""
+    tasks, escalations = service(request).my_work(ident.person)
+    return encode({"person": ident.person, "tasks": tasks, "escalations": escalations})
+
+
 # ---------------------------------------------------------------------------- statements
 @router.post("/incidents/{incident_id}/statements", status_code=201, tags=["statements"])
 def draft_statement(incident_id: int, body: DraftBody, request: Request, ident: Writer) -> dict[str, Any]:

@@ -99,6 +99,21 @@ class Queries(ServiceBase):
             return list(s.exec(select(Event).where(Event.incident_id == incident_id)
                                .order_by(col(Event.at), col(Event.id))).all())
 
+    def events_since(self, since_id: int, *, limit: int = DEFAULT_PAGE) -> list[Event]:
+        """Audit events of every incident after event `since_id`, in id order (live updates: poll with the last id)."""
+        with read_session(self.engine) as s:
+            return list(s.exec(select(Event).where(col(Event.id) > since_id).order_by(col(Event.id))
+                               .limit(limit)).all())
+
+    def my_work(self, person: str) -> tuple[list[Task], list[Escalation]]:
+        """A person's open tasks (earliest due first) and the escalations that paged them for tasks still open."""
+        with read_session(self.engine) as s:
+            tasks = list(s.exec(select(Task).where(Task.assignee == person, Task.status == "open")
+                                .order_by(col(Task.due_at), col(Task.id))).all())
+            escs = list(s.exec(select(Escalation).join(Task, col(Task.id) == Escalation.task_id).where(
+                Escalation.recipient == person, Task.status == "open").order_by(col(Escalation.fired_at))).all())
+        return tasks, escs
+
     def statements(self, incident_id: int) -> list[Statement]:
         with read_session(self.engine) as s:
             return list(s.exec(select(Statement).where(Statement.incident_id == incident_id)

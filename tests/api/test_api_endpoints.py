@@ -221,3 +221,26 @@ def test_stale_version_is_409_naming_what_changed(client, svc):
     inc = svc.incident(iid)
     assert inc.version == seen + 1 and inc.signals["reposts"] == 900 and inc.stage == "monitoring"
     assert svc.statements(iid) == [] and all(t.status == "open" for t in svc.tasks(iid) if t.id == task)
+
+
+def test_my_work_and_events_since(client, svc, advance):
+    sign_in(client, "president")
+    opened = _open(client)
+    iid, who = opened["incident"]["id"], opened["tasks"][0]["assignee"]
+    sign_in(client, who)
+    mine = client.get(f"{API}/me/work").json()
+    assert mine["person"] == who
+    assert mine["tasks"] and all(t["assignee"] == who and t["status"] == "open" for t in mine["tasks"])
+    first = client.get(f"{API}/events", params={"since": 0}).json()
+    assert any(e["kind"] == "incident_opened" and e["incident_id"] == iid for e in first["items"])
+    assert any(e["kind"] == "login" and e["data"]["auth"] == "password" for e in first["items"])  # audited
+    last = first["last_id"]
+    assert client.get(f"{API}/events", params={"since": last}).json() == {"items": [], "last_id": last}
+    client.post(f"{API}/incidents/{iid}/signals", json={"signals": {"reposts": 5}})
+    new = client.get(f"{API}/events", params={"since": last}).json()
+    assert [e["kind"] for e in new["items"]] == ["signals_updated"] and new["last_id"] > last
+    advance(hours=48)
+    svc.tick()
+    sign_in(client, who)
+    paged = client.get(f"{API}/me/work").json()["escalations"]
+    assert paged and all(e["recipient"] == who for e in paged)
