@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections import Counter
 from datetime import timedelta
@@ -29,7 +30,7 @@ from crisis.roster import Roster
 from crisis.service import CrisisService
 from crisis.service.tasks import live_ack
 from crisis.severity import Severity
-from crisis.store.db import init_db, make_engine, read_session
+from crisis.store.db import make_engine, read_session
 from crisis.store.models import Escalation, Event, OutboxMessage, Task
 
 EXAMPLES = int(os.environ.get("CRISIS_PROPERTY_EXAMPLES", "25"))
@@ -119,11 +120,12 @@ def check(svc: CrisisService, now, after_tick: bool) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(actions=st.lists(ACTIONS, min_size=1, max_size=25))
-def test_random_command_sequences_keep_the_invariants(actions, playbooks: PlaybookSet, roster: Roster):
+def test_random_command_sequences_keep_the_invariants(actions, playbooks: PlaybookSet, roster: Roster,
+                                                      migrated_db: Path):
     with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(migrated_db, Path(tmp) / "crisis.db")
         engine = make_engine(f"sqlite:///{Path(tmp) / 'crisis.db'}")
         try:
-            init_db(engine)
             clock = VirtualClock(START)
             svc = CrisisService(engine, playbooks, roster, clock)
             svc.open_incident(title="网传事件", category="medical_dispute", severity="II",
