@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.text import Text
 from typer.core import TyperGroup
 
+from crisis import jsonout
 from crisis.console import SafeTable, fit_width, styled, table
 from crisis.errors import CrisisError, InputError
 
@@ -166,11 +167,12 @@ def esc(value: object) -> str:
 
 
 def emit(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    print(jsonout.dumps(data))
 
 
 def dump(row: Any) -> dict[str, Any]:
-    return row.model_dump(mode="json")
+    out: dict[str, Any] = jsonout.encode(row)
+    return out
 
 
 def iso(dt: datetime | None) -> str | None:

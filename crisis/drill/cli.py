@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from crisis import logs
+from crisis import jsonout, logs
 from crisis.clock import SystemClock
 from crisis.config import Settings, zone
 from crisis.console import styled, table
@@ -125,7 +125,7 @@ def _replay(scenarios: list[LoadedScenario], playbooks: PlaybookSet, roster: Ros
                          on_finish=write)
     cards = [by_result[id(r)] for r in results]  # in scenario order, whenever each ended
     if as_json:
-        print(json.dumps(cards[0] if not several else cards, ensure_ascii=False, indent=2, default=str))
+        print(jsonout.dumps(cards[0] if not several else cards))
     return cards[0] if not several else cards
 
 

@@ -12,16 +12,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
+from crisis import jsonout
 from crisis.engine.fsm import MACHINE, TRIGGERS
 from crisis.errors import InputError
 from crisis.http.auth import Identity, require
 from crisis.principal import Principal
 from crisis.service import CrisisService
 from crisis.service.statements import statement_warnings
-
-_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 Reader = Annotated[Identity, Depends(require("read"))]
 Writer = Annotated[Identity, Depends(require("write"))]
@@ -31,7 +30,7 @@ Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 
 def encode(value: Any) -> Any:
     """Rows, dicts and lists to JSON-ready data (datetimes as UTC ISO 8601 with Z, as pydantic writes them)."""
-    return _JSON.dump_python(value, mode="json")
+    return jsonout.encode(value)
 
 
 def paged(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
