@@ -371,6 +371,47 @@ def test_concurrent_dispatchers_claim_disjoint_outbox_rows(pg_svc, pg_engine):
         assert {m.id for m in pending(again)} == mine | theirs
 
 
+def test_two_dispatchers_deliver_each_message_once_and_fail_over(pg_svc, pg_engine, clock):
+    """The real dispatcher on PostgreSQL: two of them draining at once split the rows (leases under
+    SKIP LOCKED); a channel that always fails ends in `failed_at` and a page to the on-call administrator."""
+    import threading
+
+    from crisis.notify.channels import DeliveryError, MemoryChannel
+    from crisis.notify.dispatch import Dispatcher, Policy
+    from crisis.notify.messages import Renderer
+
+    class Broken:
+        name = "file"
+
+        def deliver(self, message):
+            raise DeliveryError("disk full")
+
+    for i in range(20):
+        pg_svc.open_incident(title=f"pg {i}", category="medical_dispute", principal=by("duty_officer"))
+    seen = MemoryChannel("log")
+    tz = pg_svc.routing.tz
+
+    def make(file_channel):
+        return Dispatcher(pg_engine, {"log": seen, "file": file_channel}, Renderer(pg_svc.roster, tz), clock,
+                          routing=pg_svc.routing, policy=Policy(max_attempts=1),
+                          on_call=lambda now: pg_svc.on_call(now).primary)
+
+    a, b = make(Broken()), make(Broken())
+    threads = [threading.Thread(target=d.drain) for d in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    keys = [m.dedupe_key for m in seen.delivered]
+    assert len(keys) == len(set(keys))  # nobody got a message twice
+    rows = pg_svc.outbox()
+    assert all(m.delivered_at for m in rows if m.channel == "log")
+    assert all(m.failed_at and m.last_error == "DeliveryError: disk full" for m in rows if m.channel == "file")
+    failed = [m for m in rows if m.channel == "file" and m.kind != "delivery_failed"]  # a failed page is not paged
+    pages = {m.payload["message"] for m in rows if m.kind == "delivery_failed" and m.channel == "log"}
+    assert pages == {m.id for m in failed}  # one page per failed message, on PostgreSQL's ON CONFLICT path
+
+
 def test_one_scheduler_per_database(pg_url):  # noqa: F811
     a, b = make_engine(pg_url), make_engine(pg_url)
     try:
