@@ -44,8 +44,9 @@ def serve_cmd(
         with ctx as runner:
             app_ = create_app(svc, Accounts(svc.engine, svc.roster, svc.clock),
                               deliver=_after_command(delivery, runner), signals_secret=cfg.signals_secret,
-                              tz=cfg.tz, health=None if runner is None else lambda: _health(runner))
-            err.print(f"crisis API on http://{host}:{port}/api/v1 (docs /api/v1/docs); scheduler "
+                              tz=cfg.tz, ack_secret=cfg.notify.ack_secret.encode() if cfg.notify.ack_secret else None,
+                              health=None if runner is None else lambda: _health(runner))
+            err.print(f"crisis web on http://{host}:{port}/ and API on /api/v1 (docs /api/v1/docs); scheduler "
                       f"{'not started' if no_scheduler else 'running'}", highlight=False, soft_wrap=True)
             # uvicorn re-raises the stop signal once it has shut down; with these handlers in place that
             # returns here instead of killing the process, so the scheduler stops cleanly too.

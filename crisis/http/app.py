@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from crisis import web
 from crisis.accounts import Accounts
 from crisis.http import api, auth, errors, oncall, signals
 from crisis.service import CrisisService
@@ -22,10 +23,11 @@ API = "/api/v1"
 
 def create_app(svc: CrisisService, accounts: Accounts, *, deliver: Callable[[], Any] | None = None,
                signals_secret: str | None = None, signals_person: str | None = None,
-               tz: str = "Asia/Shanghai", health: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+               tz: str = "Asia/Shanghai", health: Callable[[], dict[str, Any]] | None = None,
+               ack_secret: bytes | None = None) -> FastAPI:
     """The API for `svc`. `deliver` runs after each command (notification delivery); `signals_secret`
     enables HMAC-signed signals, which act as `signals_person` (default: the roster's duty officer);
-    `health` reports the in-process scheduler's state."""
+    `health` reports the in-process scheduler's state; `ack_secret` signs the web's one-tap ack links."""
     app = FastAPI(title="crisis", summary="Public-opinion crisis response: incidents, tasks, escalations.",
                   version="1", openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     app.state.svc, app.state.accounts, app.state.tz = svc, accounts, tz
@@ -38,6 +40,7 @@ def create_app(svc: CrisisService, accounts: Accounts, *, deliver: Callable[[], 
     app.include_router(api.router, prefix=API)
     app.include_router(signals.router, prefix=API)
     app.include_router(oncall.router, prefix=API)
+    web.install(app, ack_secret=ack_secret)  # the pages (crisis/web) on the same app and sessions
 
     @app.get(f"{API}/health", tags=["health"])
     async def health_check(request: Request) -> JSONResponse:

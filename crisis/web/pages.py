@@ -1,0 +1,86 @@
+"""Rendering helpers shared by the page routes: the template environment, the per-request context
+(language, zone, who is signed in) and the error page. Adapters translate; they decide nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from crisis import labels
+from crisis.http.auth import Identity, authenticate, check_csrf
+from crisis.http.errors import ApiError
+from crisis.web.i18n import LANG_COOKIE, gettext_for, pick_lang
+
+TEMPLATES = Jinja2Templates(directory=str(resources.files("crisis.web") / "templates"))  # autoescape on .html
+GRADE_CLASS = {"I": "g1", "II": "g2", "III": "g3", "IV": "g4"}
+
+
+def now_of(request: Request) -> datetime:
+    return request.app.state.svc.clock.now()
+
+
+def local(value: datetime | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored UTC time in the hospital's zone (CRISIS_TZ)."""
+    if value is None:
+        return "-"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(tz).strftime(fmt)
+
+
+def since(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "-"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    minutes = int((now - value).total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def iso(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity | None = None,
+           status: int = 200) -> HTMLResponse:
+    lang = pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+    tz = ZoneInfo(request.app.state.tz)
+    now = now_of(request)
+    roster = request.app.state.svc.roster
+    base = {"request": request, "_": gettext_for(lang), "lang": lang, "now": now, "ident": ident,
+            "csrf": ident.csrf_token if ident else "", "name": roster.name, "grade": GRADE_CLASS,
+            "label": lambda kind, key: labels.label(kind, key, lang), "pick": lambda t: labels.pick(t, lang),
+            "local": lambda v, fmt="%Y-%m-%d %H:%M": local(v, tz, fmt), "since": lambda v: since(v, now),
+            "iso": iso, "tzname": request.app.state.tz}
+    res = TEMPLATES.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+    if request.query_params.get("lang") in ("zh-CN", "en"):
+        res.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
+    return res
+
+
+def problem(request: Request, title: str, detail: str, status: int, ident: Identity | None = None,
+            back: str | None = None) -> HTMLResponse:
+    """One clear page for every refusal (stale page, not allowed, bad link); nothing was changed."""
+    return render(request, "problem.html", {"title": title, "detail": detail, "back": back},
+                  ident=ident, status=status)
+
+
+async def signed_in(request: Request, *, write: bool = False) -> Identity | Response:
+    """The session's identity, or a redirect to the login page (a write also checks the CSRF token)."""
+    try:
+        ident = await authenticate(request)
+        if ident is None:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if write:
+            await check_csrf(request, ident)
+    except ApiError as exc:
+        return problem(request, "Not allowed", exc.message, exc.status)
+    return ident

@@ -1,0 +1,216 @@
+"""The web workspace's routes: login, board, incident page, my work, one-tap acknowledgement, playbooks.
+
+Each handler checks who is signed in, calls the same service commands as the API (one transaction each; the
+service asks the policy), and renders a page. A refused or stale action renders a clear page; nothing is
+changed then. Reads use `crisis.web.reads` (a fixed number of queries per page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from crisis.engine.fsm import FINAL, STAGES
+from crisis.errors import Conflict, CrisisError
+from crisis.http.auth import Identity, sign_in, sign_out
+from crisis.http.errors import crisis_status
+from crisis.principal import Principal
+from crisis.service import CrisisService
+from crisis.web import incident_view, reads
+from crisis.web.pages import now_of, problem, render, signed_in
+
+router = APIRouter(include_in_schema=False)
+
+
+def svc_of(request: Request) -> CrisisService:
+    svc: CrisisService = request.app.state.svc
+    return svc
+
+
+async def act(request: Request, ident: Identity, fn: Callable[[], Any], back: str) -> Response:
+    """Run a service command in the thread pool; on success go back (303), on refusal show why."""
+    try:
+        await run_in_threadpool(fn)
+    except Conflict as exc:
+        return problem(request, "Someone changed this — reload the page", str(exc), 409, ident, back)
+    except CrisisError as exc:
+        return problem(request, "Not done", str(exc), crisis_status(exc), ident, back)
+    request.app.state.deliver()
+    return RedirectResponse(back, status_code=303)
+
+
+def principal(ident: Identity) -> Principal:
+    return Principal(person=ident.person, auth=ident.auth)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ sign-in
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html", {"next": request.query_params.get("next", "/"), "error": None})
+
+
+@router.post("/login")
+async def login(request: Request, person: str = Form(...), password: str = Form(...),
+                next: str = Form("/")) -> Response:
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    res = RedirectResponse(target, status_code=303)
+    try:
+        await sign_in(request, res, person.strip(), password)
+    except CrisisError as exc:
+        return render(request, "login.html", {"next": target, "error": str(exc)}, status=crisis_status(exc))
+    return res
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    res = RedirectResponse("/login", status_code=303)
+    await sign_out(request, res)
+    return res
+
+
+@router.get("/password")
+async def password_page(request: Request) -> Response:
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    return render(request, "password.html", {"done": False, "error": None}, ident=ident)
+
+
+@router.post("/password")
+async def change_password(request: Request, current: str = Form(...), new: str = Form(...)) -> Response:
+    """The current password is checked like a sign-in (so the lockout applies), then replaced."""
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    accounts = request.app.state.accounts
+    client = request.client.host if request.client else None
+
+    def change() -> None:
+        check = accounts.login(ident.person, current, client=client)
+        accounts.logout(check.token)
+        accounts.set_password(ident.person, new, by=ident.person, auth="session")
+
+    try:
+        await run_in_threadpool(change)
+    except CrisisError as exc:
+        return render(request, "password.html", {"done": False, "error": str(exc)}, ident=ident,
+                      status=crisis_status(exc))
+    return render(request, "password.html", {"done": True, "error": None}, ident=ident)
+
+
+# ------------------------------------------------------------------ board and my work
+def _board_ctx(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    view = q.get("view", "open")
+    board = reads.board(svc_of(request).engine, now_of(request), view=view, stage=q.get("stage") or None,
+                        category=q.get("category") or None)
+    return {"board": board, "view": view, "stage": q.get("stage", ""), "category": q.get("category", ""),
+            "categories": sorted(svc_of(request).playbooks.categories), "query": str(q),
+            "stages": [s for s in STAGES if s not in FINAL]}
+
+
+@router.get("/")
+async def board_page(request: Request) -> Response:
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    ctx = await run_in_threadpool(_board_ctx, request)
+    return render(request, "board.html", ctx, ident=ident)
+
+
+@router.get("/board/rows")
+async def board_rows(request: Request) -> Response:
+    """The board's live part, polled by htmx every few seconds."""
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return Response(status_code=401)
+    ctx = await run_in_threadpool(_board_ctx, request)
+    return render(request, "board_rows.html", ctx, ident=ident)
+
+
+@router.get("/my")
+async def my_work(request: Request) -> Response:
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    work = await run_in_threadpool(reads.my_work, svc_of(request).engine, ident.person)
+    return render(request, "my.html", {"work": work}, ident=ident)
+
+
+# ------------------------------------------------------------------ incident page and its actions
+@router.get("/incidents/{incident_id}")
+async def incident_page(incident_id: int, request: Request) -> Response:
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    try:
+        ctx = await run_in_threadpool(incident_view.build, svc_of(request), ident.person, incident_id,
+                                      now_of(request))
+    except CrisisError as exc:
+        return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/")
+    return render(request, "incident.html", ctx, ident=ident)
+
+
+@router.post("/incidents/{incident_id}/fire")
+async def fire(incident_id: int, request: Request, trigger: str = Form(...), version: int = Form(...),
+               decision: str = Form(""), severity: str = Form(""), override: str = Form(""),
+               reason: str = Form(""), note: str = Form("")) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    return await act(request, ident, lambda: svc.fire(
+        incident_id, trigger, principal=principal(ident), decision=decision or None, severity=severity or None,
+        override=bool(override), reason=reason or None, note=note or None, expected_version=version),
+        f"/incidents/{incident_id}")
+
+
+@router.post("/tasks/{task_id}/done")
+async def task_done(task_id: int, request: Request, incident: int = Form(...), version: int = Form(...),
+                    note: str = Form("")) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    return await act(request, ident, lambda: svc.complete_task(
+        task_id, principal=principal(ident), note=note or None, expected_version=version), f"/incidents/{incident}")
+
+
+@router.post("/escalations/{escalation_id}/ack")
+async def ack(escalation_id: int, request: Request, incident: int = Form(...)) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    return await act(request, ident, lambda: svc.acknowledge(escalation_id=escalation_id, principal=principal(ident)),
+                     f"/incidents/{incident}")
+
+
+@router.post("/statements/{statement_id}/review")
+async def review(statement_id: int, request: Request, incident: int = Form(...), level: int = Form(...),
+                 approve: str = Form(...), comment: str = Form("")) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    return await act(request, ident, lambda: svc.review_statement(
+        statement_id, approve=approve == "yes", comment=comment or None, expected_level=level,
+        principal=principal(ident)),
+        f"/incidents/{incident}")
+
+
+@router.post("/statements/{statement_id}/release")
+async def release(statement_id: int, request: Request, incident: int = Form(...)) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    return await act(request, ident, lambda: svc.release_statement(statement_id, principal=principal(ident)),
+                     f"/incidents/{incident}")
