@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import re
 
-from crisis.engine.policy import reviewer_level_ok
-from crisis.principal import for_person
-from crisis.roster import Roster
-
 LEVELS = ("information staff", "information department head", "leadership")
 SLANG = ("yyds", "绝绝子", "躺平", "内卷", "吃瓜", "破防", "666")
 
 
 def required_levels(major: bool) -> tuple[str, ...]:
     return LEVELS if major else LEVELS[:2]
-
-
-def reviewer_qualifies(roster: Roster, person: str, level: int) -> bool:
-    """Whether a roster person may review at `level` (the rule itself lives in `engine.policy`)."""
-    return reviewer_level_ok(for_person(roster, person), level)
 
 
 # Personal data that must not be published (PIPL): mainland ID card numbers (18 characters with a valid

@@ -7,10 +7,16 @@ from datetime import timedelta
 import pytest
 from helpers import by, drive_to, open_incident
 
+from crisis.engine.policy import reviewer_level_ok
 from crisis.errors import Conflict, CrisisError, Forbidden, InputError, NotFound
-from crisis.statements import LEVELS, lint_statement, personal_data, required_levels, reviewer_qualifies
+from crisis.principal import for_person
+from crisis.statements import LEVELS, lint_statement, personal_data, required_levels
 
 BODY = "我院高度重视，已成立调查组，后续进展将及时通报。"
+
+
+def reviewer_qualifies(roster, person: str, level: int) -> bool:
+    return reviewer_level_ok(for_person(roster, person), level)
 
 
 @pytest.fixture()

@@ -186,10 +186,6 @@ class IncidentCommands(ServiceBase):
         return policy.IncidentFacts(id=inc.id or 0, stage=inc.stage, severity=inc.severity,
                                     allowed_triggers=tuple(MACHINE.allowed(inc.stage)), final=inc.stage in FINAL)
 
-    def _stage_tasks(self, s: Session, inc: Incident) -> list[Task]:
-        return list(s.exec(select(Task).where(Task.incident_id == inc.id, Task.cycle == inc.cycle,
-                                              Task.stage == inc.stage)).all())
-
     def _enter_stage(self, s: Session, tx: _Tx, inc: Incident, stage: str, now: datetime, actor: str) -> None:
         inc.stage = stage
         inc.stage_entered_at = now
