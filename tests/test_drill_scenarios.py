@@ -214,6 +214,7 @@ def test_surge_scenario_errors_are_located(tmp_path):
 
 def test_drill_run_replays_several_files_and_folders_on_one_clock(crisis, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("CRISIS_PLAYBOOKS", str(PLAYBOOKS_DIR))
+    monkeypatch.setattr("crisis.drill.cli.ROOT", tmp_path)  # default drill databases: never the project's store/
     folder = tmp_path / "set"
     folder.mkdir()
     for name in ("violence-night-er", "privacy-leak-screenshot"):
@@ -228,6 +229,7 @@ def test_drill_run_replays_several_files_and_folders_on_one_clock(crisis, tmp_pa
     one = json.loads(crisis("drill", "run", str(folder / "violence-night-er.yaml"), "--out", str(tmp_path / "o1"),
                             "--json").stdout)
     assert one["scenario"]["name"] == "violence-night-er" and (tmp_path / "o1" / "scorecard.json").is_file()
+    assert len(list((tmp_path / "store" / "drills").glob("*.db"))) == 2  # each run's database in the temp root
 
 
 def test_drill_validate_checks_several_files_and_names_the_incidents(crisis, tmp_path, monkeypatch):  # noqa: F811
