@@ -155,3 +155,21 @@ def test_grade_ii_notices_are_urgent_at_night(engine, playbooks, roster):
     svc = CrisisService(engine, playbooks, roster, clock, routing=routing)
     svc.open_incident(title="t", category="medical_dispute", principal=by("duty_officer"), severity="II")
     assert svc.outbox() and all(m.held_until is None and m.urgent for m in svc.outbox())
+
+
+def test_legacy_rows_keep_their_text_and_an_unrenderable_one_fails_alone(engine, playbooks, roster):
+    clock = VirtualClock(local(2026, 11, 26, 10))
+    memory = MemoryChannel("memory")
+    base = {"channel": "memory", "recipient": "liaison", "incident_id": None, "payload": {}, "created_at": clock.now(),
+            "next_attempt_at": clock.now(), "attempts": 0, "urgent": False}
+    with engine.begin() as conn:
+        conn.execute(insert(OutboxMessage.__table__), [
+            {**base, "dedupe_key": "old:1:memory", "kind": "", "subject": "旧消息", "body": "queued before kinds"},
+            {**base, "dedupe_key": "odd:1:memory", "kind": "no_such_kind", "subject": "", "body": ""},
+            {**base, "dedupe_key": "new:1:memory", "kind": "test", "subject": "", "body": "",
+             "payload": {"channel": "memory"}}])
+    stats = Dispatcher(engine, {"memory": memory}, Renderer(roster, SH), clock,
+                       routing=Routing(channels=("memory",), tz=SH)).drain()
+    assert {m.dedupe_key: m.subject for m in memory.delivered} == {"old:1:memory": "旧消息",
+                                                                   "new:1:memory": "[舆情系统] 测试消息"}
+    assert stats.retrying == 1

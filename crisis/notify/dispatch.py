@@ -28,9 +28,10 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from crisis.clock import Clock
 from crisis.errors import NotFound
+from crisis.escaping import md_inline
 from crisis.logs import get_logger
 from crisis.notify.channels import Channel, Delivery
-from crisis.notify.messages import Item, Renderer
+from crisis.notify.messages import Item, Rendered, Renderer
 from crisis.notify.outbox import Routing, messages
 from crisis.store.models import OutboxMessage
 
@@ -187,15 +188,35 @@ class Dispatcher:
             if r["held_until"] is not None:
                 held[r["recipient"]].append(r)
             else:
-                self._submit(self._delivery([r]), [r])
+                self._prepare([r])
         for group in held.values():
-            self._submit(self._delivery(group), group)
+            self._prepare(group)
+
+    def _prepare(self, rows: list[RowMapping]) -> None:
+        """Render and submit; a message that cannot be rendered fails like a refused delivery (retried, then
+        visible as failed) instead of stopping every other message of the round."""
+        try:
+            delivery = self._delivery(rows)
+        except Exception as exc:
+            future: Future[str] = Future()
+            future.set_exception(exc)
+            first = rows[0]
+            stub = Delivery(dedupe_key=first["dedupe_key"], channel=first["channel"], kind=first["kind"],
+                            recipient=first["recipient"], person=None, subject="", text="", markdown="",
+                            incident_id=first["incident_id"], created_at=first["created_at"],
+                            ids=tuple(r["id"] for r in rows))
+            self._jobs.append(_Job(stub, rows, None, future))
+            return
+        self._submit(delivery, rows)
 
     def _delivery(self, rows: list[RowMapping]) -> Delivery:
         first = rows[0]
         items = [Item(r["kind"], r["recipient"], dict(r["payload"]), r["created_at"], r["channel"]) for r in rows]
         digest = len(rows) > 1 or first["held_until"] is not None
-        text = self.renderer.digest(items) if digest else self.renderer.render(items[0])
+        if not first["kind"] and not digest:  # queued before messages had kinds: its stored text
+            text = Rendered(first["subject"], first["body"], md_inline(first["body"]))
+        else:
+            text = self.renderer.digest(items) if digest else self.renderer.render(items[0])
         key = (f"digest:{first['channel']}:{first['recipient']}:{first['id']}:{len(rows)}" if digest
                else first["dedupe_key"])
         try:
