@@ -171,13 +171,13 @@ def test_unwritable_out_paths(cli, tmp_path):
 
 
 def test_an_unexpected_failure_is_one_line_and_its_traceback_goes_to_the_log(cli, tmp_path, monkeypatch):
-    from crisis.service import CrisisService
+    from crisis import views
 
     def broken(*_a, **_k):
         raise RuntimeError("boom")
 
     inc = str(opened(cli))
-    monkeypatch.setattr(CrisisService, "timeline", broken)  # stands in for a bug anywhere below the CLI
+    monkeypatch.setattr(views, "incident_detail", broken)  # stands in for a bug anywhere below the CLI
     one_error_line(cli("show", inc, code=2), "internal error", "RuntimeError: boom")
     assert cli.json("show", inc, code=2)["type"] == "InternalError"
     logged = [json.loads(ln) for ln in (tmp_path / "crisis.log").read_text("utf-8").splitlines()]

@@ -30,7 +30,7 @@ from crisis.cli.common import (
 )
 from crisis.console import table
 from crisis.durations import format_duration
-from crisis.engine.fsm import MACHINE, STAGE_NAMES, TRIGGERS
+from crisis.engine.fsm import TRIGGERS
 from crisis.errors import InputError
 
 if TYPE_CHECKING:  # the service loads when a command runs, not for --help
@@ -113,19 +113,23 @@ def list_cmd(
 def show_cmd(incident_id: int, as_json: JsonOpt = False) -> None:
     """One incident: tasks per group with due times, escalations and the timeline."""
     def body() -> None:
+        from crisis import views  # loaded when run: `crisis --help` stays light
+
         svc = service()
-        inc = svc.incident(incident_id)
-        tasks, escs, events = svc.tasks(incident_id), svc.escalations(incident_id), svc.timeline(incident_id)
+        view = views.incident_detail(svc, incident_id)  # one snapshot
+        inc, escs, events = view.incident, view.escalations, view.timeline
+        tasks = view.all_tasks
         if as_json:
-            emit({"incident": dump(inc), "allowed_triggers": MACHINE.allowed(inc.stage),
-                  "tasks": [dump(t) for t in tasks], "escalations": [dump(e) for e in escs],
-                  "statements": [dump(s) for s in svc.statements(incident_id)],
-                  "timeline": [dump(e) for e in events]})
+            overdue = {tv.task.id for tvs in view.tasks.values() for tv in tvs if tv.overdue}
+            emit({"incident": dump(inc), "version": view.version, "allowed_triggers": view.allowed_triggers,
+                  "tasks": [{**dump(t), "overdue": t.id in overdue} for t in tasks],
+                  "escalations": [dump(e) for e in escs], "statements": [dump(s) for s in view.statements],
+                  "timeline": [dump(e) for e in events], "at": view.at})
             return
-        zh, en = STAGE_NAMES[inc.stage]
+        zh, en = view.stage_names
         out.print(f"[bold]#{inc.id} {esc(inc.title)}[/]\n{inc.category} · grade {inc.severity} · stage {inc.stage} "
                   f"({zh} / {en}) · cycle {inc.cycle}\nsource: {esc(inc.source_url or '-')} · signals: "
-                  f"{esc(inc.signals or '-')}\nnext triggers: {', '.join(MACHINE.allowed(inc.stage)) or 'none'}")
+                  f"{esc(inc.signals or '-')}\nnext triggers: {', '.join(view.allowed_triggers) or 'none'}")
         _task_table(svc, incident_id)
         if escs:
             titles = {t.id: t.title_zh for t in tasks}
@@ -165,6 +169,8 @@ def fire_cmd(
     trig = {"skip": "skip_onsite", "follow-up": "follow_up", "followup": "follow_up"}.get(trigger, trigger)
 
     def body() -> None:
+        from crisis import views
+
         svc = service()
         before = svc.incident(incident_id).stage
         inc = svc.fire(incident_id, trig, principal=principal(by), decision=decision, severity=severity,
@@ -173,7 +179,7 @@ def fire_cmd(
         moved = _stage_exit_summary(svc, incident_id)
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.stage,
-                  "allowed_triggers": MACHINE.allowed(inc.stage), **moved})
+                  "allowed_triggers": views.allowed_triggers(inc.stage), **moved})
         else:
             out.print(f"#{inc.id}: {before} → [bold]{inc.stage}[/] (grade {inc.severity})")
             for what, label in (("waived", "waived by override"), ("carried", "carried over (still open)"),
