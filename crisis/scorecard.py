@@ -196,11 +196,11 @@ def evaluate(exp: Expectation, opened_at: datetime, milestones: dict[str, dateti
 
 def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectation] | None = None,
           finished: bool = True) -> dict[str, Any]:
-    inc = svc.incident(incident_id)
-    tasks = svc.tasks(incident_id)
-    escalations = svc.escalations(incident_id)
-    events = svc.timeline(incident_id)
-    statements = svc.statements(incident_id)
+    from crisis import views  # one snapshot of the incident, read the way every adapter reads it
+
+    view = views.incident_detail(svc, incident_id)
+    inc, tasks, escalations, events, statements = (view.incident, view.all_tasks, view.escalations, view.timeline,
+                                                   view.statements)
     names = {p.id: p.name for p in svc.roster.people}
     by_id = {t.id: t for t in tasks if t.id is not None}
     milestones = first_times(inc, events)

@@ -1,24 +1,28 @@
 """Read models: what adapters show, each built from one read transaction (one consistent snapshot).
 
 The CLI's `show`, the HTTP API and the web pages read an incident through `incident_detail`, so none of
-them assembles a view from several queries or asks the state machine itself. Lists, "my work" and
-`events_since` live on the service's queries (paged there); this module adds the one-snapshot views.
+them assembles a view from several queries or asks the state machine itself; the incident list, a person's
+work, `events_since` and the playbook outline live here too, so every adapter reads the same thing.
 Every view is a dataclass of rows and plain values; `crisis.jsonout` turns it into JSON.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import and_, case
+from sqlmodel import col, func, select
 
 from crisis.engine import policy
 from crisis.engine.fsm import FINAL, MACHINE, STAGE_NAMES
 from crisis.errors import NotFound
+from crisis.playbook import Playbook
 from crisis.principal import Principal
 from crisis.roster import GROUPS
+from crisis.service.queries import DEFAULT_PAGE, Page
+from crisis.severity import Severity
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Event, Incident, Statement, Task
 
@@ -95,3 +99,135 @@ def incident_detail(svc: Any, incident_id: int, *, principal: Principal | None =
         detail.actions = {"allowed": sorted(policy.allowed(decisions.values())),
                           "refused": policy.refusals(decisions)}
     return detail
+
+
+# ---------------------------------------------------------------------------- incident list
+@dataclass
+class IncidentRow:
+    """One line of the incident list: the incident and what needs attention in it at the snapshot's time."""
+
+    incident: Incident
+    next_deadline: datetime | None  # earliest due time among its open tasks
+    overdue: int  # open tasks past their deadline
+    unacked: int  # escalations of open tasks nobody has acknowledged
+
+
+def incident_list(svc: Any, *, stage: str | None = None, category: str | None = None, final: bool | None = False,
+                  limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[IncidentRow]:
+    """Incidents newest first, one page, filtered by stage, category and open (`final=False`, the default) /
+    final (`True`) / either (`None`). One snapshot and a fixed number of statements whatever the page size:
+    the per-incident figures come from grouped queries over the page's ids, never one query per incident."""
+    now = svc.clock.now()
+    conds: list[Any] = []
+    if stage is not None:
+        conds.append(Incident.stage == stage)
+    if category is not None:
+        conds.append(Incident.category == category)
+    if final is not None:
+        conds.append(col(Incident.stage).in_(FINAL) if final else col(Incident.stage).not_in(FINAL))
+    with read_session(svc.engine) as s:
+        total = s.exec(select(func.count()).select_from(Incident).where(*conds)).one()
+        items = list(s.exec(select(Incident).where(*conds).order_by(col(Incident.id).desc())
+                            .offset(offset).limit(limit)).all())
+        ids = [i.id for i in items if i.id is not None]
+        open_ = and_(col(Task.incident_id).in_(ids), Task.status == "open")
+        late = func.sum(case((col(Task.due_at) < now, 1), else_=0))  # a NULL deadline is never late
+        due = {iid: (nxt, n or 0) for iid, nxt, n in s.exec(
+            select(Task.incident_id, func.min(Task.due_at), late).where(open_).group_by(Task.incident_id)).all()}
+        unacked = dict(s.exec(select(Escalation.incident_id, func.count()).join(
+            Task, col(Task.id) == Escalation.task_id).where(open_, col(Escalation.acked_at).is_(None))
+            .group_by(Escalation.incident_id)).all())
+    rows = [IncidentRow(i, *due.get(i.id or 0, (None, 0)), unacked.get(i.id or 0, 0)) for i in items]
+    return Page(rows, total, limit, offset)
+
+
+# ---------------------------------------------------------------------------- a person's work
+@dataclass
+class MyWork:
+    """What a person has to do: open tasks assigned to them and escalations that paged them for open tasks."""
+
+    person: str
+    tasks: list[Task]  # newest first
+    escalations: list[Escalation]  # newest first
+    at: datetime
+
+
+def my_work(svc: Any, person: str) -> MyWork:
+    """A person's open tasks and pending escalations, newest first, from one read transaction."""
+    now = svc.clock.now()
+    with read_session(svc.engine) as s:
+        tasks = list(s.exec(select(Task).where(Task.assignee == person, Task.status == "open")
+                            .order_by(col(Task.id).desc())).all())
+        escs = list(s.exec(select(Escalation).join(Task, col(Task.id) == Escalation.task_id).where(
+            Escalation.recipient == person, Task.status == "open")
+            .order_by(col(Escalation.fired_at).desc(), col(Escalation.id).desc())).all())
+    return MyWork(person, tasks, escs, now)
+
+
+# ---------------------------------------------------------------------------- live updates
+def events_since(svc: Any, since_id: int, *, limit: int = DEFAULT_PAGE) -> list[Event]:
+    """Audit events of every incident after event `since_id`, in id order (poll with the last id)."""
+    with read_session(svc.engine) as s:
+        return list(s.exec(select(Event).where(col(Event.id) > since_id).order_by(col(Event.id))
+                           .limit(limit)).all())
+
+
+# ---------------------------------------------------------------------------- playbook outline
+@dataclass
+class OutlineTask:
+    stage: str
+    key: str
+    group: str
+    title: str
+    title_en: str
+    required: bool
+    anchor: str
+    due: timedelta | None  # for the outline's grade; None: no deadline
+
+
+@dataclass
+class OutlineStage:
+    stage: str
+    names: tuple[str, str]
+    tasks: list[OutlineTask]
+    chain: list[str]  # who is chased, in order, once a deadline of this stage passes
+    wait: timedelta  # between chain steps, for the grade
+    repeat: int
+
+
+@dataclass
+class PlaybookOutline:
+    category: str
+    name: str
+    severity: str
+    stages: list[OutlineStage]
+
+    @property
+    def tasks(self) -> list[OutlineTask]:
+        return [t for st in self.stages for t in st.tasks]
+
+
+def playbook_outline(pb: Playbook, severity: Severity) -> PlaybookOutline:
+    """A playbook for one grade: per stage its tasks with deadlines and the escalation chain (pure)."""
+    stages = []
+    for name, spec in pb.stages.items():
+        chain = pb.escalation_for(name)
+        tasks = [OutlineTask(name, t.key, t.group, t.title.zh, t.title.en, t.required, t.anchor,
+                             t.due[severity] if t.due else None) for t in spec.tasks]
+        stages.append(OutlineStage(name, STAGE_NAMES.get(name, (name, name)), tasks, list(chain.chain),
+                                   chain.wait[severity], chain.repeat))
+    return PlaybookOutline(pb.category, pb.name.zh, severity.value, stages)
+
+
+def outline_json(o: PlaybookOutline) -> dict[str, Any]:
+    """The outline as JSON (deadlines and waits as readable durations): the CLI and the API print the same."""
+    from crisis.durations import format_duration
+
+    def task(t: OutlineTask) -> dict[str, Any]:
+        return {"stage": t.stage, "key": t.key, "group": t.group, "title": t.title, "title_en": t.title_en,
+                "required": t.required, "anchor": t.anchor, "due": format_duration(t.due) if t.due else None}
+
+    return {"category": o.category, "name": o.name, "severity": o.severity, "tasks": [task(t) for t in o.tasks],
+            "stages": [{"stage": st.stage, "names": list(st.names), "chain": st.chain,
+                        "wait": format_duration(st.wait), "repeat": st.repeat,
+                        "tasks": [t.key for t in st.tasks]} for st in o.stages]}

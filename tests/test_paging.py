@@ -14,12 +14,15 @@ def test_incident_pages_newest_first_with_total(svc, clock):
         ids.append(open_incident(svc))
         clock.advance(timedelta(minutes=1))
     drive_to(svc, ids[1], "dismissed")
-    first = svc.incident_page(limit=2)
-    assert [i.id for i in first.items] == [ids[4], ids[3]] and first.total == 4 and first.next_offset == 2
-    last = svc.incident_page(limit=2, offset=2)
-    assert [i.id for i in last.items] == [ids[2], ids[0]] and last.next_offset is None  # the dismissed one left out
-    everything = svc.incident_page(include_final=True, limit=None)
-    assert [i.id for i in everything.items] == ids[::-1] and everything.total == 5 and everything.next_offset is None
+    from crisis.views import incident_list
+
+    first = incident_list(svc, limit=2)
+    assert [r.incident.id for r in first.items] == [ids[4], ids[3]] and first.total == 4 and first.next_offset == 2
+    last = incident_list(svc, limit=2, offset=2)
+    assert [r.incident.id for r in last.items] == [ids[2], ids[0]] and last.next_offset is None  # dismissed: left out
+    everything = incident_list(svc, final=None, limit=None)
+    assert [r.incident.id for r in everything.items] == ids[::-1] and everything.total == 5
+    assert everything.next_offset is None
     assert set(svc.next_deadlines([ids[4]])) == {ids[4]}  # only the page's incidents are aggregated
 
 

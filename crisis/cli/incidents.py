@@ -84,26 +84,33 @@ def _footer(pg: Page[object], page: int, order: str) -> None:
 @app.command("list")
 def list_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Include closed and dismissed incidents.")] = False,
+    final: Annotated[bool, typer.Option("--final", help="Only closed and dismissed incidents.")] = False,
+    stage: Annotated[str | None, typer.Option("--stage", help="Only incidents in this stage.")] = None,
+    category: Annotated[str | None, typer.Option("--category", help="Only incidents of this category.")] = None,
     limit: LimitOpt = DEFAULT_PAGE,
     page: PageOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Incidents with their stage, grade and next deadline, newest first, one page at a time."""
+    """Incidents with their stage, grade, next deadline and overdue tasks, newest first, one page at a time."""
     def body() -> None:
+        from crisis import views  # loaded when run: `crisis --help` stays light
+
         svc = service()
-        pg = svc.incident_page(include_final=all_, **_paging(limit, page))
-        nxt = svc.next_deadlines([i.id for i in pg.items if i.id is not None])
+        which = True if final else (None if all_ else False)
+        pg = views.incident_list(svc, stage=stage, category=category, final=which, **_paging(limit, page))
         if as_json:
-            emit([{**dump(i), "next_deadline": iso(nxt.get(i.id or 0))} for i in pg.items])
+            emit([{**dump(r.incident), "next_deadline": iso(r.next_deadline), "overdue": r.overdue,
+                   "unacked": r.unacked} for r in pg.items])
             return
-        t = table("#", "title", "category", "grade", "stage", "next deadline", "opened",
+        t = table("#", "title", "category", "grade", "stage", "next deadline", "late", "opened",
                   wrap=("title", "next deadline"))
         now = svc.clock.now()
-        for i in pg.items:
-            due = nxt.get(i.id or 0)
+        for r in pg.items:
+            i, due = r.incident, r.next_deadline
             due_s = "-" if due is None else f"{local(due)} ({'overdue ' if due < now else 'in '}" \
                                             f"{format_duration(abs(due - now))})"
-            t.add_row(str(i.id), i.title, i.category, i.severity, i.stage, due_s, local(i.opened_at))
+            late = f"{r.overdue} overdue" + (f", {r.unacked} unacked" if r.unacked else "") if r.overdue else ""
+            t.add_row(str(i.id), i.title, i.category, i.severity, i.stage, due_s, late, local(i.opened_at))
         out.print(t)
         _footer(pg, page, "newest first")
     run(body, as_json)

@@ -39,23 +39,23 @@ def playbook_validate(paths: Annotated[list[Path] | None, typer.Argument()] = No
 
 @playbook_app.command("show")
 def playbook_show(category: str, severity: str = "II", as_json: JsonOpt = False) -> None:
-    """Tasks and deadlines of a playbook for one grade."""
+    """Stages, tasks, deadlines and escalation chains of a playbook for one grade."""
     def body() -> None:
+        from crisis import views  # loaded when run: `crisis --help` stays light
         from crisis.playbook import load_playbooks
         from crisis.severity import Severity
 
-        pb = load_playbooks(settings().playbooks_dir).get(category)
-        sev = Severity.parse(severity)
-        rows = [{"stage": st, "key": t.key, "group": t.group, "title": t.title.zh, "title_en": t.title.en,
-                 "required": t.required, "anchor": t.anchor,
-                 "due": format_duration(t.due[sev]) if t.due else None}
-                for st, spec in pb.stages.items() for t in spec.tasks]
+        outline = views.playbook_outline(load_playbooks(settings().playbooks_dir).get(category),
+                                         Severity.parse(severity))
         if as_json:
-            emit({"category": pb.category, "severity": sev.value, "tasks": rows})
+            emit(views.outline_json(outline))
             return
         t = table("stage", "key", "group", "title", "req", "due", "from", wrap=("title",))
-        for r in rows:
-            t.add_row(r["stage"], r["key"], r["group"], r["title"], "yes" if r["required"] else "", r["due"] or "-",
-                      r["anchor"])
+        for r in outline.tasks:
+            t.add_row(r.stage, r.key, r.group, r.title, "yes" if r.required else "",
+                      format_duration(r.due) if r.due else "-", r.anchor)
         out.print(t)
+        for st in outline.stages:
+            out.print(f"{st.stage}: {' → '.join(st.chain)} every {format_duration(st.wait)} "
+                      f"(repeat {st.repeat})", highlight=False)
     run(body, as_json)

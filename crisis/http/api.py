@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from crisis import jsonout
-from crisis.engine.fsm import MACHINE, TRIGGERS
+from crisis import jsonout, views
+from crisis.engine.fsm import TRIGGERS
 from crisis.errors import InputError
 from crisis.http.auth import Identity, require
 from crisis.principal import Principal
@@ -122,12 +122,16 @@ router = APIRouter()
 # ---------------------------------------------------------------------------- incidents
 @router.get("/incidents", tags=["incidents"])
 def list_incidents(request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0,
-                   include_final: bool = False) -> dict[str, Any]:
-    """Incidents (open ones unless include_final) with their next deadline, newest first."""
-    svc = service(request)
-    pg = svc.incident_page(include_final=include_final, limit=limit, offset=offset)
-    nxt = svc.next_deadlines([i.id for i in pg.items if i.id is not None])
-    return paged([{**i.model_dump(), "next_deadline": nxt.get(i.id or 0)} for i in pg.items], pg.total, limit, offset)
+                   include_final: bool = False, final: bool | None = None, stage: str | None = None,
+                   category: str | None = None) -> dict[str, Any]:
+    """Incidents newest first with their next deadline and overdue / unacknowledged counts; open ones unless
+    `include_final` (both) or `final` (true: only closed and dismissed; false: only open); by stage, category."""
+    which = final if final is not None else (None if include_final else False)
+    pg = views.incident_list(service(request), stage=stage, category=category, final=which, limit=limit,
+                             offset=offset)
+    rows = [{**r.incident.model_dump(), "next_deadline": r.next_deadline, "overdue": r.overdue,
+             "unacked": r.unacked} for r in pg.items]
+    return paged(rows, pg.total, limit, offset)
 
 
 @router.post("/incidents", status_code=201, tags=["incidents"])
@@ -145,12 +149,14 @@ def open_incident(body: OpenBody, request: Request, ident: Writer) -> dict[str, 
 
 @router.get("/incidents/{incident_id}", tags=["incidents"])
 def show_incident(incident_id: int, request: Request, _: Reader) -> dict[str, Any]:
-    """One incident: stage, allowed triggers, tasks, escalations, statements and timeline."""
-    svc = service(request)
-    inc = svc.incident(incident_id)
-    return encode({"incident": inc, "allowed_triggers": MACHINE.allowed(inc.stage),
-                   "tasks": svc.tasks(incident_id), "escalations": svc.escalations(incident_id),
-                   "statements": svc.statements(incident_id), "timeline": svc.timeline(incident_id)})
+    """One incident as one snapshot: stage, allowed triggers, tasks (with overdue flags), escalations,
+    statements, timeline and the version to send back with a change."""
+    view = views.incident_detail(service(request), incident_id)
+    overdue = {tv.task.id for tvs in view.tasks.values() for tv in tvs if tv.overdue}
+    return encode({"incident": view.incident, "version": view.version, "allowed_triggers": view.allowed_triggers,
+                   "tasks": [{**t.model_dump(), "overdue": t.id in overdue} for t in view.all_tasks],
+                   "escalations": view.escalations, "statements": view.statements, "timeline": view.timeline,
+                   "at": view.at})
 
 
 @router.post("/incidents/{incident_id}/fire", tags=["incidents"])
@@ -162,7 +168,8 @@ def fire(incident_id: int, body: FireBody, request: Request, ident: Writer) -> d
                    override=body.override, reason=body.reason, note=body.note,
                    expected_version=body.expected_version, **by(ident))
     deliver(request)
-    return encode({"incident": inc, "from": before, "to": inc.stage, "allowed_triggers": MACHINE.allowed(inc.stage)})
+    return encode({"incident": inc, "from": before, "to": inc.stage,
+                   "allowed_triggers": views.allowed_triggers(inc.stage)})
 
 
 @router.post("/incidents/{incident_id}/signals", tags=["incidents"])
@@ -270,15 +277,15 @@ def tick(request: Request, _: Writer) -> dict[str, Any]:
 def events_since(request: Request, _: Reader, since: Annotated[int, Query(ge=0)] = 0,
                  limit: Limit = 200) -> dict[str, Any]:
     """Audit events of all incidents after event `since` (poll with `last_id` for live updates)."""
-    events = service(request).events_since(since, limit=limit)
+    events = views.events_since(service(request), since, limit=limit)
     return {"items": encode(events), "last_id": max([since, *(e.id or 0 for e in events)])}
 
 
 @router.get("/me/work", tags=["tasks"])
 def my_work(request: Request, ident: Reader) -> dict[str, Any]:
-    """The caller's open tasks (earliest due first) and the escalations that paged them for open tasks."""
-    tasks, escalations = service(request).my_work(ident.person)
-    return encode({"person": ident.person, "tasks": tasks, "escalations": escalations})
+    """The caller's open tasks and the escalations that paged them for open tasks, newest first."""
+    work = views.my_work(service(request), ident.person)
+    return encode({"person": work.person, "tasks": work.tasks, "escalations": work.escalations, "at": work.at})
 
 
 # ---------------------------------------------------------------------------- statements
@@ -316,8 +323,7 @@ def list_playbooks(request: Request, _: Reader) -> dict[str, Any]:
 
 @router.get("/playbooks/{category}", tags=["playbooks"])
 def playbook_outline(category: str, request: Request, _: Reader, severity: str = "II") -> dict[str, Any]:
-    """Stages, tasks and deadlines of a playbook for one grade."""
-    from crisis.durations import format_duration
+    """Stages, tasks, deadlines and escalation chains of a playbook for one grade."""
     from crisis.severity import Severity
 
     pb = service(request).playbooks.get(category)
@@ -325,7 +331,4 @@ def playbook_outline(category: str, request: Request, _: Reader, severity: str =
         sev = Severity.parse(severity)
     except ValueError as exc:
         raise InputError(str(exc), field="severity") from None
-    rows = [{"stage": st, "key": t.key, "group": t.group, "title": t.title.zh, "title_en": t.title.en,
-             "required": t.required, "anchor": t.anchor, "due": format_duration(t.due[sev]) if t.due else None}
-            for st, spec in pb.stages.items() for t in spec.tasks]
-    return {"category": pb.category, "severity": sev.value, "tasks": rows}
+    return views.outline_json(views.playbook_outline(pb, sev))

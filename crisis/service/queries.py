@@ -21,7 +21,7 @@ DEFAULT_PAGE = 50
 
 @dataclass(frozen=True)
 class Page(Generic[R]):
-    """One page of a listing; the same queries serve the CLI, the API and the web board."""
+    """One page of a listing; the same reads (here and in crisis.views) serve the CLI, the API and the web board."""
 
     items: list[R]
     total: int
@@ -35,18 +35,6 @@ class Page(Generic[R]):
 
 
 class Queries(ServiceBase):
-    def incident_page(self, *, include_final: bool = False, limit: int | None = DEFAULT_PAGE,
-                      offset: int = 0) -> Page[Incident]:
-        """Incidents newest first, one page (the cost does not grow with history: primary-key order)."""
-        with read_session(self.engine) as s:
-            stmt = select(Incident).order_by(col(Incident.id).desc())
-            count = select(func.count()).select_from(Incident)
-            if not include_final:
-                stmt = stmt.where(col(Incident.stage).not_in(FINAL))
-                count = count.where(col(Incident.stage).not_in(FINAL))
-            items = list(s.exec(stmt.offset(offset).limit(limit)).all())
-            return Page(items, s.exec(count).one(), limit, offset)
-
     def escalation_page(self, incident_id: int | None = None, *, pending: bool = False,
                         limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[Escalation]:
         """Escalations, one page: pending ones (of open tasks, acknowledged or not: an acknowledgement only holds
@@ -98,21 +86,6 @@ class Queries(ServiceBase):
         with read_session(self.engine) as s:
             return list(s.exec(select(Event).where(Event.incident_id == incident_id)
                                .order_by(col(Event.at), col(Event.id))).all())
-
-    def events_since(self, since_id: int, *, limit: int = DEFAULT_PAGE) -> list[Event]:
-        """Audit events of every incident after event `since_id`, in id order (live updates: poll with the last id)."""
-        with read_session(self.engine) as s:
-            return list(s.exec(select(Event).where(col(Event.id) > since_id).order_by(col(Event.id))
-                               .limit(limit)).all())
-
-    def my_work(self, person: str) -> tuple[list[Task], list[Escalation]]:
-        """A person's open tasks (earliest due first) and the escalations that paged them for tasks still open."""
-        with read_session(self.engine) as s:
-            tasks = list(s.exec(select(Task).where(Task.assignee == person, Task.status == "open")
-                                .order_by(col(Task.due_at), col(Task.id))).all())
-            escs = list(s.exec(select(Escalation).join(Task, col(Task.id) == Escalation.task_id).where(
-                Escalation.recipient == person, Task.status == "open").order_by(col(Escalation.fired_at))).all())
-        return tasks, escs
 
     def statements(self, incident_id: int) -> list[Statement]:
         with read_session(self.engine) as s:

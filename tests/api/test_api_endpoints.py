@@ -83,7 +83,11 @@ def test_statements_escalations_tick_playbooks(client, svc, clock, advance):
 
     assert "medical_dispute" in client.get(f"{API}/playbooks").json()["categories"]
     outline = client.get(f"{API}/playbooks/medical_dispute", params={"severity": "I"}).json()
-    assert outline["severity"] == "I" and outline["tasks"]
+    assert outline["severity"] == "I" and outline["tasks"] and all(st["chain"] for st in outline["stages"])
+    listed = client.get(f"{API}/incidents", params={"stage": "nonesuch"}).json()
+    assert listed["items"] == [] and listed["total"] == 0
+    row = client.get(f"{API}/incidents", params={"final": False}).json()["items"][0]
+    assert {"next_deadline", "overdue", "unacked"} <= set(row)
     me = client.get(f"{API}/auth/me").json()
     assert me["person"] == "president" and me["auth"] == "session" and "leadership_head" in me["roles"]
 
@@ -141,7 +145,7 @@ def test_unexpected_error_is_a_500_without_trace(client, svc, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(svc, "incident_page", boom)
+    monkeypatch.setattr("crisis.views.incident_list", boom)
     res = client.get(f"{API}/incidents")
     assert res.status_code == 500 and error(res)["code"] == "internal"
     assert "secret" not in res.text and "Traceback" not in res.text
@@ -163,7 +167,7 @@ def test_database_busy_or_unavailable_is_503(client, svc, monkeypatch):
         def fail(*a, exc=exc, **k):
             raise exc
 
-        monkeypatch.setattr(svc, "incident_page", fail)
+        monkeypatch.setattr("crisis.views.incident_list", fail)
         res = client.get(f"{API}/incidents")
         assert res.status_code == 503 and error(res)["code"] == "unavailable"
         assert res.headers.get("Retry-After") == retry
