@@ -38,12 +38,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from crisis import logs
 from crisis.clock import Clock, SystemClock
-from crisis.config import Settings, build_channels, build_dispatcher, build_service
+from crisis.config import build_channels, build_dispatcher, build_service
 from crisis.errors import Conflict, CrisisError, InputError
 from crisis.notify.channels import Channel
 from crisis.notify.dispatch import Dispatcher
 from crisis.notify.messages import Renderer
 from crisis.service import CrisisService
+from crisis.settings import Settings, load_settings
 from crisis.store import status
 from crisis.store.db import DatabaseChanged, check_same_database, database_identity, sqlite_path
 
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", type=float, default=30.0, help="safety-net sweep interval in seconds")
     args = parser.parse_args(argv)
     try:
-        run(Settings.from_env(), sweep_seconds=args.sweep)
+        run(load_settings(), sweep_seconds=args.sweep)
     except CrisisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

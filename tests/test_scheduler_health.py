@@ -17,7 +17,7 @@ import pytest
 from helpers import ROOT, Cli, crisis_env
 
 from crisis.clock import SystemClock
-from crisis.config import Settings, build_service
+from crisis.config import Settings, build_service, load_settings
 from crisis.notify.channels import MemoryChannel
 from crisis.principal import Principal as P
 from crisis.scheduler import AlreadyRunning, Deliverer, Runner, background, leader_lock
@@ -89,7 +89,7 @@ def test_status_shows_a_running_scheduler_then_a_stopped_one(tmp_path, monkeypat
     cli = Cli(tmp_path)
     cli("db", "init")
     assert cli.json("scheduler", "status", code=1)["state"] == "never_started"
-    svc = build_service(Settings.from_env(), SystemClock())
+    svc = build_service(load_settings(), SystemClock())
     inc = svc.open_incident(title="t", category="medical_dispute", principal=P("duty_officer"))
     with background(svc, {name: MemoryChannel() for name in svc.channels}, svc.clock, sweep_seconds=0.2) as r:
         deadline = time.monotonic() + 10

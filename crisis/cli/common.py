@@ -8,7 +8,6 @@ reaches the user. A failure that is not a CrisisError is a bug: its traceback go
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,9 +24,9 @@ from crisis.console import SafeTable, fit_width, styled, table
 from crisis.errors import CrisisError, InputError
 
 if TYPE_CHECKING:  # the engine, the database layer and the models load when a command runs, not for --help
-    from crisis.config import Settings
     from crisis.principal import Principal
     from crisis.service import CrisisService
+    from crisis.settings import Settings
 
 try:
     from typer._click.exceptions import UsageError  # recent typer vendors its own click
@@ -69,21 +68,25 @@ ByOpt = Annotated[str | None, typer.Option("--by", help="Who acts (person id fro
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     db: Annotated[str | None, typer.Option(help="Database URL (default $CRISIS_DB_URL or store/crisis.db).")] = None,
     roster: Annotated[Path | None, typer.Option(help="Roster YAML (default examples/roster.yaml).")] = None,
     playbooks: Annotated[Path | None, typer.Option(help="Playbook folder (default playbooks/).")] = None,
 ) -> None:
-    from crisis.config import Settings
+    from crisis.settings import load_settings
 
-    settings = Settings.from_env().with_overrides(db_url=db, roster_path=roster, playbooks_dir=playbooks)
+    try:  # a bad environment value (CRISIS_TZ=Mars/Olympus) is exit 2 naming the variable, JSON under --json
+        settings = load_settings().with_overrides(db_url=db, roster_path=roster, playbooks_dir=playbooks)
+    except CrisisError as exc:
+        fail(str(exc), type(exc).__name__, bool(ctx.meta.get("crisis_json")))
     _state["settings"] = settings
     fit_width(out)
 
 
 def settings() -> Settings:
-    from crisis.config import Settings
+    from crisis.settings import load_settings
 
-    return _state.get("settings") or Settings.from_env()
+    return _state.get("settings") or load_settings()
 
 
 def service() -> CrisisService:
@@ -103,7 +106,7 @@ def principal(by: str | None) -> Principal:
     """Who acts at the shell: `--by`, else $CRISIS_USER, else the duty officer; the service checks the roster."""
     from crisis.principal import Principal
 
-    who = by or os.environ.get("CRISIS_USER") or service().roster.roles.get("duty_officer")
+    who = by or settings().user or service().roster.roles.get("duty_officer")
     if not who:
         raise InputError("say who acts with --by (or set CRISIS_USER)", field="--by")
     return Principal(person=who, auth="cli")

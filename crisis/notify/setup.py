@@ -1,6 +1,6 @@
 """Build the channels, the renderer and the dispatcher from the deployment's settings.
 
-Environment (read once, in `NotifySettings.from_env`):
+Environment (read once, by crisis.settings):
 CRISIS_SMTP_URL, CRISIS_WECOM_URL, CRISIS_DINGTALK_URL + CRISIS_DINGTALK_SECRET,
 CRISIS_FEISHU_URL + CRISIS_FEISHU_SECRET, CRISIS_WEBHOOK_URL + CRISIS_WEBHOOK_SECRET (chat robots are the
 deployment's group chats; the roster says who prefers which and how to @-mention them);
@@ -11,7 +11,6 @@ seconds), CRISIS_NOTIFY_LEASE (seconds a claimed message is left to its claimer)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from crisis.clock import Clock
-from crisis.errors import InputError
 from crisis.notify.channels import Channel, FileChannel, LogChannel
 from crisis.notify.chat import DingTalkRobot, FeishuBot, JsonWebhook, WeComRobot
 from crisis.notify.dispatch import Dispatcher, Policy
@@ -47,23 +45,6 @@ class NotifySettings:
     attempts: int = 6
     backoff: float = 30.0
     lease: float = 120.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
-        env = os.environ if env is None else env
-        get = lambda k: env.get(f"CRISIS_{k}") or None  # noqa: E731
-        try:
-            nums = {"timeout": float(env.get("CRISIS_NOTIFY_TIMEOUT", 10)),
-                    "attempts": int(env.get("CRISIS_NOTIFY_ATTEMPTS", 6)),
-                    "backoff": float(env.get("CRISIS_NOTIFY_BACKOFF", 30)),
-                    "lease": float(env.get("CRISIS_NOTIFY_LEASE", 120))}
-        except ValueError as exc:
-            raise InputError(f"CRISIS_NOTIFY_*: {exc}") from None
-        return cls(smtp_url=get("SMTP_URL"), wecom_url=get("WECOM_URL"), dingtalk_url=get("DINGTALK_URL"),
-                   dingtalk_secret=get("DINGTALK_SECRET"), feishu_url=get("FEISHU_URL"),
-                   feishu_secret=get("FEISHU_SECRET"), webhook_url=get("WEBHOOK_URL"),
-                   webhook_secret=get("WEBHOOK_SECRET"), public_url=get("PUBLIC_URL"),
-                   ack_secret=get("ACK_SECRET"), **nums)
 
     def personal_channels(self) -> dict[str, Channel]:
         t = self.timeout

@@ -35,10 +35,10 @@ URL_HELP = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DBNAME
 
 
 def default_url() -> str:
-    url = os.environ.get("CRISIS_DB_URL")
-    if url:
-        return url
-    return f"sqlite:///{ROOT / 'store' / 'crisis.db'}"
+    """CRISIS_DB_URL, else store/crisis.db (crisis.settings reads the environment)."""
+    from crisis.settings import load_settings
+
+    return load_settings().db_url
 
 
 def sqlite_path(url: str) -> Path | None:

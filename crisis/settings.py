@@ -1,0 +1,111 @@
+"""The deployment's settings: the one place that reads the environment (pydantic-settings).
+
+CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (the hospital's
+time zone: display, quiet hours, rota hand-overs), CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals),
+CRISIS_USER (who acts at the shell by default); notification channels: CRISIS_SMTP_URL, CRISIS_WECOM_URL,
+CRISIS_DINGTALK_URL/_SECRET, CRISIS_FEISHU_URL/_SECRET, CRISIS_WEBHOOK_URL/_SECRET, CRISIS_PUBLIC_URL,
+CRISIS_ACK_SECRET, CRISIS_NOTIFY_TIMEOUT/_ATTEMPTS/_BACKOFF/_LEASE (see crisis.notify.setup).
+
+pydantic-settings beats the hand-written `os.environ.get` + `float(...)` it replaces: every variable is typed
+and validated in one declaration, and a bad value is reported with the variable's name (an InputError, exit 2).
+An empty variable counts as unset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crisis.errors import InputError
+from crisis.notify.setup import NotifySettings
+
+ROOT = Path(__file__).resolve().parents[1]
+_T = TypeVar("_T", bound=BaseSettings)
+_COMMON = SettingsConfigDict(env_prefix="CRISIS_", env_ignore_empty=True, extra="ignore", populate_by_name=True)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)",
+                         field="CRISIS_TZ") from None
+
+
+class NotifyEnv(BaseSettings):
+    """The notification part of the environment, turned into crisis.notify.setup.NotifySettings."""
+
+    model_config = _COMMON
+    smtp_url: str | None = None
+    wecom_url: str | None = None
+    dingtalk_url: str | None = None
+    dingtalk_secret: str | None = None
+    feishu_url: str | None = None
+    feishu_secret: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    public_url: str | None = None
+    ack_secret: str | None = None
+    timeout: float = Field(10.0, gt=0, validation_alias="CRISIS_NOTIFY_TIMEOUT")
+    attempts: int = Field(6, ge=1, validation_alias="CRISIS_NOTIFY_ATTEMPTS")
+    backoff: float = Field(30.0, ge=0, validation_alias="CRISIS_NOTIFY_BACKOFF")
+    lease: float = Field(120.0, gt=0, validation_alias="CRISIS_NOTIFY_LEASE")
+
+
+def _notify_from_env() -> NotifySettings:
+    return NotifySettings(**_checked(NotifyEnv).model_dump())
+
+
+class Settings(BaseSettings):
+    """Where things are and how this deployment talks; keyword arguments override the environment."""
+
+    model_config = SettingsConfigDict(**_COMMON, frozen=True)
+    db_url: str = f"sqlite:///{ROOT / 'store' / 'crisis.db'}"
+    playbooks_dir: Path = Field(ROOT / "playbooks", validation_alias="CRISIS_PLAYBOOKS")
+    roster_path: Path = Field(ROOT / "examples" / "roster.yaml", validation_alias="CRISIS_ROSTER")
+    notify_file: Path = ROOT / "store" / "notifications.jsonl"
+    log_path: Path = Field(ROOT / "store" / "crisis.log", validation_alias="CRISIS_LOG")
+    tz: str = "Asia/Shanghai"
+    signals_secret: str | None = None
+    user: str | None = None
+    notify: NotifySettings = Field(default_factory=_notify_from_env)
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given values (None: keep), e.g. the CLI's --db, --roster, --playbooks."""
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+
+
+def _env_name(cls: type[BaseSettings], loc: tuple[Any, ...]) -> str:
+    name = str(loc[0]) if loc else "?"
+    info = cls.model_fields.get(name)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return name if name.startswith("CRISIS_") else f"CRISIS_{name.upper()}"
+
+
+def _checked(cls: type[_T], **overrides: Any) -> _T:
+    try:
+        return cls(**overrides)
+    except InputError:
+        raise
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        var = _env_name(cls, tuple(first.get("loc", ())))
+        if var == "CRISIS_TZ":
+            zone(str(first.get("input")))
+        raise InputError(f"{var}: {first.get('msg')}", field=var) from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and the given overrides); a bad value is an InputError naming it."""
+    return _checked(Settings, **overrides)

@@ -1,0 +1,56 @@
+"""crisis.settings: the one reader of the environment; bad values are InputErrors naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crisis.errors import InputError
+from crisis.settings import load_settings
+
+
+def test_environment_sets_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CRISIS_DB_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("CRISIS_PLAYBOOKS", str(tmp_path / "pb"))
+    monkeypatch.setenv("CRISIS_ROSTER", str(tmp_path / "r.yaml"))
+    monkeypatch.setenv("CRISIS_NOTIFY_FILE", str(tmp_path / "n.jsonl"))
+    monkeypatch.setenv("CRISIS_LOG", str(tmp_path / "c.log"))
+    monkeypatch.setenv("CRISIS_TZ", "Europe/Paris")
+    monkeypatch.setenv("CRISIS_SIGNALS_SECRET", "s3")
+    monkeypatch.setenv("CRISIS_USER", "wang")
+    monkeypatch.setenv("CRISIS_PUBLIC_URL", "https://crisis.example")
+    monkeypatch.setenv("CRISIS_NOTIFY_ATTEMPTS", "3")
+    monkeypatch.setenv("CRISIS_SMTP_URL", "")  # empty counts as unset
+    s = load_settings()
+    assert s.db_url.endswith("x.db") and s.playbooks_dir == tmp_path / "pb" and s.roster_path == tmp_path / "r.yaml"
+    assert s.notify_file == tmp_path / "n.jsonl" and s.log_path == tmp_path / "c.log"
+    assert (s.tz, s.signals_secret, s.user) == ("Europe/Paris", "s3", "wang")
+    assert (s.notify.public_url, s.notify.attempts, s.notify.smtp_url) == ("https://crisis.example", 3, None)
+
+
+def test_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CRISIS_PLAYBOOKS", "/nowhere")
+    s = load_settings().with_overrides(playbooks_dir=tmp_path, db_url=None)
+    assert s.playbooks_dir == tmp_path
+    assert load_settings(playbooks_dir=tmp_path).playbooks_dir == tmp_path
+
+
+@pytest.mark.parametrize(("var", "value"), [("CRISIS_TZ", "Mars/Olympus"), ("CRISIS_NOTIFY_ATTEMPTS", "many"),
+                                            ("CRISIS_NOTIFY_TIMEOUT", "-1")])
+def test_bad_value_is_an_input_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, var: str,
+                                                         value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(InputError) as caught:
+        load_settings()
+    assert caught.value.field == var and var in str(caught.value)
+
+
+def test_bad_time_zone_at_the_shell_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from crisis.cli import app
+
+    monkeypatch.setenv("CRISIS_TZ", "Mars/Olympus")
+    result = CliRunner().invoke(app, ["list", "--json"])
+    assert result.exit_code == 2 and "CRISIS_TZ" in result.output and "Traceback" not in result.output
