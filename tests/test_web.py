@@ -164,3 +164,11 @@ def test_board_query_count_does_not_grow_with_incidents(client, svc):
     finally:
         event.remove(svc.engine, "before_cursor_execute", count)
     assert counts[0] == counts[1], counts
+
+
+def test_note_lands_in_timeline_escaped(client, svc):
+    inc = open_incident(svc)
+    csrf = login(client, "duty_officer")
+    res = client.post(f"/incidents/{inc.id}/note", data={"csrf_token": csrf, "text": "家属到场 <i>x</i>"})
+    assert res.status_code == 200 and "家属到场 &lt;i&gt;x&lt;/i&gt;" in res.text  # followed the redirect back
+    assert any(e.kind == "note" for e in svc.timeline(inc.id))

@@ -38,6 +38,7 @@ def build(svc: CrisisService, person: str, incident_id: int, now: datetime) -> d
         by_group[t.group].append(t)
     tasks_by_id = {t.id: t for t in tasks}
     return {"inc": inc, "triggers": triggers, "may_override": bool(actions["override"]),
+            "may_note": bool(actions["note"]),
             "groups": dict(by_group), "task_acts": task_acts, "escalations": escs, "tasks_by_id": tasks_by_id,
             "statements": [(st, policy.statement_actions(who, statement_facts(st))) for st in statements],
             "timeline": timeline, "trends": trends(inc.signals, timeline), "grades": GRADES}

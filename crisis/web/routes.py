@@ -214,3 +214,13 @@ async def release(statement_id: int, request: Request, incident: int = Form(...)
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.release_statement(statement_id, principal=principal(ident)),
                      f"/incidents/{incident}")
+
+
+@router.post("/incidents/{incident_id}/note")
+async def add_note(incident_id: int, request: Request, text: str = Form(...)) -> Response:
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    return await act(request, ident, lambda: svc.note(incident_id, "note", text, principal=principal(ident)),
+                     f"/incidents/{incident_id}")
