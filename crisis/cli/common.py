@@ -92,12 +92,12 @@ def settings() -> Settings:
 def service() -> CrisisService:
     if "service" not in _state:
         from crisis import logs
+        from crisis.bootstrap import build_service
         from crisis.clock import SystemClock
-        from crisis.config import build_service
 
         s = settings()
         logs.configure(s.log_path)
-        _state["service"] = build_service(s, SystemClock())
+        _state["service"] = build_service(s, SystemClock(), deliver=True, on_failure=warn)
     svc: CrisisService = _state["service"]
     return svc
 
@@ -113,21 +113,13 @@ def principal(by: str | None) -> Principal:
 
 
 def deliver() -> None:
-    """Deliver notifications this command queued (channels are idempotent, the scheduler may too).
+    """Deliver what was queued outside a service command (`crisis tick` fires on the engine's own path).
 
-    The command has committed: a delivery problem never fails it. The person who acted is told, one warning
-    line per failed notification naming the channel and the recipient; the outbox keeps it for a retry."""
-    from crisis.config import build_dispatcher
-
+    After each command the service delivers by itself (crisis.bootstrap): the person who acted is told, one
+    warning line per failed notification naming the channel and the recipient; the outbox keeps it for a retry."""
     svc = service()
-    try:
-        stats = build_dispatcher(settings(), svc).drain()
-    except Exception as exc:  # e.g. a channel that cannot even be set up (a notification file under a file)
-        warn(f"notifications not delivered now ({type(exc).__name__}: {exc}); they stay queued for the scheduler")
-        return
-    for channel, recipient, error in stats.failures:
-        warn(f"notification to {recipient} via {channel} failed ({error}); it stays queued and the scheduler "
-             f"retries it")
+    if svc.after_commit is not None:
+        svc.after_commit()
 
 
 def warn(message: str) -> None:

@@ -55,7 +55,6 @@ def open_cmd(
         svc = service()
         inc = svc.open_incident(title=title, category=category, source_url=source_url,
                                 signals=parse_kv(signal or [], "--signal"), severity=severity, principal=principal(by))
-        deliver()
         if as_json:
             emit({"incident": dump(inc), "tasks": [dump(t) for t in svc.tasks(inc.id or 0)]})
         else:
@@ -182,7 +181,6 @@ def fire_cmd(
         before = svc.incident(incident_id).stage
         inc = svc.fire(incident_id, trig, principal=principal(by), decision=decision, severity=severity,
                        override=override, reason=reason, note=note)
-        deliver()
         moved = _stage_exit_summary(svc, incident_id)
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.stage,
@@ -234,7 +232,6 @@ def ack_cmd(
     open then, the chain resumes at the next level."""
     def body() -> None:
         esc = service().acknowledge(escalation_id=escalation_id, task_id=task, principal=principal(by))
-        deliver()
         if as_json:
             emit(dump(esc))
         else:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crisis.cli.common import ByOpt, JsonOpt, _task_table, app, deliver, dump, emit, esc, out, principal, run, service
+from crisis.cli.common import ByOpt, JsonOpt, _task_table, app, dump, emit, esc, out, principal, run, service
 
 
 @app.command("regrade")
@@ -22,7 +22,6 @@ def regrade_cmd(
         svc = service()
         before = svc.incident(incident_id).severity
         inc = svc.regrade(incident_id, severity=severity, reason=reason, principal=principal(by))
-        deliver()
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.severity})
         else:

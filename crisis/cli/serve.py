@@ -33,7 +33,7 @@ def serve_cmd(
 
         from crisis import scheduler
         from crisis.accounts import Accounts
-        from crisis.config import build_channels, build_dispatcher
+        from crisis.bootstrap import build_channels, build_dispatcher
         from crisis.http.app import create_app
 
         svc, cfg = service(), settings()
@@ -42,8 +42,8 @@ def serve_cmd(
         ctx = contextlib.nullcontext() if no_scheduler else scheduler.background(
             svc, channels, svc.clock, sweep_seconds=sweep, dispatcher=delivery)
         with ctx as runner:
-            app_ = create_app(svc, Accounts(svc.engine, svc.roster, svc.clock),
-                              deliver=_after_command(delivery, runner), signals_secret=cfg.signals_secret,
+            svc.after_commit = _after_command(delivery, runner)  # the service runs it after each command
+            app_ = create_app(svc, Accounts(svc.engine, svc.roster, svc.clock), signals_secret=cfg.signals_secret,
                               tz=cfg.tz, ack_secret=cfg.notify.ack_secret.encode() if cfg.notify.ack_secret else None,
                               health=None if runner is None else lambda: _health(runner))
             err.print(f"crisis web on http://{host}:{port}/ and API on /api/v1 (docs /api/v1/docs); scheduler "

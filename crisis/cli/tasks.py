@@ -10,7 +10,6 @@ from crisis.cli.common import (
     ByOpt,
     JsonOpt,
     _task_table,
-    deliver,
     dump,
     emit,
     esc,
@@ -28,7 +27,6 @@ def task_done(task_id: int, note: str | None = None, by: ByOpt = None, as_json: 
     """Mark a task done; its pending escalations stop."""
     def body() -> None:
         t = service().complete_task(task_id, principal=principal(by), note=note)
-        deliver()
         if as_json:
             emit(dump(t))
         else:
@@ -55,7 +53,6 @@ def task_applicable(task_id: int, reason: Annotated[str, typer.Option(help="Why 
     """Mark an optional task applicable for this incident: it then holds its stage like a required one."""
     def body() -> None:
         t = service().mark_applicable(task_id, reason=reason, principal=principal(by))
-        deliver()
         if as_json:
             emit(dump(t))
         else:

@@ -3,7 +3,7 @@ written with it, row locks, and the principal check every command starts with.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +55,9 @@ class ServiceBase:
         self.routing = routing or Routing(channels=channels)
         self.channels = self.routing.channels
         self.log = get_logger()
+        # What runs after each committed command: notification delivery, set by crisis.bootstrap (or by
+        # `crisis serve`: wake the in-process scheduler). Commands stand whatever it does.
+        self.after_commit: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _now(self, now: datetime | None) -> datetime:
@@ -77,6 +80,11 @@ class ServiceBase:
             yield s, tx
             tx.flush(s)
         self._log_committed(tx)
+        if self.after_commit is not None:
+            try:
+                self.after_commit()
+            except Exception as exc:  # delivery never fails a committed command; the scheduler retries
+                self.log.warning("after_commit_failed", error=repr(exc))
 
     def _log_committed(self, tx: _Tx) -> None:
         for ev in tx.events:
