@@ -21,13 +21,13 @@ from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.escaping import md_inline
+from crisis.resources import data_path
 from crisis.service import CrisisService
-from crisis.store.db import ROOT
 
 KINDS = ("incident_report", "after_action", "scorecard")
 LANGS = labels.LANGS
 FORMATS = ("md", "pdf")
-TEMPLATES = ROOT / "templates"
+TEMPLATES = data_path("templates")  # shipped in the package (crisis.resources)
 
 # Event kinds that are noise in a report's narrative (they are in the tables instead).
 _QUIET = {"task_assigned", "task_cancelled", "task_regraded"}

@@ -1,6 +1,7 @@
 """The deployment's settings: the one place that reads the environment (pydantic-settings).
 
-CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER, CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (the hospital's
+CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER (default: the copies shipped in the package, see
+crisis.resources), CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (the hospital's
 time zone: display, quiet hours, rota hand-overs), CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals),
 CRISIS_USER (who acts at the shell by default); notification channels: CRISIS_SMTP_URL, CRISIS_WECOM_URL,
 CRISIS_DINGTALK_URL/_SECRET, CRISIS_FEISHU_URL/_SECRET, CRISIS_WEBHOOK_URL/_SECRET, CRISIS_PUBLIC_URL,
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisis.errors import InputError
 from crisis.notify.setup import NotifySettings
+from crisis.resources import data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 _T = TypeVar("_T", bound=BaseSettings)
@@ -65,8 +67,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(**_COMMON, frozen=True)
     db_url: str = f"sqlite:///{ROOT / 'store' / 'crisis.db'}"
-    playbooks_dir: Path = Field(ROOT / "playbooks", validation_alias="CRISIS_PLAYBOOKS")
-    roster_path: Path = Field(ROOT / "examples" / "roster.yaml", validation_alias="CRISIS_ROSTER")
+    playbooks_dir: Path = Field(data_path("playbooks"), validation_alias="CRISIS_PLAYBOOKS")
+    roster_path: Path = Field(data_path("examples", "roster.yaml"), validation_alias="CRISIS_ROSTER")
     notify_file: Path = ROOT / "store" / "notifications.jsonl"
     log_path: Path = Field(ROOT / "store" / "crisis.log", validation_alias="CRISIS_LOG")
     tz: str = "Asia/Shanghai"
