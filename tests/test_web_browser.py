@@ -86,6 +86,8 @@ def shoot(d, name: str) -> None:
 
 def test_duty_officer_and_on_call_admin_in_two_browsers(svc, clock, server, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import WebDriverWait
 
     watched = open_incident(svc, "夜间急诊候诊过久引发网络投诉 <script>alert(1)</script>")
     esc = escalate_to(svc, clock, "oncall_admin")
@@ -104,8 +106,12 @@ def test_duty_officer_and_on_call_admin_in_two_browsers(svc, clock, server, brow
         buttons = a.find_elements(By.CSS_SELECTOR, "form[action^='/tasks/'] button")
         if not buttons:
             break
-        buttons[0].click()
-        wait(lambda: "/incidents/" in a.current_url, "back on the incident page")
+        clicked = buttons[0]
+        clicked.click()
+        # the old page must be gone before the next look, or the next button found is a stale one
+        WebDriverWait(a, 12).until(staleness_of(clicked))
+        wait(lambda: "/incidents/" in a.current_url
+             and a.execute_script("return document.readyState") == "complete", "back on the incident page")
     assert all(t.status == "done" for t in svc.tasks(inc.id))
     a.find_element(By.CSS_SELECTOR, "form.fire input[value='report'] ~ button").click()
     wait(lambda: svc.incident(inc.id).stage == "reported", "report fired")
