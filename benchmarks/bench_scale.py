@@ -141,6 +141,16 @@ def _wait_ready(work: Path, proc: subprocess.Popen[bytes], timeout: float) -> fl
     return float("nan")
 
 
+def _watch_until_delivered(watch: Watch, proc: subprocess.Popen[bytes], count: int, seconds: float) -> None:
+    """Poll the database and notification file until `count` deliveries are seen, the scheduler exits, or
+    `seconds` pass; then take one last look."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and len(watch.delivered) < count and proc.poll() is None:
+        watch.poll()
+        time.sleep(POLL)
+    watch.poll()
+
+
 def bench_lateness(h: History, work: Path, *, due: int = 10_000, window: float = 60.0, lead: float = 15.0,
                    timeout: float = 180.0) -> dict[str, float]:
     """`due` steps fall due evenly over `window` seconds, starting `lead` s after the scheduler is started."""
@@ -153,11 +163,7 @@ def bench_lateness(h: History, work: Path, *, due: int = 10_000, window: float =
     proc = start_scheduler(env, work)
     try:
         ready = _wait_ready(work, proc, lead)
-        end = time.monotonic() + lead + window + timeout
-        while time.monotonic() < end and len(watch.delivered) < len(tasks) and proc.poll() is None:
-            watch.poll()
-            time.sleep(POLL)
-        watch.poll()
+        _watch_until_delivered(watch, proc, len(tasks), lead + window + timeout)
     finally:
         stop(proc)
         watch.close()
@@ -192,11 +198,7 @@ def bench_restart(h: History, work: Path, *, overdue: int = 8_000, timeout: floa
     t0 = time.time()
     proc = start_scheduler(env, work)
     try:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and len(watch.delivered) < len(tasks) and proc.poll() is None:
-            watch.poll()
-            time.sleep(POLL)
-        watch.poll()
+        _watch_until_delivered(watch, proc, len(tasks), timeout)
     finally:
         stop(proc)
         watch.close()
