@@ -110,13 +110,15 @@ class IncidentRow:
     next_deadline: datetime | None  # earliest due time among its open tasks
     overdue: int  # open tasks past their deadline
     unacked: int  # escalations of open tasks nobody has acknowledged
+    open_tasks: int = 0
 
 
 def incident_list(svc: Any, *, stage: str | None = None, category: str | None = None, final: bool | None = False,
-                  limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[IncidentRow]:
+                  watch: bool = True, limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[IncidentRow]:
     """Incidents newest first, one page, filtered by stage, category and open (`final=False`, the default) /
-    final (`True`) / either (`None`). One snapshot and a fixed number of statements whatever the page size:
-    the per-incident figures come from grouped queries over the page's ids, never one query per incident."""
+    final (`True`) / either (`None`); `watch=False` leaves out the watch-listed (the board's "open" tab).
+    One snapshot and a fixed number of statements whatever the page size: the per-incident figures come from
+    grouped queries over the page's ids, never one query per incident."""
     now = svc.clock.now()
     conds: list[Any] = []
     if stage is not None:
@@ -125,6 +127,8 @@ def incident_list(svc: Any, *, stage: str | None = None, category: str | None = 
         conds.append(Incident.category == category)
     if final is not None:
         conds.append(col(Incident.stage).in_(FINAL) if final else col(Incident.stage).not_in(FINAL))
+    if not watch:
+        conds.append(Incident.stage != "watch")
     with read_session(svc.engine) as s:
         total = s.exec(select(func.count()).select_from(Incident).where(*conds)).one()
         items = list(s.exec(select(Incident).where(*conds).order_by(col(Incident.id).desc())
@@ -132,12 +136,15 @@ def incident_list(svc: Any, *, stage: str | None = None, category: str | None = 
         ids = [i.id for i in items if i.id is not None]
         open_ = and_(col(Task.incident_id).in_(ids), Task.status == "open")
         late = func.sum(case((col(Task.due_at) < now, 1), else_=0))  # a NULL deadline is never late
-        due = {iid: (nxt, n or 0) for iid, nxt, n in s.exec(
-            select(Task.incident_id, func.min(Task.due_at), late).where(open_).group_by(Task.incident_id)).all()}
+        due = {iid: (nxt, n or 0, k) for iid, nxt, n, k in s.exec(select(
+            Task.incident_id, func.min(Task.due_at), late, func.count()).where(open_).group_by(Task.incident_id)).all()}
         unacked = dict(s.exec(select(Escalation.incident_id, func.count()).join(
             Task, col(Task.id) == Escalation.task_id).where(open_, col(Escalation.acked_at).is_(None))
             .group_by(Escalation.incident_id)).all())
-    rows = [IncidentRow(i, *due.get(i.id or 0, (None, 0)), unacked.get(i.id or 0, 0)) for i in items]
+    rows = []
+    for i in items:
+        nxt, late_n, n_open = due.get(i.id or 0, (None, 0, 0))
+        rows.append(IncidentRow(i, nxt, late_n, unacked.get(i.id or 0, 0), n_open))
     return Page(rows, total, limit, offset)
 
 
@@ -150,10 +157,12 @@ class MyWork:
     tasks: list[Task]  # newest first
     escalations: list[Escalation]  # newest first
     at: datetime
+    titles: dict[int, str] = field(default_factory=dict)  # incident id → title, for those listed
 
 
 def my_work(svc: Any, person: str) -> MyWork:
-    """A person's open tasks and pending escalations, newest first, from one read transaction."""
+    """A person's open tasks and pending escalations, newest first, with their incidents' titles, from one
+    read transaction (three statements)."""
     now = svc.clock.now()
     with read_session(svc.engine) as s:
         tasks = list(s.exec(select(Task).where(Task.assignee == person, Task.status == "open")
@@ -161,7 +170,34 @@ def my_work(svc: Any, person: str) -> MyWork:
         escs = list(s.exec(select(Escalation).join(Task, col(Task.id) == Escalation.task_id).where(
             Escalation.recipient == person, Task.status == "open")
             .order_by(col(Escalation.fired_at).desc(), col(Escalation.id).desc())).all())
-    return MyWork(person, tasks, escs, now)
+        ids = {t.incident_id for t in tasks} | {e.incident_id for e in escs}
+        titles = dict(s.exec(select(Incident.id, Incident.title).where(col(Incident.id).in_(ids))).all()) \
+            if ids else {}
+    return MyWork(person, tasks, escs, now, titles)  # type: ignore[arg-type]
+
+
+@dataclass
+class EscalationDetail:
+    """One escalation with its task and incident and the task's whole chain so far (who was paged before)."""
+
+    escalation: Escalation
+    task: Task
+    incident: Incident
+    chain: list[Escalation]  # every escalation of the task, by level then firing order
+
+
+def escalation_detail(svc: Any, escalation_id: int) -> EscalationDetail:
+    """What a one-tap acknowledgement page shows, from one read transaction."""
+    with read_session(svc.engine) as s:
+        esc = s.get(Escalation, escalation_id)
+        if esc is None:
+            raise NotFound(f"no escalation #{escalation_id}")
+        task, inc = s.get(Task, esc.task_id), s.get(Incident, esc.incident_id)
+        chain = list(s.exec(select(Escalation).where(Escalation.task_id == esc.task_id)
+                            .order_by(col(Escalation.level), col(Escalation.fired_at), col(Escalation.id))).all())
+    if task is None or inc is None:
+        raise NotFound(f"escalation #{escalation_id} has lost its task or incident")
+    return EscalationDetail(esc, task, inc, chain)
 
 
 # ---------------------------------------------------------------------------- live updates

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
 from helpers import by, drive_to, open_incident
 from sqlalchemy import event
 from test_cli import crisis  # noqa: F401  (the CLI fixture)
 
 from crisis import views
+from crisis.errors import NotFound
 from crisis.severity import Severity
 
 
@@ -53,12 +55,21 @@ def test_list_filters_and_pages_newest_first(svc, clock):
     assert views.incident_list(svc, stage="closed").items == []
 
 
+def test_list_can_leave_the_watch_list_out(svc, clock):
+    watched, live = open_incident(svc), open_incident(svc)
+    drive_to(svc, watched, "watch")
+    assert {r.incident.id for r in views.incident_list(svc).items} == {watched, live}
+    assert [r.incident.id for r in views.incident_list(svc, watch=False).items] == [live]
+    assert views.incident_list(svc, watch=False).total == 1
+
+
 def test_list_counts_overdue_and_unacked_per_incident(svc, clock, roster):
     calm = open_incident(svc)
     clock.advance(timedelta(minutes=1))
     late = open_incident(svc)
     rows = {r.incident.id: r for r in views.incident_list(svc).items}
     assert rows[late].overdue == rows[calm].overdue == 0 and rows[late].unacked == 0
+    assert rows[late].open_tasks == len([t for t in svc.tasks(late) if t.status == "open"]) > 0
     open_tasks = [t for t in svc.tasks(late) if t.due_at is not None]
     assert rows[late].next_deadline == min(t.due_at for t in open_tasks)
     clock.advance(timedelta(hours=3))
@@ -115,7 +126,22 @@ def test_my_work_is_open_tasks_and_pending_escalations_newest_first(svc, clock):
     escs = views.my_work(svc, target).escalations
     assert escs and {e.id for e in escs} == {e.id for e in paged if e.recipient == target}
     assert [(e.fired_at, e.id) for e in escs] == sorted(((e.fired_at, e.id) for e in escs), reverse=True)
+    assert views.my_work(svc, target).titles[escs[0].incident_id] == svc.incident(escs[0].incident_id).title
     assert views.my_work(svc, "nobody").tasks == [] and views.my_work(svc, "nobody").escalations == []
+    assert views.my_work(svc, "nobody").titles == {}
+
+
+def test_escalation_detail_has_the_task_incident_and_chain(svc, clock):
+    iid = open_incident(svc)
+    clock.advance(timedelta(days=2))
+    svc.tick()
+    last = max(svc.escalations(iid), key=lambda e: (e.level, e.id or 0))
+    d = views.escalation_detail(svc, last.id)
+    assert (d.escalation.id, d.task.id, d.incident.id) == (last.id, last.task_id, iid)
+    chain = [e for e in svc.escalations(iid) if e.task_id == last.task_id]
+    assert [e.id for e in d.chain] == [e.id for e in sorted(chain, key=lambda e: (e.level, e.fired_at, e.id))]
+    with pytest.raises(NotFound):
+        views.escalation_detail(svc, 10**9)
 
 
 def test_events_since_pages_in_id_order(svc):

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from crisis import acklink
+from crisis import acklink, views
 from crisis.errors import CrisisError, Forbidden
 from crisis.principal import Principal
-from crisis.web import reads
 from crisis.web.pages import now_of, problem, render
 
 router = APIRouter(include_in_schema=False)
@@ -24,7 +23,8 @@ def _check(request: Request, token: str) -> tuple[acklink.AckClaim, tuple]:  # t
     if not secret:
         raise Forbidden("acknowledgement links are not configured on this server (CRISIS_ACK_SECRET)")
     claim = acklink.verify(secret, token, now_of(request))
-    esc, task, inc, chain = reads.escalation_with_task(request.app.state.svc.engine, claim.escalation)
+    d = views.escalation_detail(request.app.state.svc, claim.escalation)
+    esc, task, inc, chain = d.escalation, d.task, d.incident, d.chain
     if esc.recipient != claim.person:
         raise Forbidden("this link was not issued to the person it names")
     if esc.acked_at is not None:

@@ -2,7 +2,8 @@
 
 Each handler checks who is signed in, calls the same service commands as the API (one transaction each; the
 service asks the policy), and renders a page. A refused or stale action renders a clear page; nothing is
-changed then. Reads use `crisis.web.reads` (a fixed number of queries per page).
+changed then. Reads go through `crisis.views`, the read models the CLI and the API use (a fixed number of
+queries per page).
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from crisis import views
 from crisis.engine.fsm import FINAL, STAGES
 from crisis.errors import Conflict, CrisisError
 from crisis.http.auth import Identity, sign_in, sign_out
 from crisis.http.errors import crisis_status
 from crisis.principal import Principal
 from crisis.service import CrisisService
-from crisis.web import incident_view, reads
+from crisis.web import incident_view
 from crisis.web.pages import now_of, problem, render, signed_in
 
 router = APIRouter(include_in_schema=False)
+BOARD_LIMIT = 200
+# board tab → incident_list's (final, watch-listed included, stage): open leaves the watch list out
+BOARD_VIEWS: dict[str, tuple[bool, bool, str | None]] = {
+    "open": (False, False, None), "watch": (False, True, "watch"), "closed": (True, False, None)}
 
 
 def svc_of(request: Request) -> CrisisService:
@@ -109,9 +115,12 @@ async def change_password(request: Request, current: str = Form(...), new: str =
 def _board_ctx(request: Request) -> dict[str, Any]:
     q = request.query_params
     view = q.get("view", "open")
-    board = reads.board(svc_of(request).engine, now_of(request), view=view, stage=q.get("stage") or None,
-                        category=q.get("category") or None)
-    return {"board": board, "view": view, "stage": q.get("stage", ""), "category": q.get("category", ""),
+    final, watch, stage = BOARD_VIEWS.get(view, BOARD_VIEWS["open"])
+    board = views.incident_list(svc_of(request), stage=stage or q.get("stage") or None,
+                                category=q.get("category") or None, final=final, watch=watch, limit=BOARD_LIMIT)
+    failed = svc_of(request).outbox(failed=True, limit=10)[::-1]  # newest first, as `crisis outbox --failed`
+    return {"board": board, "failed": failed, "view": view, "stage": q.get("stage", ""),
+            "category": q.get("category", ""),
             "categories": sorted(svc_of(request).playbooks.categories), "query": str(q),
             "stages": [s for s in STAGES if s not in FINAL]}
 
@@ -140,7 +149,7 @@ async def my_work(request: Request) -> Response:
     ident = await signed_in(request)
     if isinstance(ident, Response):
         return ident
-    work = await run_in_threadpool(reads.my_work, svc_of(request).engine, ident.person)
+    work = await run_in_threadpool(views.my_work, svc_of(request), ident.person)
     return render(request, "my.html", {"work": work}, ident=ident)
 
 
