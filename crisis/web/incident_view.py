@@ -7,46 +7,30 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from crisis import views
 from crisis.engine import policy
-from crisis.engine.fsm import FINAL, MACHINE
-from crisis.principal import for_person
+from crisis.principal import Principal, for_person
 from crisis.service import CrisisService
 from crisis.service.statements import statement_facts
-from crisis.store.models import Event, Task
+from crisis.store.models import Event
 
 GRADES = ("I", "II", "III", "IV")
 
 
 def build(svc: CrisisService, person: str, incident_id: int, now: datetime) -> dict[str, Any]:
-    inc = svc.incident(incident_id)
-    tasks, escs = svc.tasks(incident_id), svc.escalations(incident_id)
-    statements, timeline = svc.statements(incident_id), svc.timeline(incident_id)
+    """The page's context from `views.incident_detail` (one snapshot, the read the CLI and API use), with what
+    this person may do as the policy answered it there; statements' actions are asked of the policy here."""
+    d = views.incident_detail(svc, incident_id, principal=Principal(person=person, auth="session"))
     who = for_person(svc.roster, person, "session", now)
-    paged: dict[int, set[str]] = defaultdict(set)
-    for e in escs:
-        paged[e.task_id].add(e.recipient)
-    open_required = tuple(t.key for t in tasks if t.status == "open" and t.required and t.cycle == inc.cycle
-                          and t.stage == inc.stage)
-    facts = policy.IncidentFacts(id=inc.id or 0, stage=inc.stage, severity=inc.severity,
-                                 allowed_triggers=tuple(MACHINE.allowed(inc.stage)), open_required=open_required,
-                                 final=inc.stage in FINAL)
-    actions = policy.incident_actions(who, facts)
-    triggers = [t for t in MACHINE.allowed(inc.stage) if actions[f"fire:{t}"]]
-    task_acts = {t.id: policy.task_actions(who, _task_facts(t, paged)) for t in tasks}
-    by_group: dict[str, list[Task]] = defaultdict(list)
-    for t in tasks:
-        by_group[t.group].append(t)
-    tasks_by_id = {t.id: t for t in tasks}
-    return {"inc": inc, "triggers": triggers, "may_override": bool(actions["override"]),
-            "may_note": bool(actions["note"]),
-            "groups": dict(by_group), "task_acts": task_acts, "escalations": escs, "tasks_by_id": tasks_by_id,
-            "statements": [(st, policy.statement_actions(who, statement_facts(st))) for st in statements],
-            "timeline": timeline, "trends": trends(inc.signals, timeline), "grades": GRADES}
-
-
-def _task_facts(t: Task, paged: dict[int, set[str]]) -> policy.TaskFacts:
-    return policy.TaskFacts(id=t.id or 0, group=t.group, assignee=t.assignee, status=t.status, required=t.required,
-                            paged=frozenset(paged.get(t.id or 0, ())), acked=t.acked_at is not None)
+    allowed = set(d.actions.get("allowed", ()))
+    groups = {g: [tv.task for tv in tvs] for g, tvs in d.tasks.items() if tvs}
+    return {"inc": d.incident, "version": d.version,
+            "triggers": [t for t in d.allowed_triggers if f"fire:{t}" in allowed],
+            "may_override": "override" in allowed, "may_note": "note" in allowed,
+            "groups": groups, "task_acts": {tv.task.id: tv.actions for tvs in d.tasks.values() for tv in tvs},
+            "escalations": d.escalations, "tasks_by_id": {t.id: t for t in d.all_tasks},
+            "statements": [(st, policy.statement_actions(who, statement_facts(st))) for st in d.statements],
+            "timeline": d.timeline, "trends": trends(d.incident.signals, d.timeline), "grades": GRADES}
 
 
 def trends(current: dict[str, Any], timeline: list[Event]) -> dict[str, str]:
