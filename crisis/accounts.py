@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock
-from crisis.errors import CrisisError, InputError, NotFound
+from crisis.errors import InputError, NotFound, TooManyAttempts, Unauthenticated
 from crisis.logs import get_logger
 from crisis.roster import Roster
 from crisis.store.auth_models import Account, ApiToken, LoginSession, LoginThrottle
@@ -38,18 +38,6 @@ SESSION_TTL = timedelta(hours=12)
 SESSION_IDLE = timedelta(hours=2)
 TOUCH_EVERY = timedelta(minutes=1)  # last-seen / last-used writes at most this often
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024
-
-
-class Unauthenticated(CrisisError):
-    """No credentials, or wrong ones (HTTP 401). Deliberately vague about which part was wrong."""
-
-
-class TooManyAttempts(CrisisError):
-    """Sign-in slowed or locked after repeated failures (HTTP 429); `retry_after` in seconds."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = max(1, int(retry_after + 0.999))
 
 
 @dataclass(frozen=True)

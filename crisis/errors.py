@@ -1,6 +1,13 @@
-"""Error types the shell turns into clear messages; raising one must leave state unchanged."""
+"""Error types the shell turns into clear messages; raising one must leave state unchanged.
+
+Also the one place that says what a typed error means to a caller: its HTTP status, its `code`, and the
+body `{"error": {"code", "message", "field", ...}}` that the API answers and the CLI prints under --json.
+Adapters map by type through `status_of` / `error_body`, never by reading a message.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class CrisisError(Exception):
@@ -75,7 +82,55 @@ class Unavailable(CrisisError):
 class Busy(Unavailable):
     """Another process held the database's write lock for longer than a command waits (HTTP 503, retry)."""
 
+    retry_after = 1  # seconds; the API's Retry-After header, `retry_after` in every error body
+
 
 class DatabaseMissing(Unavailable):
     """No crisis database where the settings point (a missing SQLite file, or no crisis tables): only
     `crisis db init` creates one, so a wrong URL is an error, never a fresh empty database (HTTP 503)."""
+
+
+class Unauthenticated(CrisisError):
+    """No credentials, or wrong ones (HTTP 401). Deliberately vague about which part was wrong."""
+
+
+class TooManyAttempts(CrisisError):
+    """Sign-in slowed or locked after repeated failures (HTTP 429); `retry_after` in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+EXIT_STATUS = 2  # every refusal at the shell, usage and internal errors included (scripts test for it)
+
+# HTTP status -> the `code` of an error body; adapter-level refusals (413, 405, ...) use it too
+CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+         422: "invalid", 429: "too_many_attempts", 500: "internal", 503: "unavailable"}
+
+# most specific first; Conflict and its kinds (illegal trigger, guard, stale version, wrong state) are 409
+_STATUS: tuple[tuple[type[CrisisError], int], ...] = (
+    (Unauthenticated, 401), (TooManyAttempts, 429), (InputError, 422), (NotFound, 404), (Forbidden, 403),
+    (Unavailable, 503), (Conflict, 409), (CrisisError, 409))
+
+# attributes a caller can act on, carried next to code/message/field when the error has them
+_DETAILS = ("allowed", "rule", "changes", "retry_after", "file", "line")
+
+
+def status_of(exc: CrisisError) -> int:
+    """The HTTP status of a typed error, by class."""
+    return next(status for kind, status in _STATUS if isinstance(exc, kind))
+
+
+def problem(status: int, message: str, field: str | None = None, **details: Any) -> dict[str, Any]:
+    """The error body for a status: `{"error": {"code", "message", "field", **details}}`."""
+    return {"error": {"code": CODES.get(status, "error"), "message": message, "field": field, **details}}
+
+
+def error_body(exc: CrisisError) -> dict[str, Any]:
+    """The error body of a typed error: the same for the API and for the CLI's --json. An InputError's
+    message is its own text; where it was (field, file, line) goes in fields of its own."""
+    details = {name: value for name in _DETAILS if (value := getattr(exc, name, None)) is not None}
+    message = exc.message if isinstance(exc, InputError) else str(exc)
+    return problem(status_of(exc), message, getattr(exc, "field", None), **details)

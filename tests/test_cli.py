@@ -51,10 +51,11 @@ def test_open_list_show_fire_done_ack(crisis):
     assert [(i["id"], i["stage"]) for i in listed] == [(inc["id"], "monitoring")]
     assert listed[0]["next_deadline"] == opened["tasks"][0]["due_at"]
 
-    err = crisis.json("fire", str(inc["id"]), "assess", "--decision", "activate", "--by", "president", code=2)
-    assert err["type"] == "IllegalTrigger" and "allowed: report" in err["error"]
-    err = crisis.json("fire", str(inc["id"]), "report", code=2)
-    assert err["type"] == "GuardFailed" and "compile_report" in err["error"]
+    err = crisis.json("fire", str(inc["id"]), "assess", "--decision", "activate", "--by", "president",
+                      code=2)["error"]  # the API's error body: same code, the allowed triggers listed
+    assert err["code"] == "conflict" and err["allowed"] == ["report"] and "allowed: report" in err["message"]
+    err = crisis.json("fire", str(inc["id"]), "report", code=2)["error"]
+    assert err["code"] == "conflict" and "allowed" not in err and "compile_report" in err["message"]
 
     task_id = opened["tasks"][0]["id"]
     done = crisis.json("task", "done", str(task_id), "--by", "publicity_head")
@@ -72,8 +73,8 @@ def test_open_list_show_fire_done_ack(crisis):
     keys = [x["key"] for x in lines]
     assert len(keys) == len(set(keys)) and f"task:{task_id}:assigned:file" in keys
 
-    err = crisis.json("ack", "99", "--by", "oncall_admin", code=2)
-    assert err["type"] == "NotFound"
+    err = crisis.json("ack", "99", "--by", "oncall_admin", code=2)["error"]
+    assert err["code"] == "not_found"
 
 
 def test_bad_arguments_change_nothing(crisis):
@@ -105,7 +106,7 @@ def test_report_markdown_json_and_bad_kind(crisis):
         "after_action.en.md", "after_action.zh-CN.md", "incident_report.en.md", "incident_report.zh-CN.md",
         "scorecard.json"]
     err = crisis.json("report", str(inc["id"]), "--kind", "minutes", code=2)
-    assert "unknown report 'minutes'" in err["error"]
+    assert "unknown report 'minutes'" in err["error"]["message"]
     crisis("report", str(inc["id"]), "--tz", "Mars/Olympus", code=2)
     crisis("report", "999", code=2)
 
@@ -113,6 +114,6 @@ def test_report_markdown_json_and_bad_kind(crisis):
 def test_built_in_actors_cannot_be_named(crisis):
     inc = crisis.json("open", "--title", "t", "--category", "medical_dispute")["incident"]
     for name in ("drill", "system", "ghost"):
-        err = crisis.json("task", "done", "1", "--by", name, code=2)
-        assert err["type"] == "Forbidden" and "unknown person" in err["error"]
+        err = crisis.json("task", "done", "1", "--by", name, code=2)["error"]
+        assert err["code"] == "forbidden" and "unknown person" in err["message"]
     assert crisis.json("show", str(inc["id"]))["tasks"][0]["status"] == "open"

@@ -48,13 +48,13 @@ def test_ids_beyond_64_bits(cli, args):
     opened(cli)
     one_error_line(cli(*args, code=2), "number too large")
     err = cli.json(*args, code=2)
-    assert err["type"] == "InputError" and "number too large" in err["error"]
+    assert err["error"]["code"] == "invalid" and "number too large" in err["error"]["message"]
 
 
 def test_usage_errors_are_json_under_json(cli):
-    err = cli.json("show", "abc", code=2)
-    assert err["type"] == "UsageError" and "incident_id" in err["error"]
-    assert cli.json("nope", code=2)["type"] == "UsageError"
+    err = cli.json("show", "abc", code=2)["error"]  # the API's shape and code for a value it refuses
+    assert err["code"] == "invalid" and err["field"] == "incident_id" and "incident_id" in err["message"]
+    assert cli.json("nope", code=2)["error"]["code"] == "invalid"
 
 
 def test_user_text_in_an_error_is_not_markup(cli):
@@ -67,8 +67,9 @@ def test_drill_speed_must_be_a_positive_number(cli, tmp_path, speed):
     out = tmp_path / "out"
     one_error_line(cli("drill", "run", str(DRILLS_DIR / "medical-dispute-viral.yaml"), "--speed", speed,
                        "--out", str(out), code=2), "--speed")
-    assert cli.json("drill", "run", str(DRILLS_DIR / "medical-dispute-viral.yaml"), "--speed", speed,
-                    code=2)["type"] == "InputError"
+    err = cli.json("drill", "run", str(DRILLS_DIR / "medical-dispute-viral.yaml"), "--speed", speed, code=2)
+    assert err["error"]["code"] == "invalid" and err["error"]["field"] == "--speed"
+    assert err["error"]["message"].startswith("must be a number greater than zero")
     assert not out.exists()
 
 
@@ -101,7 +102,7 @@ def test_unusable_database_files(cli, tmp_path):
     folder.mkdir()
     one_error_line(cli("--db", f"sqlite:///{folder}", "list", code=2), "cannot use database", "cannot open")
     err = cli.json("--db", f"sqlite:///{text}/below.db", "list", code=2)  # commands never create a database
-    assert err["type"] == "DatabaseMissing" and f"no crisis database at {text}/below.db" in err["error"]
+    assert err["error"]["code"] == "unavailable" and f"no crisis database at {text}/below.db" in err["error"]["message"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
@@ -125,7 +126,7 @@ def test_unreadable_database_file(cli, tmp_path):
 def test_bad_or_unreachable_database_urls(cli, url, needle):
     line = one_error_line(cli("--db", url, "list", code=2), needle)
     assert "secret" not in line  # passwords never shown
-    assert cli.json("--db", url, "list", code=2)["type"] in ("InputError", "Unavailable")
+    assert cli.json("--db", url, "list", code=2)["error"]["code"] in ("invalid", "unavailable")
 
 
 def _hold_write_lock(path: Path, ready: threading.Event, release: threading.Event) -> None:
@@ -152,7 +153,8 @@ def test_readers_do_not_wait_for_a_writer_and_a_busy_writer_gets_one_line(cli, t
         # a writer cannot get the lock in time: one clear line, exit 2
         one_error_line(cli("fire", str(inc), "report", "--override", "--reason", "x", "--by", "president", code=2),
                        "database busy, try again in a moment")
-        assert cli.json("open", "--title", "t", "--category", "medical_dispute", code=2)["type"] == "Busy"
+        busy = cli.json("open", "--title", "t", "--category", "medical_dispute", code=2)["error"]
+        assert busy["code"] == "unavailable" and busy["retry_after"] == 1
     finally:
         release.set()
         holder.join(10)
@@ -167,7 +169,7 @@ def test_unwritable_out_paths(cli, tmp_path):
                        code=2), "cannot use", "Not a directory")
     inc = opened(cli)
     err = cli.json("report", str(inc), "--out", str(afile / "reports"), code=2)
-    assert "Not a directory" in err["error"]
+    assert err["error"]["code"] == "invalid" and "Not a directory" in err["error"]["message"]
 
 
 def test_an_unexpected_failure_is_one_line_and_its_traceback_goes_to_the_log(cli, tmp_path, monkeypatch):
@@ -179,7 +181,8 @@ def test_an_unexpected_failure_is_one_line_and_its_traceback_goes_to_the_log(cli
     inc = str(opened(cli))
     monkeypatch.setattr(views, "incident_detail", broken)  # stands in for a bug anywhere below the CLI
     one_error_line(cli("show", inc, code=2), "internal error", "RuntimeError: boom")
-    assert cli.json("show", inc, code=2)["type"] == "InternalError"
+    err = cli.json("show", inc, code=2)["error"]
+    assert err["code"] == "internal" and "RuntimeError: boom" in err["message"]
     logged = [json.loads(ln) for ln in (tmp_path / "crisis.log").read_text("utf-8").splitlines()]
     assert any(e["msg"] == "internal_error" and "RuntimeError: boom" in e.get("exception", "") for e in logged)
 

@@ -244,5 +244,6 @@ def test_drill_validate_checks_several_files_and_names_the_incidents(crisis, tmp
         ("surge", ["dispute", "violence"], 3), ("violence-night-er", ["main"], 29)]
     night.write_text(night.read_text("utf-8").replace("person: oncall_backup, from", "person: nobody, from"), "utf-8")
     err = crisis.json("drill", "validate", str(tmp_path), code=2)
-    assert err["type"] == "InputError" and "on_call[0].person" in err["error"] and "unknown person 'nobody'" in \
-        err["error"]
+    err = err["error"]
+    assert err["code"] == "invalid" and "on_call[0].person" in err["field"] and "unknown person 'nobody'" in \
+        err["message"] and err["file"]

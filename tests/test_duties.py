@@ -173,6 +173,6 @@ def test_task_applicable_cli(crisis):  # noqa: F811
     t = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "原帖已删", "--by", "publicity_head")
     assert t["required"] is True
     err = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "x", "--by", "publicity_head", code=2)
-    assert err["type"] == "InputError" and "already required" in err["error"]
+    assert err["error"]["code"] == "invalid" and "already required" in err["error"]["message"]
     err = crisis.json("task", "applicable", str(evidence["id"]), "--reason", "x", code=2)  # the duty officer
-    assert err["type"] == "Forbidden"
+    assert err["error"]["code"] == "forbidden"

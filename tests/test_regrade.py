@@ -56,6 +56,6 @@ def test_regrade_cli(crisis):  # noqa: F811
     out = crisis.json("regrade", str(inc["id"]), "--severity", "I", "--reason", "多家媒体跟进", "--by", "president")
     assert (out["from"], out["to"], out["incident"]["severity"]) == ("II", "I", "I")
     err = crisis.json("regrade", str(inc["id"]), "--severity", "I", "--reason", "x", "--by", "duty_officer", code=2)
-    assert err["type"] == "Forbidden"
+    assert err["error"]["code"] == "forbidden" and err["error"]["rule"]
     text = crisis("regrade", str(inc["id"]), "--severity", "III", "--reason", "热度回落", "--by", "president").stdout
     assert "grade I → III" in text

@@ -1,8 +1,9 @@
 """Shared parts of the `crisis` command line for the duty officer, on-call administrators and drill facilitators.
 
 A thin adapter: parse arguments, call the service, print with rich (or JSON with --json).
-Every error exits with status 2 and a one-line message (a JSON object under --json); no traceback
-reaches the user. A failure that is not a CrisisError is a bug: its traceback goes to the log file.
+Every error exits with status 2 and a one-line message; under --json it is the API's error body
+`{"error": {"code", "message", "field", ...}}` (crisis.errors maps the types); no traceback reaches the user.
+A failure that is not a CrisisError is a bug: its traceback goes to the log file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typer.core import TyperGroup
 
 from crisis import jsonout
 from crisis.console import SafeTable, fit_width, styled, table
-from crisis.errors import CrisisError, InputError
+from crisis.errors import EXIT_STATUS, CrisisError, InputError, error_body, problem
 
 if TYPE_CHECKING:  # the engine, the database layer and the models load when a command runs, not for --help
     from crisis.principal import Principal
@@ -49,8 +50,10 @@ class CrisisGroup(TyperGroup):
         except UsageError as exc:
             if not ctx.meta.get("crisis_json"):
                 raise
-            print(json.dumps({"error": exc.format_message(), "type": "UsageError"}, ensure_ascii=False))
-            raise typer.Exit(2) from None
+            param = getattr(exc, "param", None)  # a value click refused names its parameter
+            field = getattr(param, "name", None) or getattr(exc, "option_name", None)
+            print(json.dumps(problem(422, exc.format_message(), field), ensure_ascii=False))
+            raise typer.Exit(EXIT_STATUS) from None
 
 
 app = typer.Typer(cls=CrisisGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -78,7 +81,7 @@ def _main(
     try:  # a bad environment value (CRISIS_TZ=Mars/Olympus) is exit 2 naming the variable, JSON under --json
         settings = load_settings().with_overrides(db_url=db, roster_path=roster, playbooks_dir=playbooks)
     except CrisisError as exc:
-        fail(str(exc), type(exc).__name__, bool(ctx.meta.get("crisis_json")))
+        fail(exc, bool(ctx.meta.get("crisis_json")))
     _state["settings"] = settings
     fit_width(out)
 
@@ -127,13 +130,17 @@ def warn(message: str) -> None:
     err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def fail(message: str, kind: str, as_json: bool) -> NoReturn:
-    """Print one error line (a JSON object under --json) and exit with status 2."""
+def fail(exc: CrisisError, as_json: bool) -> NoReturn:
+    """Print one error line (the API's error body under --json) and exit with status 2."""
+    _fail(str(exc), error_body(exc), as_json)
+
+
+def _fail(line: str, body: dict[str, Any], as_json: bool) -> NoReturn:
     if as_json:
-        print(json.dumps({"error": message, "type": kind}, ensure_ascii=False))
+        print(json.dumps(body, ensure_ascii=False))
     else:
-        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_STATUS)
 
 
 def run(fn: Callable[[], Any], as_json: bool) -> None:
@@ -141,15 +148,16 @@ def run(fn: Callable[[], Any], as_json: bool) -> None:
     try:
         fn()
     except CrisisError as exc:
-        fail(str(exc), type(exc).__name__, as_json)
+        fail(exc, as_json)
     except OSError as exc:  # a path given to us: --out, a report folder, the notification file
         where = f"{exc.filename}: " if exc.filename else ""
-        fail(f"cannot use {where}{exc.strerror or exc}", "InputError", as_json)
+        fail(InputError(f"cannot use {where}{exc.strerror or exc}"), as_json)
     except Exception as exc:  # a bug: one line here, the traceback in the log
         from crisis import logs
 
         logs.get_logger().exception("internal_error", error=repr(exc))
-        fail(f"internal error ({type(exc).__name__}: {exc}); details in the log", "InternalError", as_json)
+        line = f"internal error ({type(exc).__name__}: {exc}); details in the log"
+        _fail(line, problem(500, line), as_json)
 
 
 Table = SafeTable  # every CLI table: cells are data (never markup), columns fold instead of "monitor…"

@@ -16,6 +16,7 @@ from crisis.cli.common import (
     run,
     settings,
 )
+from crisis.errors import InputError
 
 drill_app = typer.Typer(no_args_is_help=True, help="Tabletop drills in virtual time.")
 
@@ -36,11 +37,11 @@ def drill_run(
     from crisis.drill.cli import run_drill_command
 
     if speed is not None and instant:
-        fail("--speed and --instant exclude each other", "InputError", as_json)
+        fail(InputError("--speed and --instant exclude each other", field="--speed"), as_json)
     if speed is not None and not (math.isfinite(speed) and speed > 0):
-        fail(f"--speed must be a number greater than zero, got {speed}", "InputError", as_json)
+        fail(InputError(f"must be a number greater than zero, got {speed}", field="--speed"), as_json)
     if fmt not in ("md", "pdf"):
-        fail(f"unknown format {fmt!r} (use md, pdf)", "InputError", as_json)
+        fail(InputError(f"unknown format {fmt!r} (use md, pdf)", field="--format"), as_json)
     run(lambda: run_drill_command(scenario, speed=speed, out_dir=out_dir, db_url=db, tz=tz or settings().tz,
                                   as_json=as_json, formats=("md", "pdf") if fmt == "pdf" else ("md",),
                                   settings=settings(), console=out), as_json)

@@ -1,9 +1,10 @@
 """One error shape for every refusal: `{"error": {"code", "message", "field"}}` (plus `allowed` for an
-illegal trigger, `rule` for a policy refusal, `retry_after` for throttling).
+illegal trigger, `rule` for a policy refusal, `changes` for a stale version, `retry_after` for throttling and
+a busy database).
 
-Typed errors map to statuses by type, never by message; anything unexpected becomes a logged 500 with
-the same shape and no trace. The body-size guard is here too: a body over the limit is refused with 413
-before any handler (or JSON parser) sees it.
+Typed errors map to statuses and bodies by type (crisis.errors, shared with the CLI's --json), never by
+message; anything unexpected becomes a logged 500 with the same shape and no trace. The body-size guard is
+here too: a body over the limit is refused with 413 before any handler (or JSON parser) sees it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crisis.accounts import TooManyAttempts, Unauthenticated
-from crisis.errors import Busy, CrisisError, Forbidden, InputError, NotFound, Unavailable
+from crisis.errors import CrisisError, error_body, problem, status_of
 from crisis.logs import get_logger
 
 MAX_BODY = 1024 * 1024  # 1 MiB
-
-_STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-                 422: "invalid", 429: "too_many_attempts", 500: "internal", 503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -35,50 +31,20 @@ class ApiError(Exception):
         self.status, self.message, self.field, self.extra = status, message, field, extra
 
 
-def error_body(status: int, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": _STATUS_CODES.get(status, "error"), "message": message, "field": field, **extra}}
-
-
 def error_response(status: int, message: str, field: str | None = None, *,
                    headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse(error_body(status, message, field, **extra), status_code=status, headers=headers)
+    return JSONResponse(problem(status, message, field, **extra), status_code=status, headers=headers)
 
 
-def crisis_status(exc: CrisisError) -> int:
-    """The HTTP status of a typed error: by class, most specific first."""
-    if isinstance(exc, Unauthenticated):
-        return 401
-    if isinstance(exc, TooManyAttempts):
-        return 429
-    if isinstance(exc, InputError):
-        return 422
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Forbidden):
-        return 403
-    if isinstance(exc, Unavailable):
-        return 503
-    return 409  # Conflict and its kinds: illegal trigger, guard, stale version, wrong state
+crisis_status = status_of  # the web pages' statuses, by the same table as the API's
 
 
 def _crisis_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CrisisError)
-    status = crisis_status(exc)
-    extra: dict[str, Any] = {}
-    if getattr(exc, "allowed", None) is not None:
-        extra["allowed"] = exc.allowed  # type: ignore[attr-defined]
-    if getattr(exc, "rule", None):
-        extra["rule"] = exc.rule  # type: ignore[attr-defined]
-    if getattr(exc, "changes", None) is not None:
-        extra["changes"] = exc.changes  # type: ignore[attr-defined]
-    headers = None
-    if isinstance(exc, TooManyAttempts):
-        extra["retry_after"] = exc.retry_after
-        headers = {"Retry-After": str(exc.retry_after)}
-    elif isinstance(exc, Busy):
-        headers = {"Retry-After": "1"}
-    message = exc.message if isinstance(exc, InputError) else str(exc)
-    return error_response(status, message, getattr(exc, "field", None), headers=headers, **extra)
+    body = error_body(exc)
+    retry = body["error"].get("retry_after")
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return JSONResponse(body, status_code=status_of(exc), headers=headers)
 
 
 def _api_error(_request: Request, exc: Exception) -> JSONResponse:
