@@ -9,6 +9,7 @@ Unknown keys come back unchanged: a label is presentation, never a reason to fai
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 Lang = Literal["zh-CN", "en"]
@@ -83,6 +84,7 @@ EVENTS: dict[str, Pair] = {
     "statement_release_override": ("领导批准发布含个人信息的声明", "personal data released by leadership"),
     "inject": ("演练注入", "drill inject"),
     "drill_action_rejected": ("操作被拒", "action refused"),
+    "note": ("备注", "note"),
 }
 
 SIGNALS: dict[str, Pair] = {
@@ -137,6 +139,32 @@ EXPECTATION_STATUS: dict[str, Pair] = {
     "PENDING": ("待定", "pending"),
 }
 
+TASK_STATUS: dict[str, Pair] = {
+    "open": ("进行中", "open"),
+    "done": ("已完成", "done"),
+    "waived": ("已豁免", "waived"),
+    "cancelled": ("已取消", "cancelled"),
+}
+
+STATEMENT_STATUS: dict[str, Pair] = {
+    "draft": ("草稿", "draft"),
+    "in_review": ("审核中", "in review"),
+    "approved": ("已审核通过", "approved"),
+    "rejected": ("已退回", "rejected"),
+    "released": ("已发布", "released"),
+}
+
+CHANNELS: dict[str, Pair] = {
+    "file": ("文件", "file"),
+    "email": ("邮件", "email"),
+    "wecom": ("企业微信", "WeCom"),
+    "dingtalk": ("钉钉", "DingTalk"),
+    "feishu": ("飞书", "Feishu"),
+    "webhook": ("Webhook", "webhook"),
+    "sms": ("短信", "SMS"),
+    "drill": ("演练", "drill"),
+}
+
 SEVERITY: dict[str, tuple[str, str, str, str]] = {  # zh label, en label, zh colour, en colour
     "I": ("特别重大", "extremely serious", "红色", "red"),
     "II": ("重大", "serious", "橙色", "orange"),
@@ -147,7 +175,8 @@ SEVERITY: dict[str, tuple[str, str, str, str]] = {  # zh label, en label, zh col
 CATALOGUE: dict[str, dict[str, Pair]] = {
     "stage": STAGES, "group": GROUPS, "decision": DECISIONS, "trigger": TRIGGERS, "event": EVENTS,
     "signal": SIGNALS, "outcome": OUTCOMES, "target": TARGETS, "actor": ACTORS, "review": REVIEW,
-    "clock": CLOCK_STATUS, "expectation": EXPECTATION_STATUS,
+    "clock": CLOCK_STATUS, "expectation": EXPECTATION_STATUS, "task_status": TASK_STATUS,
+    "statement_status": STATEMENT_STATUS, "channel": CHANNELS,
 }
 
 
@@ -167,6 +196,17 @@ def severity(value: str | None, lang: Lang | str) -> str:
         return value or "-"
     zh, en, colour_zh, colour_en = SEVERITY[value]
     return f"{value}级（{zh}，{colour_zh}）" if lang == "zh-CN" else f"grade {value} ({en}, {colour_en})"
+
+
+def category(key: str | None, lang: Lang | str, names: Mapping[str, Pair] | None = None) -> str:
+    """A category by its playbook's name (`names`: category → (zh, en), from the playbooks, since a hospital
+    adds a category by adding a playbook); the key itself only when no playbook names it."""
+    if not key:
+        return "-"
+    pair = (names or {}).get(key)
+    if pair is None:
+        return key
+    return pair[0] if lang == "zh-CN" else pair[1]
 
 
 def target(value: str | None, lang: Lang | str) -> str:

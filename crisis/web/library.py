@@ -20,7 +20,8 @@ def outline(svc: Any, category: str, grade: str) -> dict[str, Any]:
 
     pb = svc.playbooks.get(category)
     sev = Severity.parse(grade)
-    rows = [{"stage": st, "key": t.key, "group": t.group, "title": t.title, "required": t.required,
+    rows = [{"stage": st, "key": t.key, "group": t.group, "title": {"zh": t.title.zh, "en": t.title.en},
+             "required": t.required,
              "due": format_duration(t.due[sev]) if t.due else "-",
              "escalate": t.escalate}
             for st, spec in pb.stages.items() for t in spec.tasks]

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
@@ -49,14 +51,50 @@ def iso(value: datetime | None) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
+def category_names(playbooks: Any) -> dict[str, tuple[str, str]]:
+    """category → (zh, en) playbook names, for `labels.category` (a page never shows the raw key)."""
+    return {pb.category: (pb.name.zh, pb.name.en) for pb in playbooks}
+
+
+def person_name(roster: Any, pid: str | None, lang: str) -> str:
+    """A person's name; the engine's own actors ("system", "drill") by their label."""
+    if pid in labels.ACTORS:
+        return labels.label("actor", pid, lang)
+    return str(roster.name(pid))
+
+
+def pager(params: Mapping[str, str], page: int, pages: int) -> list[tuple[str, str | None]]:
+    """Page links (text, href; None for the current page or a gap) keeping every other query parameter:
+    first, previous, up to two either side of `page`, next, last."""
+    if pages <= 1:
+        return []
+    keep = {k: v for k, v in params.items() if k not in ("page", "lang") and v}
+
+    def href(n: int) -> str:
+        return "?" + urlencode({**keep, "page": n})
+
+    shown = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
+    links: list[tuple[str, str | None]] = [("‹", href(page - 1) if page > 1 else None)]
+    last = 0
+    for n in shown:
+        if n > last + 1:
+            links.append(("…", None))
+        links.append((str(n), None if n == page else href(n)))
+        last = n
+    links.append(("›", href(page + 1) if page < pages else None))
+    return links
+
+
 def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity | None = None,
            status: int = 200) -> HTMLResponse:
     lang = pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
     tz = ZoneInfo(request.app.state.tz)
     now = now_of(request)
-    roster = request.app.state.svc.roster
+    svc = request.app.state.svc
+    categories = category_names(svc.playbooks)
     base = {"request": request, "_": gettext_for(lang), "lang": lang, "now": now, "ident": ident,
-            "csrf": ident.csrf_token if ident else "", "name": roster.name, "grade": GRADE_CLASS,
+            "csrf": ident.csrf_token if ident else "", "name": lambda pid: person_name(svc.roster, pid, lang),
+            "grade": GRADE_CLASS, "catname": lambda key: labels.category(key, lang, categories),
             "label": lambda kind, key: labels.label(kind, key, lang), "pick": lambda t: labels.pick(t, lang),
             "local": lambda v, fmt="%Y-%m-%d %H:%M": local(v, tz, fmt), "since": lambda v: since(v, now),
             "iso": iso, "tzname": request.app.state.tz}

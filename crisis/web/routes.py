@@ -23,7 +23,7 @@ from crisis.http.errors import crisis_status
 from crisis.principal import Principal
 from crisis.service import CrisisService
 from crisis.web import incident_view
-from crisis.web.pages import now_of, problem, render, signed_in
+from crisis.web.pages import now_of, pager, problem, render, signed_in
 
 router = APIRouter(include_in_schema=False)
 BOARD_LIMIT = 200
@@ -112,17 +112,42 @@ async def change_password(request: Request, current: str = Form(...), new: str =
 
 
 # ------------------------------------------------------------------ board and my work
+PAGE_SIZE = 50  # incidents per board page unless ?size= asks otherwise (1 … BOARD_LIMIT)
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    """A whole number from the query string, bounded; anything unreadable is the default."""
+    try:
+        return min(max(int(value or default), low), high)
+    except ValueError:
+        return default
+
+
 def _board_ctx(request: Request) -> dict[str, Any]:
+    """One page of the board (newest first); the page number and size are bounded, a page past the end
+    shows the last one."""
     q = request.query_params
-    view = q.get("view", "open")
-    final, watch, stage = BOARD_VIEWS.get(view, BOARD_VIEWS["open"])
-    board = views.incident_list(svc_of(request), stage=stage or q.get("stage") or None,
-                                category=q.get("category") or None, final=final, watch=watch, limit=BOARD_LIMIT)
-    failed = svc_of(request).outbox(failed=True, limit=10)[::-1]  # newest first, as `crisis outbox --failed`
+    view = q.get("view", "open") if q.get("view") in BOARD_VIEWS else "open"
+    final, watch, tab_stage = BOARD_VIEWS[view]
+    size = _int(q.get("size"), PAGE_SIZE, 1, BOARD_LIMIT)
+    page = _int(q.get("page"), 1, 1, 10**6)
+    svc = svc_of(request)
+
+    def read(page: int) -> Any:
+        return views.incident_list(svc, stage=tab_stage or q.get("stage") or None, category=q.get("category") or None,
+                                   final=final, watch=watch, limit=size, offset=(page - 1) * size)
+
+    board = read(page)
+    pages = max(1, -(-board.total // size))
+    if page > pages:
+        page = pages
+        board = read(page)
+    failed = svc.outbox(failed=True, limit=10)[::-1]  # newest first, as `crisis outbox --failed`
+    stages = {"open": [s for s in STAGES if s not in FINAL and s != "watch"], "watch": [],
+              "closed": list(FINAL)}[view]
     return {"board": board, "failed": failed, "view": view, "stage": q.get("stage", ""),
-            "category": q.get("category", ""),
-            "categories": sorted(svc_of(request).playbooks.categories), "query": str(q),
-            "stages": [s for s in STAGES if s not in FINAL]}
+            "category": q.get("category", ""), "categories": sorted(svc.playbooks.categories), "query": str(q),
+            "stages": stages, "page": page, "pages": pages, "size": size, "pager": pager(q, page, pages)}
 
 
 @router.get("/")
