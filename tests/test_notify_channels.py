@@ -4,7 +4,12 @@ webhook with HMAC, and a real SMTP server with STARTTLS and login."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import socket
+import sqlite3
+import time
 from datetime import UTC, datetime
 from email import message_from_bytes
 
@@ -202,3 +207,60 @@ def test_file_channel_index_means_no_history_reread_and_no_duplicate(tmp_path):
     assert keys == ["k0", "k1", "k2", "k9", "k3"]
     offset = again._index.execute("SELECT offset FROM state").fetchone()[0]
     assert offset == path.stat().st_size
+
+
+def test_file_channel_writes_a_batch_with_one_fsync_and_answers_each_message(tmp_path, monkeypatch):
+    path = tmp_path / "n.jsonl"
+    ch = FileChannel(path)
+    ch.deliver(delivery(key="k0"))
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
+    circular: dict = {}
+    circular["self"] = circular
+    bad = dataclasses.replace(delivery(key="bad"), facts=circular)  # cannot be written as JSON
+    batch = [delivery(key="k1"), bad, delivery(key="k0"), delivery(key="k2"), delivery(key="k1")]
+    answers = ch.deliver_batch(batch)
+    assert isinstance(answers[1], DeliveryError)  # fails alone ...
+    assert answers[0] == answers[3] == "written to n.jsonl" and answers[2] == "already written"
+    assert [json.loads(x)["key"] for x in path.read_text("utf-8").splitlines()] == ["k0", "k1", "k2"]  # ... the rest
+    assert len(syncs) == 1  # one write and one fsync for the whole batch
+    assert ch.deliver_batch([delivery(key="k2")]) == ["already written"] and len(syncs) == 1  # nothing new: no write
+
+
+def test_file_channel_batch_after_a_torn_last_line(tmp_path):
+    path = tmp_path / "n.jsonl"
+    FileChannel(path).deliver_batch([delivery(key="k0"), delivery(key="k1")])
+    whole = path.read_bytes()
+    with path.open("ab") as fh:  # killed in the middle of writing a batch: one whole new line, then half of one
+        fh.write(whole.splitlines(keepends=True)[0].replace(b'"k0"', b'"k2"') + b'{"key": "k3", "ki')
+    again = FileChannel(path)
+    assert again.deliver_batch([delivery(key="k2"), delivery(key="k3"), delivery(key="k4")]) == [
+        "already written", "written to n.jsonl", "written to n.jsonl"]
+    assert [json.loads(x)["key"] for x in path.read_text("utf-8").splitlines()] == ["k0", "k1", "k2", "k3", "k4"]
+    assert again._index.execute("SELECT offset FROM state").fetchone()[0] == path.stat().st_size
+
+
+def test_file_channel_forgets_old_keys_so_its_index_does_not_grow_with_history(tmp_path):
+    path = tmp_path / "n.jsonl"
+    ch = FileChannel(path)
+    ch.deliver_batch([delivery(key=f"old{i}") for i in range(50)])
+    week_ago = int(time.time() - FileChannel.RETAIN - 60)
+    ch._index.execute("UPDATE seen SET at = ?", (week_ago,))
+    ch._pruned = 0.0  # the next batch prunes
+    ch.deliver_batch([delivery(key="new")])
+    assert [k for (k,) in ch._index.execute("SELECT key FROM seen")] == ["new"]
+    assert ch.deliver(delivery(key="new")) == "already written"  # what is recent is still remembered
+
+
+def test_file_channel_upgrades_an_index_written_before_keys_expired(tmp_path):
+    path = tmp_path / "n.jsonl"
+    path.write_text("", encoding="utf-8")
+    old = sqlite3.connect(str(path) + ".idx")
+    old.execute("CREATE TABLE seen (key TEXT PRIMARY KEY)")
+    old.execute("INSERT INTO seen VALUES ('k0')")
+    old.commit()
+    old.close()
+    ch = FileChannel(path)
+    assert ch.deliver(delivery(key="k0")) == "already written"  # kept, counted as written at the upgrade
+    assert ch._index.execute("SELECT at FROM seen").fetchone()[0] >= time.time() - 60

@@ -4,6 +4,9 @@ virtual clock."""
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,9 +14,10 @@ import chatservers as cs
 import pytest
 from helpers import by
 from sqlalchemy import insert
+from sqlmodel import Session, select
 
 from crisis.clock import VirtualClock
-from crisis.notify.channels import MemoryChannel
+from crisis.notify.channels import FileChannel, MemoryChannel
 from crisis.notify.chat import DingTalkRobot, JsonWebhook, WeComRobot
 from crisis.notify.dispatch import Dispatcher, Policy
 from crisis.notify.messages import Renderer
@@ -173,3 +177,44 @@ def test_legacy_rows_keep_their_text_and_an_unrenderable_one_fails_alone(engine,
     assert {m.dedupe_key: m.subject for m in memory.delivered} == {"old:1:memory": "旧消息",
                                                                    "new:1:memory": "[舆情系统] 测试消息"}
     assert stats.retrying == 1
+
+
+def test_file_batches_one_fsync_each_a_failed_write_retries_the_batch_and_a_bad_message_fails_alone(
+        engine, playbooks, roster, tmp_path, monkeypatch):
+    """A local channel gets its messages as batches: one fsync per batch; a write that fails leaves the whole
+    batch to retry (lines that reached the file before the failure are not written twice); one message that
+    cannot be rendered fails alone while the rest of its batch goes out."""
+    clock = VirtualClock(local(2026, 11, 26, 10))
+    path = tmp_path / "n.jsonl"
+    base = {"channel": "file", "recipient": "liaison", "incident_id": None, "created_at": clock.now(),
+            "next_attempt_at": clock.now(), "attempts": 0, "urgent": False, "subject": "", "body": ""}
+    with engine.begin() as conn:
+        conn.execute(insert(OutboxMessage.__table__), [
+            {**base, "dedupe_key": f"m{i}:file", "kind": "no_such_kind" if i == 7 else "test",
+             "payload": {"channel": "file"}} for i in range(300)])
+    syncs: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        syncs.append(fd)
+        if len(syncs) == 1:  # the first batch's lines are written, then the disk says no
+            raise OSError(errno.EIO, "I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    d = Dispatcher(engine, {"file": FileChannel(path)}, Renderer(roster, SH), clock,
+                   routing=Routing(channels=("file",), tz=SH), policy=Policy(batch=200, backoff=60))
+    first = d.drain()
+    assert first.delivered == 100 and first.retrying == 200 and len(syncs) == 2  # 200 failed together, 100 went
+    clock.advance(timedelta(minutes=2))
+    second = d.drain()
+    assert second.delivered == 199 and second.retrying == 1  # m7 alone fails (it cannot be rendered)
+    assert {said for _ch, ok, said in second.receipts if ok} == {"already written"} and len(syncs) == 2  # not again
+    keys = [json.loads(x)["key"] for x in path.read_text("utf-8").splitlines()]
+    assert sorted(keys) == sorted(f"m{i}:file" for i in range(300) if i != 7)  # each exactly once
+    assert {m.dedupe_key for m in rows_undelivered(engine)} == {"m7:file"}
+
+
+def rows_undelivered(engine) -> list[OutboxMessage]:
+    with Session(engine) as s:
+        return list(s.exec(select(OutboxMessage).where(OutboxMessage.delivered_at == None)))  # noqa: E711

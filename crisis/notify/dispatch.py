@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Engine, RowMapping
 
 from crisis.clock import Clock
@@ -59,6 +59,12 @@ class _Job:
     rows: list[RowMapping]
     started: float | None
     future: Future[str] | None = None
+    batch: Future[None] | None = None  # the call that delivers this job's whole batch (local channels)
+
+    def done(self) -> bool:
+        """Answered, and (in a batch) the whole batch answered, so a round never marks half of a batch."""
+        assert self.future is not None
+        return self.future.done() and (self.batch is None or self.batch.done())
 
 
 @dataclass
@@ -144,17 +150,20 @@ class Dispatcher:
             self._kick.clear()
 
     def _wait_any(self, seconds: float) -> None:
-        futures = [j.future for j in self._jobs if j.future is not None]
+        futures = list({id(f): f for f in (j.batch or j.future for j in self._jobs) if f is not None}.values())
         if futures:
             from concurrent.futures import FIRST_COMPLETED, wait
 
             wait(futures, timeout=seconds, return_when=FIRST_COMPLETED)
 
     def _room(self, name: str) -> int:
-        """How many more rows a channel may take: local ones a batch, remote ones twice their workers."""
+        """How many more rows a channel may take: local ones a whole batch while less than one waits (the next
+        batch is rendered while the last one is written; never a sliver of a batch), remote ones twice their
+        workers."""
         busy = sum(1 for j in self._jobs if j.delivery.channel == name) + self._stuck[name]
-        cap = self.policy.batch if name in SERIAL else self.policy.workers * 2
-        return max(0, cap - busy)
+        if name in SERIAL:
+            return self.policy.batch if busy < self.policy.batch else 0
+        return max(0, self.policy.workers * 2 - busy)
 
     # ------------------------------------------------------------------ claim
     def _claim(self, channel: str, now: datetime, room: int) -> list[RowMapping]:
@@ -184,19 +193,30 @@ class Dispatcher:
     # ------------------------------------------------------------------ deliver
     def _start(self, rows: list[RowMapping]) -> None:
         held: dict[str, list[RowMapping]] = defaultdict(list)
+        groups: list[list[RowMapping]] = []
         for r in rows:
             if r["held_until"] is not None:
                 held[r["recipient"]].append(r)
             else:
-                self._prepare([r])
-        for group in held.values():
-            self._prepare(group)
+                groups.append([r])
+        groups += held.values()
+        batch: dict[str, list[_Job]] = defaultdict(list)
+        for group in groups:
+            job = self._prepare(group)
+            if job is None:
+                continue
+            if job.delivery.channel in SERIAL:
+                batch[job.delivery.channel].append(job)
+            else:
+                self._submit(job)
+        for name, jobs in batch.items():
+            self._submit_batch(name, jobs)
 
-    def _prepare(self, rows: list[RowMapping]) -> None:
-        """Render and submit; a message that cannot be rendered fails like a refused delivery (retried, then
-        visible as failed) instead of stopping every other message of the round."""
+    def _prepare(self, rows: list[RowMapping]) -> _Job | None:
+        """Render one message; a message that cannot be rendered fails like a refused delivery (retried, then
+        visible as failed) instead of stopping every other message of the round (then None: nothing to send)."""
         try:
-            delivery = self._delivery(rows)
+            return _Job(self._delivery(rows), rows, None)
         except Exception as exc:
             future: Future[str] = Future()
             future.set_exception(exc)
@@ -206,8 +226,7 @@ class Dispatcher:
                             incident_id=first["incident_id"], created_at=first["created_at"],
                             ids=tuple(r["id"] for r in rows))
             self._jobs.append(_Job(stub, rows, None, future))
-            return
-        self._submit(delivery, rows)
+            return None
 
     def _delivery(self, rows: list[RowMapping]) -> Delivery:
         first = rows[0]
@@ -216,7 +235,9 @@ class Dispatcher:
         if not first["kind"] and not digest:  # queued before messages had kinds: its stored text
             text = Rendered(first["subject"], first["body"], md_inline(first["body"]))
         else:
-            text = self.renderer.digest(items) if digest else self.renderer.render(items[0])
+            md = not getattr(self.channels.get(first["channel"]), "plain", False)
+            text = (self.renderer.digest(items, markdown=md) if digest
+                    else self.renderer.render(items[0], markdown=md))
         key = (f"digest:{first['channel']}:{first['recipient']}:{first['id']}:{len(rows)}" if digest
                else first["dedupe_key"])
         try:
@@ -229,17 +250,45 @@ class Dispatcher:
                         facts=dict(first["payload"]) if not digest else {"messages": [r["id"] for r in rows]},
                         ids=tuple(r["id"] for r in rows))
 
-    def _submit(self, delivery: Delivery, rows: list[RowMapping]) -> None:
-        job = _Job(delivery, rows, None)
-        channel = self.channels[delivery.channel]
+    def _submit(self, job: _Job) -> None:
+        """A remote channel: one delivery per worker, so a slow far end holds one worker, not a batch."""
+        channel = self.channels[job.delivery.channel]
 
         def deliver() -> str:
             job.started = time.monotonic()  # the timeout counts from here, not from the queue
-            return channel.deliver(delivery)
+            return channel.deliver(job.delivery)
 
-        job.future = self._pools[delivery.channel].submit(deliver)
+        job.future = self._pools[job.delivery.channel].submit(deliver)
         job.future.add_done_callback(lambda _f: self._kick.set())
         self._jobs.append(job)
+
+    def _submit_batch(self, name: str, jobs: list[_Job]) -> None:
+        """A local channel: the whole batch in one call (the file channel writes and fsyncs it once); each
+        message still gets its own answer, so one that fails does not fail the others."""
+        channel = self.channels[name]
+        for job in jobs:
+            job.future = Future()
+            self._jobs.append(job)
+
+        def deliver() -> None:
+            started = time.monotonic()
+            for job in jobs:
+                job.started = started
+            try:
+                answers = _deliver_batch(channel, [j.delivery for j in jobs])
+            except BaseException as exc:  # the write itself failed: every message of the batch is retried
+                answers = [exc] * len(jobs)
+            for job, answer in zip(jobs, answers, strict=True):
+                assert job.future is not None
+                if isinstance(answer, BaseException):
+                    job.future.set_exception(answer)
+                else:
+                    job.future.set_result(answer)
+            self._kick.set()
+
+        whole = self._pools[name].submit(deliver)
+        for job in jobs:
+            job.batch = whole
 
     # ------------------------------------------------------------------ mark
     def _mark(self, now: datetime) -> Stats:
@@ -248,7 +297,7 @@ class Dispatcher:
         keep: list[_Job] = []
         for job in self._jobs:
             assert job.future is not None
-            if job.future.done():
+            if job.done():
                 exc = job.future.exception()
                 done.append((job, exc is None, job.future.result() if exc is None else _describe(exc)))
             elif job.started is not None and time.monotonic() - job.started > self.policy.timeout * 2:
@@ -260,17 +309,21 @@ class Dispatcher:
                 keep.append(job)
         self._jobs = keep
         if done:
+            delivered: list[dict[str, Any]] = []
             with self.engine.begin() as conn:
                 for job, ok, said in done:
                     stats.receipts.append((job.delivery.channel, ok, said))
                     if ok:
                         stats.delivered += len(job.rows)
-                        conn.execute(update(T).where(T.c.id.in_(job.delivery.ids)).values(
-                            delivered_at=now, claimed_until=None, last_error=None, subject=job.delivery.subject,
-                            receipt=said[:500]))
+                        delivered += [{"_id": i, "_subject": job.delivery.subject, "_receipt": said[:500]}
+                                      for i in job.delivery.ids]
                     else:
                         stats.failures.append((job.delivery.channel, job.delivery.recipient, said))
                         self._failed(conn, job, said, now, stats)
+                if delivered:  # one executemany for the whole round
+                    conn.execute(update(T).where(T.c.id == bindparam("_id")).values(
+                        delivered_at=now, claimed_until=None, last_error=None, subject=bindparam("_subject"),
+                        receipt=bindparam("_receipt")), delivered)
         return stats
 
     def _unstick(self, name: str) -> None:
@@ -307,6 +360,20 @@ class Dispatcher:
                         incident_id=r["incident_id"], now=now, roster=self.renderer.roster, routing=self.routing,
                         facts={"message": r["id"], "channel": r["channel"], "recipient": r["recipient"],
                                "original": r["kind"], "error": error[:300], "incident": r["incident_id"]})
+
+
+def _deliver_batch(channel: Channel, deliveries: list[Delivery]) -> list[str | BaseException]:
+    """The channel's own batch delivery if it has one, else one message after the other (each answered)."""
+    batch = getattr(channel, "deliver_batch", None)
+    if batch is not None:
+        return list(batch(deliveries))
+    answers: list[str | BaseException] = []
+    for d in deliveries:
+        try:
+            answers.append(channel.deliver(d))
+        except Exception as exc:
+            answers.append(exc)
+    return answers
 
 
 def _insert_new(conn: Any, rows: list[dict[str, Any]]) -> None:

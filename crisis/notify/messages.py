@@ -8,6 +8,8 @@ User text (incident titles, names) is escaped in Markdown.
 
 from __future__ import annotations
 
+import functools
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,24 +106,28 @@ class Renderer:
         local = datetime.fromisoformat(iso).astimezone(self.tz)
         return f"{local:%Y-%m-%d %H:%M} {self.tz.key} (UTC{local:%z})"
 
-    def render(self, item: Item) -> Rendered:
+    def render(self, item: Item, *, markdown: bool = True) -> Rendered:
+        """Subject, plain text and (unless `markdown` is False: a channel that never shows it, such as the
+        file and the log, so no escaping is paid for it) chat Markdown of one message."""
         lang = self.language(item.recipient)
         f = self._fields(item, lang)
         subject_t, head_t = _HEAD[item.kind][lang]
         lines = self._lines(item, lang, f)
         link = self._link(item)
-        return Rendered(subject=subject_t.format(**f), text=_plain(head_t.format(**f), lines, link),
-                        markdown=_md(head_t.format(**{k: escaping.md_inline(v) for k, v in f.items()}), lines, link),
+        md = ""
+        if markdown:  # only the fields the headline names are escaped (the facts carry many more)
+            md = _md(head_t.format(**{k: escaping.md_inline(f[k]) for k in _names(head_t)}), lines, link)
+        return Rendered(subject=subject_t.format(**f), text=_plain(head_t.format(**f), lines, link), markdown=md,
                         link=link)
 
-    def digest(self, items: Sequence[Item]) -> Rendered:
+    def digest(self, items: Sequence[Item], *, markdown: bool = True) -> Rendered:
         """One message for everything held during a person's quiet hours, oldest first."""
         lang = self.language(items[0].recipient)
-        parts = [self.render(i) for i in sorted(items, key=lambda i: i.created_at)]
+        parts = [self.render(i, markdown=markdown) for i in sorted(items, key=lambda i: i.created_at)]
         lab = _LABELS[lang]
         head = lab["digest"].format(n=len(parts))
         text = head + "\n\n" + "\n\n".join(f"{n}. {p.text}" for n, p in enumerate(parts, 1))
-        md = f"**{escaping.md_inline(head)}**\n\n" + "\n\n".join(p.markdown for p in parts)
+        md = f"**{escaping.md_inline(head)}**\n\n" + "\n\n".join(p.markdown for p in parts) if markdown else ""
         return Rendered(subject=lab["digest_subject"].format(n=len(parts)), text=text, markdown=md)
 
     # ------------------------------------------------------------------ parts
@@ -180,6 +186,12 @@ class Renderer:
         if item.kind == "task_assigned" and "task" in item.facts:
             return lab["done"], f"crisis task done {item.facts['task']}"
         return None
+
+
+@functools.cache
+def _names(template: str) -> tuple[str, ...]:
+    """The {fields} a template names (parsed once per template)."""
+    return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template) if name))
 
 
 def _plain(head: str, lines: list[tuple[str, str]], link: str | None) -> str:
