@@ -1,6 +1,6 @@
-"""Benchmarks: drill replay speed, persisted transitions per second, raw SQLite commit rate.
+"""Benchmarks: persisted transitions per second, raw SQLite commit rate (the drill: bench_drill.py).
 
-Run: python3 dev.py bench   (or .venv/bin/python benchmarks/bench_engine.py [--incidents 20])
+Run: python3 dev.py bench   (or .venv/bin/python benchmarks/bench_engine.py)
 Prints its figures; nothing here is asserted (timing targets don't belong in unit tests).
 """
 
@@ -16,7 +16,6 @@ from pathlib import Path
 
 from crisis import logs
 from crisis.clock import VirtualClock
-from crisis.drill.runner import run_drill, run_drills
 from crisis.drill.scenario import load_scenario
 from crisis.playbook import load_playbooks
 from crisis.principal import Principal as P
@@ -27,31 +26,6 @@ from crisis.store.migrate import create_db
 
 SCENARIO = ROOT / "examples" / "drills" / "medical-dispute-viral.yaml"
 PATH = ["report", "assess", "respond", "media", "skip_onsite", "close"]
-
-
-def bench_drill(tmp: Path, incidents: int) -> float:
-    """Returns simulated seconds per wall second of the concurrent replay."""
-    loaded = load_scenario(SCENARIO)
-    playbooks = load_playbooks(ROOT / "playbooks")
-    roster = load_roster(loaded.roster_path() or ROOT / "examples" / "roster.yaml")
-    t0 = time.perf_counter()
-    one = run_drill(loaded, engine=make_engine(f"sqlite:///{tmp / 'one.db'}"), playbooks=playbooks, roster=roster)
-    single = time.perf_counter() - t0
-    sim = loaded.scenario.duration.total_seconds()
-    print(f"drill replay, 1 incident, {sim / 3600:.0f} h scenario: {single:.3f} s wall, "
-          f"{sim / single:,.0f} simulated s per wall s ({one.wakeups} wake-ups)")
-    tracks = [(loaded, timedelta(minutes=7 * i)) for i in range(incidents)]
-    t0 = time.perf_counter()
-    results = run_drills(tracks, engine=make_engine(f"sqlite:///{tmp / 'many.db'}"), playbooks=playbooks,
-                         roster=roster)
-    wall = time.perf_counter() - t0
-    span = sim + 7 * 60 * (incidents - 1)
-    fired = sum(r.scorecard["metrics"]["escalations_fired"] for r in results)
-    tasks = sum(r.scorecard["metrics"]["tasks_total"] for r in results)
-    print(f"drill replay, {incidents} concurrent incidents, {span / 3600:.1f} h span: {wall:.3f} s wall, "
-          f"{span / wall:,.0f} simulated s per wall s ({tasks} tasks, {fired} escalations, "
-          f"{results[0].wakeups} wake-ups)")
-    return span / wall
 
 
 def bench_transitions(tmp: Path, incidents: int) -> float:
@@ -97,14 +71,12 @@ def bench_raw_sqlite(tmp: Path, rows: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--incidents", type=int, default=20, help="concurrent incidents in the drill replay")
     ap.add_argument("--fsm-incidents", type=int, default=100, help="incidents driven through all stages")
     ap.add_argument("--raw-rows", type=int, default=5000)
     args = ap.parse_args()
     logs.configure(io.StringIO())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        bench_drill(tmp, args.incidents)
         fsm = bench_transitions(tmp, args.fsm_incidents)
         raw = bench_raw_sqlite(tmp, args.raw_rows)
         print(f"ratio transitions / raw commits: {fsm / raw:.3f}")

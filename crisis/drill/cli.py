@@ -79,8 +79,9 @@ def run_drill_command(scenario_paths: Path | list[Path], *, speed: float | None,
     made_db = None if db_url else sqlite_path(db_url := drill_db_url(ROOT / "store", run_id))
     with _cleanup_on_failure(out_dir, made_db):
         logs.configure(out_dir / "audit.log")
-        return _replay(scenarios, playbooks, roster, run_id=run_id, out_dir=out_dir, db_url=db_url, speed=speed,
-                       tz=tz, as_json=as_json, console=console, wall=wall, formats=formats)
+        return replay([(ls, timedelta(0)) for ls in scenarios], playbooks, roster, run_id=run_id, out_dir=out_dir,
+                      db_url=db_url, speed=speed, tz=tz, as_json=as_json, console=console, wall=wall,
+                      formats=formats)
 
 
 @contextlib.contextmanager
@@ -100,10 +101,12 @@ def _cleanup_on_failure(out_dir: Path, made_db: Path | None) -> Iterator[None]:
         raise
 
 
-def _replay(scenarios: list[LoadedScenario], playbooks: PlaybookSet, roster: Roster, *, run_id: str, out_dir: Path,
-            db_url: str, speed: float | None, tz: str, as_json: bool, console: Console,
-            wall: SystemClock, formats: tuple[str, ...] = ("md",)) -> Any:
-    origin = min(ls.scenario.start for ls in scenarios)
+def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSet, roster: Roster, *, run_id: str,
+           out_dir: Path, db_url: str, speed: float | None, tz: str, as_json: bool, console: Console,
+           wall: SystemClock, formats: tuple[str, ...] = ("md",)) -> Any:
+    """Replay scenarios (each shifted by its offset: the CLI gives none, the benchmark staggers copies) and
+    write each incident's reports, scorecard and notifications when its scenario ends; returns the card(s)."""
+    origin = min(ls.scenario.start + offset for ls, offset in tracks)
 
     def live(when: datetime, text: str) -> None:
         offset = format_duration(when - origin)
@@ -111,28 +114,34 @@ def _replay(scenarios: list[LoadedScenario], playbooks: PlaybookSet, roster: Ros
 
     started = wall.monotonic()
     by_result: dict[int, dict[str, Any]] = {}
-    several = sum(len(ls.scenario.specs()) for ls in scenarios) > 1
+    several = sum(len(ls.scenario.specs()) for ls, _ in tracks) > 1
+    folders: set[str] = set()
 
     def write(result: DrillResult) -> None:  # at the incident's scenario end: its record as the drill left it
-        folder = out_dir / _folder_name(result) if several else out_dir
+        folder = out_dir / _folder_name(result, folders) if several else out_dir
         folder.mkdir(parents=True, exist_ok=True)
         by_result[id(result)] = _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
                                            elapsed=wall.monotonic() - started, as_json=as_json, console=console,
                                            formats=formats)
 
-    results = run_drills([(ls, timedelta(0)) for ls in scenarios], engine=make_engine(db_url), playbooks=playbooks,
-                         roster=roster, speed=speed, on_event=live if (speed and not as_json) else None,
-                         on_finish=write)
+    results = run_drills(tracks, engine=make_engine(db_url), playbooks=playbooks, roster=roster, speed=speed,
+                         on_event=live if (speed and not as_json) else None, on_finish=write)
     cards = [by_result[id(r)] for r in results]  # in scenario order, whenever each ended
     if as_json:
         print(jsonout.dumps(cards[0] if not several else cards))
     return cards[0] if not several else cards
 
 
-def _folder_name(result: DrillResult) -> str:
+def _folder_name(result: DrillResult, taken: set[str]) -> str:
+    """The incident's reports folder: its scenario's name (and its name in a surge scenario); a scenario
+    replayed twice in one run gets its incident number too, so no incident's reports overwrite another's."""
     assert result.loaded is not None
     name = result.loaded.scenario.name
-    return name if result.name == MAIN else f"{name}-{result.name}"
+    name = name if result.name == MAIN else f"{name}-{result.name}"
+    if name in taken:
+        name = f"{name}-{result.incident_id}"
+    taken.add(name)
+    return name
 
 
 def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,

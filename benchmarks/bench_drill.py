@@ -1,0 +1,122 @@
+"""Benchmark: drill replay speed, measured the way `crisis drill run` works.
+
+Run: python3 dev.py bench --only drill   (or .venv/bin/python benchmarks/bench_drill.py [--incidents 100])
+
+What the clock covers, from the start of the replay to the last file written: making the drill's own
+database (schema migrations included), the replay under the virtual clock (scripted steps, escalations,
+notification delivery), and for every incident at its scenario's end its scorecard, its six Markdown reports,
+scorecard.json, notifications.jsonl and the terminal summary (rendered into a buffer instead of a terminal).
+Not covered: loading and cross-checking the scenario, playbooks and roster (done once before), interpreter
+start-up. The surge is the shipped scenario replayed `incidents` times, each copy opened 7 minutes after the
+previous one, all on one clock and one database (72 h each, 83.5 h span for 100).
+
+Wall time and this process's CPU time are both printed: on a shared machine wall time also counts the time
+other processes held the CPU. The breakdown (CPU seconds) splits the replay loop from scoring and writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import io
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from crisis import logs
+from crisis.clock import SystemClock
+from crisis.drill import cli as drill_cli
+from crisis.drill import runner
+from crisis.drill.scenario import load_scenario
+from crisis.playbook import load_playbooks
+from crisis.roster import load_roster
+from crisis.store.db import ROOT
+
+SCENARIO = ROOT / "examples" / "drills" / "medical-dispute-viral.yaml"
+STAGGER = timedelta(minutes=7)
+
+
+@contextmanager
+def _timed(parts: dict[str, float], where: list[tuple[Any, str, str]]) -> Iterator[None]:
+    """Accumulate the CPU time spent in each named function (module attribute) while the block runs."""
+    saved = []
+    for owner, attr, label in where:
+        fn = getattr(owner, attr)
+
+        def wrapper(*a: Any, _fn: Callable[..., Any] = fn, _label: str = label, **k: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                parts[_label] += time.thread_time() - t
+
+        saved.append((owner, attr, fn))
+        setattr(owner, attr, functools.wraps(fn)(wrapper))
+    try:
+        yield
+    finally:
+        for owner, attr, fn in saved:
+            setattr(owner, attr, fn)
+
+
+def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
+    """One replay of `incidents` staggered copies through the CLI's replay-and-write path; its figures."""
+    loaded = load_scenario(SCENARIO)
+    playbooks = load_playbooks(ROOT / "playbooks")
+    roster = load_roster(loaded.roster_path() or ROOT / "examples" / "roster.yaml")
+    out, db = tmp / name, tmp / f"{name}.db"
+    parts: dict[str, float] = collections.defaultdict(float)
+    where = [(runner, "create_db", "database set-up"), (runner, "build", "scorecards"),
+             (drill_cli, "_write_one", "reports + files + summary")]
+    tracks = [(loaded, STAGGER * i) for i in range(incidents)]
+    out.mkdir(parents=True)
+    logs.configure(out / "audit.log")  # as `crisis drill run` does: every audit event is also logged there
+    with _timed(parts, where):
+        t0, c0 = time.perf_counter(), time.process_time()
+        cards = drill_cli.replay(tracks, playbooks, roster, run_id=name, out_dir=out, db_url=f"sqlite:///{db}",
+                                 speed=None, tz="Asia/Shanghai", as_json=False,
+                                 console=Console(file=io.StringIO(), width=120), wall=SystemClock())
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    logs.configure(io.StringIO())
+    cards = cards if isinstance(cards, list) else [cards]
+    span = (loaded.scenario.duration + STAGGER * (incidents - 1)).total_seconds()
+    parts["replay loop"] = cpu - sum(parts.values())
+    return {"incidents": incidents, "span_s": span, "wall_s": wall, "cpu_s": cpu, "x_real": span / wall,
+            "x_real_cpu": span / cpu, "parts": dict(parts), "files": sum(1 for p in out.rglob("*") if p.is_file()),
+            "tasks": sum(c["metrics"]["tasks_total"] for c in cards),
+            "escalations": sum(c["metrics"]["escalations_fired"] for c in cards)}
+
+
+def bench_drill(tmp: Path, incidents: int) -> dict[str, Any]:
+    """The README's drill alone, then the surge; returns the surge's figures (x_real: simulated s per wall s)."""
+    one = replay(tmp, 1, "one")
+    print(f"drill replay, 1 incident, {one['span_s'] / 3600:.0f} h scenario, reports included: "
+          f"{one['wall_s']:.3f} s wall ({one['x_real']:,.0f}× real time), {one['cpu_s']:.3f} s CPU", flush=True)
+    r = replay(tmp, incidents, "surge")
+    print(f"drill replay, {incidents} concurrent incidents, {r['span_s'] / 3600:.1f} h span "
+          f"({r['tasks']} tasks, {r['escalations']} escalations, {r['files']} files written): "
+          f"{r['wall_s']:.3f} s wall = {r['x_real']:,.0f}× real time; {r['cpu_s']:.3f} s CPU = "
+          f"{r['x_real_cpu']:,.0f}×", flush=True)
+    for label, secs in sorted(r["parts"].items(), key=lambda kv: -kv[1]):
+        print(f"  {label:28s} {secs:7.3f} s CPU  {100 * secs / r['cpu_s']:5.1f} %")
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--incidents", type=int, default=100, help="concurrent incidents in the surge")
+    args = ap.parse_args()
+    logs.configure(io.StringIO())
+    with tempfile.TemporaryDirectory() as d:
+        bench_drill(Path(d), args.incidents)
+
+
+if __name__ == "__main__":
+    main()
