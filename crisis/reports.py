@@ -7,6 +7,7 @@ computed here, so templates only lay things out and never decide anything.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -33,9 +34,12 @@ TEMPLATES = data_path("templates")  # shipped in the package (crisis.resources)
 _QUIET = {"task_assigned", "task_cancelled", "task_regraded"}
 
 
+@functools.lru_cache(maxsize=8)
 def environment(templates: Path = TEMPLATES) -> Environment:
     """Markdown output: every printed value is Markdown-escaped by `finalize` (user text is data, and a
-    hospital's re-worded template cannot forget a filter), a strict undefined so a typo fails loudly."""
+    hospital's re-worded template cannot forget a filter), a strict undefined so a typo fails loudly.
+    One per templates folder, kept: compiling a template costs ~70 ms and a drill renders six reports per
+    incident (Jinja still checks each file's mtime, so an edited template is picked up)."""
     env = Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined, autoescape=False,
                       finalize=_finalize, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["cell"] = cell
@@ -92,10 +96,12 @@ def _helpers(lang: str, tz_name: str, look: narrative.Lookup) -> dict[str, Calla
 def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shanghai",
                    scenario: dict[str, Any] | None = None, run: dict[str, Any] | None = None,
                    expectations: list[scorecard.Expectation] | None = None, finished: bool = True,
-                   now: datetime | None = None) -> dict[str, Any]:
-    """Everything a template may show, as plain data (also what `--json` and scorecard.json carry)."""
+                   now: datetime | None = None, card: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a template may show, as plain data (also what `--json` and scorecard.json carry). `card`: the
+    incident's scorecard if the caller has just built it with the same expectations (a drill, at its end)."""
     zone(tz)  # fail early on a bad zone, before anything is written
-    card = scorecard.build(svc, incident_id, expectations=expectations, finished=finished)
+    if card is None:
+        card = scorecard.build(svc, incident_id, expectations=expectations, finished=finished)
     inc = card["incident"]
     names = {p.id: p.name for p in svc.roster.people}
     group_of = {pid: g for g, grp in svc.roster.groups.items() for pid in grp.everyone}

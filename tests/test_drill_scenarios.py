@@ -230,6 +230,12 @@ def test_drill_run_replays_several_files_and_folders_on_one_clock(crisis, tmp_pa
                             "--json").stdout)
     assert one["scenario"]["name"] == "violence-night-er" and (tmp_path / "o1" / "scorecard.json").is_file()
     assert len(list((tmp_path / "store" / "drills").glob("*.db"))) == 2  # each run's database in the temp root
+    twice = json.loads(crisis("drill", "run", str(folder / "violence-night-er.yaml"),
+                              str(folder / "violence-night-er.yaml"), "--out", str(tmp_path / "o2"), "--json").stdout)
+    assert [c["incident"]["id"] for c in twice] == [1, 2]  # one folder each: neither overwrites the other's reports
+    assert {p.name for p in (tmp_path / "o2").iterdir() if p.is_dir()} == {"violence-night-er", "violence-night-er-2"}
+    assert [json.loads((tmp_path / "o2" / d / "scorecard.json").read_text("utf-8"))["incident"]["id"]
+            for d in ("violence-night-er", "violence-night-er-2")] == [1, 2]
 
 
 def test_drill_validate_checks_several_files_and_names_the_incidents(crisis, tmp_path, monkeypatch):  # noqa: F811

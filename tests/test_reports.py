@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,19 @@ def test_a_template_typo_fails_loudly(svc, incident, tmp_path: Path):
     (tmp_path / "en" / "incident_report.md.j2").write_text("{{ incident.titel }}", "utf-8")
     with pytest.raises(UndefinedError):
         reports.render("incident_report", reports.report_context(svc, incident), "en", templates=tmp_path)
+
+
+def test_a_reworded_template_is_used_after_it_was_rendered_once(svc, incident, tmp_path: Path):
+    """The compiled templates are kept between reports; a hospital editing one still sees its edit."""
+    (tmp_path / "en").mkdir()
+    path = tmp_path / "en" / "incident_report.md.j2"
+    path.write_text("first {{ incident.title }}", "utf-8")
+    ctx = reports.report_context(svc, incident)
+    assert reports.render("incident_report", ctx, "en", templates=tmp_path).startswith("first ")
+    path.write_text("second {{ incident.title }}", "utf-8")
+    later = path.stat().st_mtime + 5
+    os.utime(path, (later, later))
+    assert reports.render("incident_report", ctx, "en", templates=tmp_path).startswith("second ")
 
 
 def test_reopened_incident_marks_its_second_cycle(svc, advance):

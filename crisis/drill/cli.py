@@ -158,7 +158,7 @@ def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, 
                 "start": sc.start.isoformat(), "duration_seconds": simulated, "category": spec.category,
                 "incident": result.name}
     ctx = reports.report_context(result.service, result.incident_id, scenario=scenario, run=run, tz=tz,
-                                 expectations=sc.expectations(result.name))
+                                 expectations=sc.expectations(result.name), card=result.scorecard)
     written = reports.write_context(ctx, out_dir, formats=formats)
     (out_dir / "notifications.jsonl").write_text(
         "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
