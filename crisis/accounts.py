@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from pwdlib import PasswordHash
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -65,6 +65,20 @@ PER_ACCOUNT = ThrottleRule(free=3, lock_at=10, lock_for=timedelta(minutes=15))
 PER_CLIENT = ThrottleRule(free=10, lock_at=30, lock_for=timedelta(minutes=15))
 
 
+def check_password_policy(password: str, *, person_id: str, name: str = "") -> None:
+    """The password policy (pure): 10 to 1024 characters, at least 5 different ones, and not containing the
+    person's id or name, which anyone on the roster can read. InputError on field "password" otherwise."""
+    problem = None
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        problem = f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    elif len(set(password)) < 5:
+        problem = "a password needs at least 5 different characters"
+    elif any(part and len(part) >= 3 and part.casefold() in password.casefold() for part in (person_id, name)):
+        problem = "a password must not contain the person's id or name"
+    if problem:
+        raise InputError(problem, field="password")
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -104,22 +118,63 @@ class Accounts:
 
     # ------------------------------------------------------------------ passwords
     def set_password(self, person_id: str, password: str, *, by: str, auth: str = "cli") -> None:
-        """Create or replace a person's password (the person must be on the roster)."""
-        self.roster.person(person_id)
-        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-            raise InputError(f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password")
+        """Create or replace a person's password (an administrator's reset; the person must be on the roster).
+        A reset lifts the lock-out and ends every session the person had: whoever knew the old password is out."""
+        person = self.roster.person(person_id)
+        check_password_policy(password, person_id=person_id, name=person.name)
         hashed = self.hasher.hash(password)
         now = self.clock.now()
         with write_session(self.engine) as s:
+            self._store_password(s, person_id, hashed, now)
+            ended = self._end_sessions(s, person_id, now, keep=None)
+            self._audit(s, actor=by, kind="password_set", auth=auth, now=now, person=person_id,
+                        sessions_ended=ended)
+
+    def change_password(self, person_id: str, current: str, new: str, *, client: str | None,
+                        keep_session: str | None = None, auth: str = "session") -> int:
+        """A person changes their own password: the current one is checked like a sign-in (throttled, and a
+        wrong one counts towards the lock-out), the new one must pass the policy and differ from it. Every
+        other session of the person ends (a stolen cookie stops working); `keep_session`, the cookie of the
+        browser that asked, stays signed in. API tokens are separate credentials and stay. Returns how many
+        sessions ended."""
+        person = self.roster.person(person_id)
+        now = self.clock.now()
+        keys = [(f"person:{person_id}", PER_ACCOUNT)] + ([(f"client:{client}", PER_CLIENT)] if client else [])
+        self._check_throttle(keys, now)
+        with read_session(self.engine) as s:
             acc = s.get(Account, person_id)
-            if acc is None:
-                acc = Account(person_id=person_id, password_hash=hashed, created_at=now, updated_at=now)
-            acc.password_hash, acc.updated_at = hashed, now
-            s.add(acc)
-            throttle = s.get(LoginThrottle, f"person:{person_id}")
-            if throttle is not None:  # a new password lifts the lock
-                s.delete(throttle)
-            self._audit(s, actor=by, kind="password_set", auth=auth, now=now, person=person_id)
+        if acc is None or not self.hasher.verify(current, acc.password_hash):
+            self._count_failure(keys, person_id, client, now)
+            raise Unauthenticated("the current password is wrong")
+        if new == current:
+            raise InputError("the new password must differ from the current one", field="new")
+        check_password_policy(new, person_id=person_id, name=person.name)
+        hashed = self.hasher.hash(new)
+        with write_session(self.engine) as s:
+            self._store_password(s, person_id, hashed, now)
+            ended = self._end_sessions(s, person_id, now, keep=digest(keep_session) if keep_session else None)
+            self._audit(s, actor=person_id, kind="password_changed", auth=auth, now=now, person=person_id,
+                        sessions_ended=ended, client=client)
+        return ended
+
+    def _store_password(self, s: Session, person_id: str, hashed: str, now: datetime) -> None:
+        acc = s.get(Account, person_id)
+        if acc is None:
+            acc = Account(person_id=person_id, password_hash=hashed, created_at=now, updated_at=now)
+        acc.password_hash, acc.updated_at = hashed, now
+        s.add(acc)
+        throttle = s.get(LoginThrottle, f"person:{person_id}")
+        if throttle is not None:  # a new password lifts the lock
+            s.delete(throttle)
+
+    def _end_sessions(self, s: Session, person_id: str, now: datetime, *, keep: str | None) -> int:
+        """Revoke the person's live sessions except the one whose digest is `keep`; how many ended."""
+        stmt = update(LoginSession).where(col(LoginSession.person_id) == person_id,
+                                          col(LoginSession.revoked_at).is_(None),
+                                          col(LoginSession.expires_at) > now)
+        if keep is not None:
+            stmt = stmt.where(col(LoginSession.token_hash) != keep)
+        return int(s.connection().execute(stmt.values(revoked_at=now)).rowcount or 0)
 
     def has_password(self, person_id: str) -> bool:
         with read_session(self.engine) as s:

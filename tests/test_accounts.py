@@ -8,7 +8,14 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from crisis.accounts import PER_ACCOUNT, PER_CLIENT, Accounts, TooManyAttempts, Unauthenticated
+from crisis.accounts import (
+    PER_ACCOUNT,
+    PER_CLIENT,
+    Accounts,
+    TooManyAttempts,
+    Unauthenticated,
+    check_password_policy,
+)
 from crisis.errors import InputError, NotFound
 from crisis.store.models import Event
 
@@ -146,3 +153,58 @@ def test_cli_reads_password_from_stdin_never_argv(tmp_path, monkeypatch):
     assert "token_hash" not in res.output and "vendor" in res.output
     assert runner.invoke(app, ["token", "revoke", "vendor"]).exit_code == 0
     assert runner.invoke(app, ["token", "revoke", "vendor"]).exit_code == 2
+
+
+def test_password_policy_is_one_pure_rule():
+    check_password_policy(PW, person_id="president", name="王院长")
+    for weak in ("short", "aaaaaaaaaaaa", "ababababcabab", "my president pw", "王院长的密码不能这样", "x" * 1025):
+        with pytest.raises(InputError) as exc:
+            check_password_policy(weak, person_id="president", name="王院长")
+        assert exc.value.field == "password"
+
+
+def test_change_password_checks_the_old_one_and_ends_the_other_sessions(accounts, advance):
+    accounts.set_password("president", PW, by="president")
+    here, phone, stolen = (accounts.login("president", PW, client=c) for c in ("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    accounts.set_password("legal", PW, by="president")
+    other = accounts.login("legal", PW, client=None)
+    secret, _ = accounts.create_token("feed", ["signals"], person_id="president", by="president")
+    with pytest.raises(Unauthenticated):
+        accounts.change_password("president", "wrong password!", "a brand new secret", client="10.0.0.1")
+    with pytest.raises(InputError):
+        accounts.change_password("president", PW, PW, client="10.0.0.1")
+    with pytest.raises(InputError):
+        accounts.change_password("president", PW, "president 2026!", client="10.0.0.1")
+    assert accounts.login("president", PW, client=None)  # nothing changed so far
+    ended = accounts.change_password("president", PW, "a brand new secret", client="10.0.0.1",
+                                     keep_session=here.token)
+    assert ended == 3  # the phone, the stolen cookie and the check-sign-in above; not this browser
+    assert accounts.session(here.token) is not None
+    assert accounts.session(phone.token) is None and accounts.session(stolen.token) is None
+    assert accounts.session(other.token) is not None  # someone else's session stays
+    assert accounts.authenticate_token(secret) is not None  # an integration's token is another credential
+    with pytest.raises(Unauthenticated):
+        accounts.login("president", PW, client=None)
+    assert accounts.login("president", "a brand new secret", client=None).person_id == "president"
+    changed = [e for e in audit(accounts.engine) if e.kind == "password_changed"]
+    assert len(changed) == 1 and changed[0].actor == "president" and changed[0].data["sessions_ended"] == 3
+
+
+def test_change_password_is_throttled_like_a_sign_in(accounts, advance):
+    accounts.set_password("president", PW, by="president")
+    for _ in range(PER_ACCOUNT.lock_at):
+        advance(seconds=PER_ACCOUNT.max_delay)
+        with pytest.raises(Unauthenticated):
+            accounts.change_password("president", "wrong password!", "a brand new secret", client=None)
+    with pytest.raises(TooManyAttempts):  # locked: the right current password is refused too
+        accounts.change_password("president", PW, "a brand new secret", client=None)
+    assert [e.kind for e in audit(accounts.engine)].count("login_failed") == PER_ACCOUNT.lock_at
+
+
+def test_an_administrators_reset_ends_every_session(accounts):
+    accounts.set_password("president", PW, by="president")
+    sign = accounts.login("president", PW, client=None)
+    accounts.set_password("president", "reset by the admin", by="info_head")
+    assert accounts.session(sign.token) is None
+    reset = [e for e in audit(accounts.engine) if e.kind == "password_set"][-1]
+    assert reset.actor == "info_head" and reset.data["sessions_ended"] == 1

@@ -142,6 +142,9 @@ def test_my_work_and_playbooks_and_password(client, svc):
     res = client.post("/password", data={"csrf_token": csrf, "current": "correct horse battery",
                                          "new": "another long secret"})
     assert res.status_code == 200 and "密码已修改" in res.text
+    assert client.get("/my").status_code == 200  # this browser stays signed in
+    res = client.post("/password", data={"csrf_token": csrf, "current": "another long secret", "new": "aaaaaaaaaaaa"})
+    assert res.status_code == 422 and "5 different characters" in res.text
 
 
 def test_board_query_count_does_not_grow_with_incidents(client, svc):

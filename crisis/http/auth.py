@@ -165,6 +165,34 @@ async def logout(request: Request, response: Response) -> None:
     await sign_out(request, response)
 
 
+class PasswordBody(BaseModel):
+    current: str = Field(min_length=1, max_length=1024)
+    new: str = Field(min_length=1, max_length=1024)
+
+
+async def change_password(request: Request, ident: Identity, current: str, new: str) -> int:
+    """The signed-in person changes their own password (`Accounts.change_password`): the current one is
+    checked under the sign-in throttle; the person's other sessions end, the one asking stays signed in.
+    Only a session may do it: an API token is an integration's credential, not the person at a keyboard."""
+    if ident.auth != "session":
+        raise ApiError(403, "sign in with a password to change it (API tokens cannot)", rule="session_only")
+    client = request.client.host if request.client else None
+    return await run_in_threadpool(accounts_of(request).change_password, ident.person, current, new,
+                                   client=client, keep_session=request.cookies.get(SESSION_COOKIE))
+
+
+@router.post("/password")
+async def password(body: PasswordBody, request: Request) -> dict[str, Any]:
+    """Change the signed-in person's password (needs the CSRF token like every cookie-authenticated write).
+    A wrong current password is 401 and counts towards the lock-out; a weak new one 422."""
+    ident = await authenticate(request)
+    if ident is None:
+        raise ApiError(401, "not signed in")
+    await check_csrf(request, ident)
+    ended = await change_password(request, ident, body.current, body.new)
+    return {"person": ident.person, "password_changed": True, "sessions_ended": ended}
+
+
 @router.get("/me")
 async def me(request: Request) -> dict[str, Any]:
     """Who the credential belongs to, how it was authenticated and what it may do."""

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from crisis import views
 from crisis.engine.fsm import FINAL, STAGES
 from crisis.errors import Conflict, CrisisError
-from crisis.http.auth import Identity, sign_in, sign_out
+from crisis.http.auth import Identity, change_password, sign_in, sign_out
 from crisis.http.errors import crisis_status
 from crisis.principal import Principal
 from crisis.service import CrisisService
@@ -90,21 +90,13 @@ async def password_page(request: Request) -> Response:
 
 
 @router.post("/password")
-async def change_password(request: Request, current: str = Form(...), new: str = Form(...)) -> Response:
-    """The current password is checked like a sign-in (so the lockout applies), then replaced."""
+async def password_change(request: Request, current: str = Form(...), new: str = Form(...)) -> Response:
+    """The same change as the API's (`crisis.http.auth.change_password`): this browser stays signed in."""
     ident = await signed_in(request, write=True)
     if isinstance(ident, Response):
         return ident
-    accounts = request.app.state.accounts
-    client = request.client.host if request.client else None
-
-    def change() -> None:
-        check = accounts.login(ident.person, current, client=client)
-        accounts.logout(check.token)
-        accounts.set_password(ident.person, new, by=ident.person, auth="session")
-
     try:
-        await run_in_threadpool(change)
+        await change_password(request, ident, current, new)
     except CrisisError as exc:
         return render(request, "password.html", {"done": False, "error": str(exc)}, ident=ident,
                       status=crisis_status(exc))

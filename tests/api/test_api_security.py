@@ -213,3 +213,27 @@ def test_idempotency_claim_in_progress_then_abandoned(anon, accounts, svc, advan
     advance(minutes=6)
     res = anon.post(f"{API}/signals", content=body, headers={**headers, "content-type": "application/json"})
     assert res.status_code == 201
+
+
+def test_password_change_keeps_this_session_and_ends_the_others(app, client, accounts):
+    with TestClient(app, raise_server_exceptions=False) as other:
+        sign_in(other, "president")
+        sign_in(client, "president")
+        res = client.post(f"{API}/auth/password", json={"current": "wrong password!", "new": "a brand new secret"})
+        assert res.status_code == 401
+        res = client.post(f"{API}/auth/password", json={"current": PW, "new": "short"})
+        assert res.status_code == 422 and error(res)["field"] == "password"
+        csrf = client.headers.pop("X-CSRF-Token")
+        res = client.post(f"{API}/auth/password", json={"current": PW, "new": "a brand new secret"})
+        assert res.status_code == 403 and error(res)["rule"] == "csrf"
+        client.headers["X-CSRF-Token"] = csrf
+        res = client.post(f"{API}/auth/password", json={"current": PW, "new": "a brand new secret"})
+        assert res.status_code == 200 and res.json()["sessions_ended"] == 1
+        assert client.get(f"{API}/auth/me").status_code == 200  # still signed in here
+        assert other.get(f"{API}/auth/me").status_code == 401  # the other browser is out
+    with TestClient(app, raise_server_exceptions=False) as anon:
+        res = anon.post(f"{API}/auth/password", json={"current": PW, "new": "a brand new secret"})
+        assert res.status_code == 401
+        res = anon.post(f"{API}/auth/password", headers=token(accounts, "write", person="president"),
+                        json={"current": "a brand new secret", "new": "yet another secret"})
+        assert res.status_code == 403 and error(res)["rule"] == "session_only"
