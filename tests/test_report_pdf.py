@@ -1,5 +1,6 @@
-"""Reports as PDF (issue 10 item 6): one page per section, the hospital's name in every page header,
-Chinese set in an embedded CJK font. Checked with poppler's pdftotext/pdffonts, as a reader would see it."""
+"""Reports as PDF (issue 10 item 6): sections flowing one after another (a young incident's report is one
+page), no heading left alone at the bottom of a page, the hospital's name in every page header, Chinese set
+in an embedded CJK font. Checked with poppler's pdftotext/pdffonts, as a reader would see it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ def page_texts(pdf: Path) -> list[str]:
     return text.split("\f")[:-1]  # pdftotext ends every page with a form feed
 
 
-def test_pdf_has_a_page_per_section_with_the_hospital_in_the_header(svc, incident, tmp_path: Path):  # noqa: F811
+def body_lines(page: str) -> list[str]:
+    """A page's text lines without the running header (first) and the page number (last)."""
+    lines = [ln.strip() for ln in page.splitlines() if ln.strip()]
+    return lines[1:-1]
+
+
+def test_pdf_sections_flow_with_the_hospital_in_the_header(svc, incident, tmp_path: Path):  # noqa: F811
     ctx = reports.report_context(svc, incident, tz="Asia/Shanghai")
     written = reports.write_context(ctx, tmp_path, kinds=("incident_report", "after_action"), formats=("md", "pdf"))
     names = sorted(p.name for p in written)
@@ -33,15 +40,16 @@ def test_pdf_has_a_page_per_section_with_the_hospital_in_the_header(svc, inciden
     md = (tmp_path / "incident_report.zh-CN.md").read_text("utf-8")
     sections = re.findall(r"^## (.+)$", md, flags=re.M)
     pages = page_texts(tmp_path / "incident_report.zh-CN.pdf")
-    assert len(pages) == 1 + len(sections)  # the summary, then each section on its own page
-    assert "舆情专报" in pages[0] and "网传|测试 事件" in pages[0]
-    for page, heading in zip(pages[1:], sections, strict=True):
-        assert heading in page  # each page opens its own section
+    assert len(sections) == 6 and len(pages) <= 2  # six sections flow on, not a page each
+    assert "舆情专报" in pages[0] and "网传|测试 事件" in pages[0] and sections[0] in pages[0]
+    text = "\n".join(pages)
+    assert [text.index(h) for h in sections] == sorted(text.index(h) for h in sections)  # in order
     for n, page in enumerate(pages, start=1):
         head = page.strip().splitlines()[0]
         assert "示例市第一人民医院" in head and "舆情专报 · 第 1 号事件" in head  # running header
         assert "Example City" not in page  # the Chinese report names the hospital in Chinese
         assert re.search(rf"\b{n}\s*/\s*{len(pages)}\b", page)  # footer: page n / N
+        assert body_lines(page)[-1] not in sections  # no heading alone at the bottom of a page
     assert "研判事件等级与范围，决定是否启动预案" in "".join(pages)
 
     fonts = subprocess.run(["pdffonts", str(tmp_path / "incident_report.zh-CN.pdf")], check=True,
@@ -49,7 +57,7 @@ def test_pdf_has_a_page_per_section_with_the_hospital_in_the_header(svc, inciden
     assert re.search(r"CJK|SC|Hei|Han", fonts) and " yes " in fonts  # a Chinese font, embedded
 
     en = page_texts(tmp_path / "after_action.en.pdf")
-    assert "Example City No.1 People's Hospital" in en[0].splitlines()[0]
+    assert len(en) <= 3 and "Example City No.1 People's Hospital" in en[0].splitlines()[0]
     assert any("6. Improvement plan" in p and "Corrective action" in p for p in en)
 
 
@@ -78,6 +86,8 @@ def test_cli_writes_pdfs_with_out_and_refuses_without(tmp_path: Path, monkeypatc
     out = invoke("report", "1", "--format", "pdf", "--out", str(tmp_path / "r"))
     assert "incident_report.zh-CN.pdf" in out and (tmp_path / "r" / "after_action.en.pdf").stat().st_size > 1000
     assert (tmp_path / "r" / "incident_report.zh-CN.md").exists()  # Markdown as well
+    assert len(page_texts(tmp_path / "r" / "incident_report.zh-CN.pdf")) == 1  # a young incident: one page
+    assert len(page_texts(tmp_path / "r" / "after_action.zh-CN.pdf")) <= 2  # one today; leave room for text
 
 
 def test_drill_run_writes_pdfs_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -98,3 +108,25 @@ def test_drill_run_writes_pdfs_on_request(tmp_path: Path, monkeypatch: pytest.Mo
                           for lang in ("zh-CN", "en"))
     pages = page_texts(tmp_path / "d" / "scorecard.zh-CN.pdf")
     assert "演练评分卡 · 第 1 号事件 · 演练" in pages[0].splitlines()[0]
+    for pdf in (tmp_path / "d").glob("*.pdf"):  # longer reports: a heading always has its content below it
+        headings = re.findall(r"^#+ (.+)$", pdf.with_suffix(".md").read_text("utf-8"), flags=re.M)
+        for page in page_texts(pdf):
+            assert body_lines(page)[-1] not in headings, (pdf.name, page)
+
+
+def test_a_group_name_never_ends_a_page_without_its_table(tmp_path: Path):
+    """Bold group names above their task tables (the incident report's handling section), in a document long
+    enough that some would fall at a page bottom: each goes to the next page with its table."""
+    from crisis.report_pdf import render_pdf
+
+    parts = ["# 舆情专报"]
+    for i in range(24):
+        parts.append(f"**第{i}组**")
+        parts.append("| 任务 | 负责人 |\n|---|---|\n" + "\n".join(f"| 任务{j} | 某人 |" for j in range(i % 4 + 1)))
+    pdf = tmp_path / "groups.pdf"
+    pdf.write_bytes(render_pdf("\n\n".join(parts), kind="incident_report", ctx={"incident": {"id": 1}},
+                               lang="zh-CN"))
+    pages = page_texts(pdf)
+    assert len(pages) >= 3
+    for page in pages:
+        assert not re.fullmatch(r"第\d+组", body_lines(page)[-1]), page
