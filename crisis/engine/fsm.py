@@ -75,11 +75,19 @@ class StageMachine:
         self._machine = Machine(model=None, states=list(STAGES), transitions=transitions, initial="monitoring",
                                 send_event=True, auto_transitions=False, ignore_invalid_triggers=False)
         self._lock = threading.Lock()
+        # The machine's answers, memoised: a trigger's outcome depends only on the stage, the trigger, the
+        # decision and whether required work is open or overridden, and attaching a model to `transitions` costs
+        # more than the rest of a transition's decision (it binds every trigger onto the model, then unbinds).
+        self._outcomes: dict[tuple[str, str, str | None, bool, bool], tuple[str | None, bool]] = {}
+        self._allowed: dict[str, list[str]] = {}
 
     def allowed(self, stage: str) -> list[str]:
         """Triggers that exist from `stage` (guards aside)."""
-        present = set(self._machine.get_triggers(stage))
-        return [t for t in TRIGGERS if t in present]
+        known = self._allowed.get(stage)
+        if known is None:
+            present = set(self._machine.get_triggers(stage))
+            known = self._allowed[stage] = [t for t in TRIGGERS if t in present]
+        return list(known)
 
     def target(self, stage: str, trigger: str, *, decision: str | None = None,
                open_required: list[str] | None = None, override: bool = False) -> str:
@@ -93,23 +101,35 @@ class StageMachine:
         if trigger == "assess" and decision not in DECISIONS:
             raise InputError(f"assess needs a decision: {', '.join(DECISIONS)} (got {decision!r})",
                              field="decision")
+        if trigger != "assess":
+            decision = None  # only assess reads a decision (and it is one of DECISIONS): the memo stays small
+        key = (stage, trigger, decision, bool(open_required), override)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            outcome = self._outcomes[key] = self._probe(stage, trigger, decision, bool(open_required), override)
+        dest, blocked = outcome
+        if dest is None:
+            if blocked:
+                raise GuardFailed(
+                    f"cannot leave stage '{stage}': required task(s) still open: {', '.join(open_required or [])} "
+                    "(complete them, or a leadership member may override with --override --reason)")
+            raise IllegalTrigger(trigger, stage, self.allowed(stage))
+        return dest
+
+    def _probe(self, stage: str, trigger: str, decision: str | None, open_required: bool,
+               override: bool) -> tuple[str | None, bool]:
+        """Ask the machine itself: (the stage reached or None, whether the task guard blocked the move)."""
         probe = _Probe(stage)
         with self._lock:
             self._machine.add_model(probe, initial=stage)
             try:
-                moved = probe.trigger(trigger, decision=decision, open_required=open_required or [],  # type: ignore[attr-defined]
-                                      override=override)
+                moved = probe.trigger(trigger, decision=decision, override=override,  # type: ignore[attr-defined]
+                                      open_required=["required"] if open_required else [])
             except MachineError:
-                raise IllegalTrigger(trigger, stage, self.allowed(stage)) from None
+                return None, False
             finally:
                 self._machine.remove_model(probe)
-        if not moved:
-            if probe.blocked_by:
-                raise GuardFailed(
-                    f"cannot leave stage '{stage}': required task(s) still open: {', '.join(probe.blocked_by)} "
-                    "(complete them, or a leadership member may override with --override --reason)")
-            raise IllegalTrigger(trigger, stage, self.allowed(stage))
-        return probe.state
+        return (probe.state, False) if moved else (None, bool(probe.blocked_by))
 
 
 MACHINE = StageMachine()

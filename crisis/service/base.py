@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
@@ -27,6 +29,24 @@ from crisis.store.models import Event, Incident, OnCallShift, OutboxMessage, Sta
 
 SYSTEM = "system"  # the engine's own actions (escalations, regrading): never a caller's principal
 DRILL = "drill"  # the drill facilitator's injects, recorded by the drill runner's own path
+INC = Incident.__table__  # type: ignore[attr-defined]
+TASK = Task.__table__  # type: ignore[attr-defined]
+EVT = Event.__table__  # type: ignore[attr-defined]
+
+
+class Rec(SimpleNamespace):
+    """A row read by a hot-path command with a Core statement: attribute access like the models and mutable,
+    without validation, ORM state, identity map or autoflush. The command turns it into a model only once,
+    for its return value (`as_model`)."""
+
+    cycle_anchor = Incident.cycle_anchor  # the model's own rule, for incident rows (one place)
+
+    def as_model(self, model: Any) -> Any:
+        """The row as an unvalidated instance of `model` (a detached value; it reads like a loaded row). Its
+        attributes are the ORM's descriptors, which read the instance's own values once the mappers are
+        configured (idempotent: a flag check after the first time)."""
+        configure_mappers()
+        return model.model_construct(**vars(self))
 
 
 @dataclass
@@ -79,6 +99,20 @@ class ServiceBase:
         with write_session(self.engine) as s:
             yield s, tx
             tx.flush(s)
+        self._committed(tx)
+
+    @contextmanager
+    def _core(self, principal: Principal | None = None) -> Iterator[tuple[Connection, _Tx]]:
+        """The hot paths' transaction (open, fire, complete): Core statements on one connection, so a command
+        costs its few statements and not an ORM unit of work (SQLite: BEGIN IMMEDIATE, see store.db)."""
+        tx = _Tx(auth=principal.auth if principal is not None else None)
+        with self.engine.begin() as conn:
+            yield conn, tx
+            tx.flush(conn)
+        self._committed(tx)
+
+    def _committed(self, tx: _Tx) -> None:
+        """After a command's commit: its audit log lines, then whatever runs after each command."""
         self._log_committed(tx)
         if self.after_commit is not None:
             try:
@@ -114,11 +148,25 @@ class ServiceBase:
                                self._changes(s, incident_id, abs(inc.version - expected_version)))
         return inc
 
-    def _changes(self, s: Session, incident_id: int, n: int) -> list[str]:
+    def _incident_row(self, conn: Connection, incident_id: int, *, lock: bool = False,
+                      expected_version: int | None = None) -> Rec:
+        """`_incident` for the Core hot paths: the incident's row (locked for the command when `lock`)."""
+        stmt = sa_select(INC).where(INC.c.id == incident_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFound(f"no incident #{incident_id}")
+        if expected_version is not None and row.version != expected_version:
+            raise StaleVersion(incident_id, expected_version, row.version,
+                               self._changes(conn, incident_id, abs(row.version - expected_version)))
+        return Rec(**row._mapping)
+
+    def _changes(self, s: Session | Connection, incident_id: int, n: int) -> list[str]:
         """The latest `n` version-changing events of an incident, described (what a stale caller missed)."""
-        rows = s.exec(select(Event).where(Event.incident_id == incident_id, col(Event.kind).in_(
-            ("stage_changed", "signals_updated", "severity_changed"))).order_by(col(Event.id).desc())
-            .limit(max(1, n))).all()
+        rows = s.execute(sa_select(EVT.c.kind, EVT.c.actor, EVT.c.at, EVT.c.from_state, EVT.c.to_state).where(
+            EVT.c.incident_id == incident_id, EVT.c.kind.in_(("stage_changed", "signals_updated", "severity_changed")))
+            .order_by(EVT.c.id.desc()).limit(max(1, n))).all()
         return [f"{e.kind} by {e.actor} at {e.at.isoformat().replace('+00:00', 'Z')}"
                 + (f" ({e.from_state} → {e.to_state})" if e.to_state else "") for e in reversed(rows)]
 
@@ -136,6 +184,16 @@ class ServiceBase:
         inc = self._incident(s, task.incident_id, lock=True, expected_version=expected_version)
         s.refresh(task)
         return task, inc
+
+    def _task_row_locked(self, conn: Connection, task_id: int,
+                         expected_version: int | None = None) -> tuple[Rec, Rec]:
+        """`_task_locked` for the Core hot paths: the task's row read under its incident's row lock."""
+        incident_id = conn.execute(sa_select(TASK.c.incident_id).where(TASK.c.id == task_id)).scalar()
+        if incident_id is None:
+            raise NotFound(f"no task #{task_id}")
+        inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
+        task = conn.execute(sa_select(TASK).where(TASK.c.id == task_id)).one()  # read again, under the lock
+        return Rec(**task._mapping), inc
 
     def _statement_locked(self, s: Session, statement_id: int) -> Statement:
         st = s.exec(select(Statement).where(Statement.id == statement_id).with_for_update()
@@ -167,8 +225,8 @@ class ServiceBase:
                 raise NotFound(f"incident #{incident_id} has no task '{key}' (tasks: {', '.join(sorted(set(keys)))})")
             return task
 
-    def _notify(self, tx: _Tx, inc: Incident | None, *, kind: str, key: str, recipient: str, now: datetime,
-                task: Task | None = None, **facts: Any) -> None:
+    def _notify(self, tx: _Tx, inc: Incident | Rec | None, *, kind: str, key: str, recipient: str, now: datetime,
+                task: Task | Rec | None = None, **facts: Any) -> None:
         """Queue a message *kind* with its facts (the text is rendered at delivery, crisis.notify.messages)."""
         if inc is not None:
             facts = {"incident": inc.id, "title": inc.title, "severity": inc.severity, "stage": inc.stage, **facts}

@@ -1,23 +1,42 @@
 """Incident commands: open, move along the stage machine, update signals, add notes; the stage
-mechanics (enter, leave, regrade) they share."""
+mechanics (enter, leave, regrade) they share.
+
+These are the write hot paths, written as SQLAlchemy Core statements on one connection: one read of the
+incident (row-locked) and of its open work, the pure engine decides (crisis.engine: stage machine, stage
+exit, plan), then batched writes: one executemany per kind of row, task inserts with RETURNING for the ids
+the events and notifications name, and one guarded update of the incident (its version must still be the
+one read). No model is built per row and no session flushes behind the command's back; the command's
+return value is its incident as an unvalidated model (`Rec.as_model`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
 
 from crisis import textinput
 from crisis.engine import policy
 from crisis.engine.duties import OpenTask, StageExit, stage_exit
 from crisis.engine.fsm import FINAL, MACHINE
 from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_time
-from crisis.errors import Conflict, InputError
+from crisis.errors import Conflict, InputError, NotFound
+from crisis.playbook import Playbook
 from crisis.principal import Principal
-from crisis.service.base import DRILL, SYSTEM, ServiceBase, _Tx
+from crisis.service.base import DRILL, EVT, INC, SYSTEM, TASK, Rec, ServiceBase, _Tx
 from crisis.severity import Severity
-from crisis.store.models import Event, Incident, Task
+from crisis.store.models import Incident
+
+_NAMED = ("stage", "incident")  # deadline anchors that need no stage-entry times
+_MOVABLE = ("stage", "stage_entered_at", "decision", "cycle", "cycle_started_at", "closed_at", "severity")
+# one statement shape for every stop of a stage exit: the ids, statuses and notes are bound per row
+_STOP = (update(TASK).where(TASK.c.id == bindparam("b_id"))
+         .values(status=bindparam("b_status"), note=bindparam("b_note"), next_escalation_at=None))
+_REPLAN = (update(TASK).where(TASK.c.id == bindparam("b_id"))
+           .values(due_at=bindparam("b_due", type_=TASK.c.due_at.type),
+                   escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
+                   next_escalation_at=bindparam("b_next", type_=TASK.c.next_escalation_at.type)))
 
 
 class IncidentCommands(ServiceBase):
@@ -35,18 +54,17 @@ class IncidentCommands(ServiceBase):
         except ValueError as exc:
             raise InputError(str(exc), field="severity") from None
         sig = textinput.signals(signals)
-        with self._write(who) as (s, tx):
-            inc = Incident(title=title, category=category, source_url=source_url, signals=sig,
-                           stage="monitoring", severity=sev.value, opened_by=actor, opened_at=now,
-                           stage_entered_at=now, playbook_version=playbook.version)
-            s.add(inc)
-            s.flush()
-            assert inc.id is not None
-            self._event(s, tx, at=now, actor=actor, kind="incident_opened", incident_id=inc.id,
+        with self._core(who) as (conn, tx):
+            inc = Rec(title=title, category=category, source_url=source_url, signals=sig, stage="monitoring",
+                      severity=sev.value, decision=None, cycle=1, opened_by=actor, opened_at=now,
+                      stage_entered_at=now, closed_at=None, playbook_version=playbook.version, version=0,
+                      cycle_started_at=None)
+            inc.id = conn.execute(insert(INC).values(**vars(inc))).inserted_primary_key[0]
+            self._event(conn, tx, at=now, actor=actor, kind="incident_opened", incident_id=inc.id,
                         to_state="monitoring", title=inc.title, category=category, severity=sev.value,
                         source_url=source_url, signals=sig)
-            self._enter_stage(s, tx, inc, "monitoring", now, actor)
-        return inc
+            self._enter_stage(conn, tx, inc, "monitoring", now, actor)
+        return inc.as_model(Incident)
 
     def fire(self, incident_id: int, trigger: str, *, principal: Principal, decision: str | None = None,
              severity: str | Severity | None = None, override: bool = False, reason: str | None = None,
@@ -54,7 +72,6 @@ class IncidentCommands(ServiceBase):
         """Move an incident along the stage machine; illegal or blocked triggers change nothing."""
         now = self._now(now)
         who = self._principal(principal, now)
-        actor = who.person
         sev: Severity | None = None
         if severity is not None:
             try:
@@ -66,47 +83,65 @@ class IncidentCommands(ServiceBase):
         if override and not reason:
             raise InputError("an override needs a reason", field="reason")
         policy.enforce(policy.may_trigger(who, trigger, override=override))
-        with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
-            work = self._open_work(s, inc)
-            reopening = trigger == "reopen"  # a flare-up interrupts whatever stage it finds, never blocked
-            dest = MACHINE.target(inc.stage, trigger, decision=decision)  # where it would go, before the guard
-            exit_ = stage_exit(self._duties(inc, work), final=dest in FINAL, reopening=reopening)
-            target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=exit_.blocking,
-                                    override=override)
-            source = inc.stage
-            if override and exit_.blocking:
-                self._event(s, tx, at=now, actor=actor, kind="override", incident_id=inc.id, from_state=source,
-                            to_state=target, reason=reason.strip() if reason else "", waived=exit_.blocking)
-            moving = target != source or reopening
-            keys = {t.id: t.key for t in work}
-            self._event(s, tx, at=now, actor=actor, kind="stage_changed", incident_id=inc.id, from_state=source,
-                        to_state=target, trigger=trigger, decision=decision, note=note,
-                        cycle=inc.cycle + 1 if reopening else inc.cycle,
-                        **({"waived": exit_.blocking, "carried": [keys[i] for i in exit_.carried],
-                            "lapsed": [keys[i] for i in exit_.lapsed]} if moving else {}))
-            if moving:  # leave within the current cycle, so the stage's own open tasks are the ones stopped
-                self._leave_stage(s, tx, inc, work, exit_, now, actor, target=target, reason=reason)
-            if decision:
-                inc.decision = decision
-            if reopening:
-                inc.cycle += 1
-                inc.cycle_started_at = now  # the new cycle's regulatory clocks run from the reopen
-                inc.closed_at = None
-                inc.decision = None
-            if sev is not None and sev.value != inc.severity:
-                policy.enforce(policy.may_regrade(who, self._facts(inc)))
-                self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
-                            **{"from": inc.severity, "to": sev.value})
-                inc.severity = sev.value
-                self._regrade(s, tx, inc, now)
-            if moving:
-                if target in FINAL:  # _leave_stage stopped the only open tasks: each stage's are closed out
-                    inc.closed_at = now
-                self._enter_stage(s, tx, inc, target, now, actor)
-            inc.version += 1
-            s.add(inc)
-        return inc
+        with self._core(who) as (conn, tx):
+            inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
+            read_version = inc.version
+            self._move(conn, tx, inc, trigger, who, decision=decision, sev=sev, override=override, reason=reason,
+                       note=note, now=now)
+            self._save_incident(conn, inc, read_version)
+        return inc.as_model(Incident)
+
+    def _move(self, conn: Connection, tx: _Tx, inc: Rec, trigger: str, who: Principal, *, decision: str | None,
+              sev: Severity | None, override: bool, reason: str | None, note: str | None, now: datetime) -> None:
+        """The transition itself on the locked incident row: the engine decides, the rows follow."""
+        actor = who.person
+        work = self._open_work(conn, inc)
+        reopening = trigger == "reopen"  # a flare-up interrupts whatever stage it finds, never blocked
+        dest = MACHINE.target(inc.stage, trigger, decision=decision)  # where it would go, before the guard
+        exit_ = stage_exit(self._duties(inc, work), final=dest in FINAL, reopening=reopening)
+        target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=exit_.blocking,
+                                override=override)
+        source = inc.stage
+        if override and exit_.blocking:
+            self._event(conn, tx, at=now, actor=actor, kind="override", incident_id=inc.id, from_state=source,
+                        to_state=target, reason=reason.strip() if reason else "", waived=exit_.blocking)
+        moving = target != source or reopening
+        keys = {t.id: t.key for t in work}
+        self._event(conn, tx, at=now, actor=actor, kind="stage_changed", incident_id=inc.id, from_state=source,
+                    to_state=target, trigger=trigger, decision=decision, note=note,
+                    cycle=inc.cycle + 1 if reopening else inc.cycle,
+                    **({"waived": exit_.blocking, "carried": [keys[i] for i in exit_.carried],
+                        "lapsed": [keys[i] for i in exit_.lapsed]} if moving else {}))
+        if moving:  # leave within the current cycle, so the stage's own open tasks are the ones stopped
+            self._leave_stage(conn, tx, inc, work, exit_, now, actor, target=target, reason=reason)
+        if decision:
+            inc.decision = decision
+        if reopening:
+            inc.cycle += 1
+            inc.cycle_started_at = now  # the new cycle's regulatory clocks run from the reopen
+            inc.closed_at = None
+            inc.decision = None
+        if sev is not None and sev.value != inc.severity:
+            policy.enforce(policy.may_regrade(who, self._facts(inc)))
+            self._event(conn, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
+                        **{"from": inc.severity, "to": sev.value})
+            inc.severity = sev.value
+            self._regrade(conn, tx, inc, now)
+        if moving:
+            if target in FINAL:  # _leave_stage stopped the only open tasks: each stage's are closed out
+                inc.closed_at = now
+            self._enter_stage(conn, tx, inc, target, now, actor)
+
+    def _save_incident(self, conn: Connection, inc: Rec, read_version: int,
+                       fields: tuple[str, ...] = _MOVABLE) -> None:
+        """The incident's one guarded update: its version must still be the one read (the row lock makes that
+        so; the compare-and-set keeps it so for any writer that skipped the lock), and it moves on by one."""
+        done = conn.execute(update(INC).where(INC.c.id == inc.id, INC.c.version == read_version).values(
+            version=read_version + 1, **{k: getattr(inc, k) for k in fields}))
+        if done.rowcount != 1:
+            self._incident_row(conn, inc.id, expected_version=read_version)  # raises StaleVersion, naming why
+            raise Conflict(f"incident #{inc.id} changed during the command")
+        inc.version = read_version + 1
 
     def regrade(self, incident_id: int, *, severity: str | Severity, reason: str, principal: Principal,
                 expected_version: int | None = None, now: datetime | None = None) -> Incident:
@@ -123,20 +158,20 @@ class IncidentCommands(ServiceBase):
         reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX) or ""
         if not reason:
             raise InputError("a regrade needs a reason", field="reason")
-        with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
+        with self._core(who) as (conn, tx):
+            inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
+            read_version = inc.version
             if inc.stage in FINAL:
                 raise Conflict(f"incident #{inc.id} is {inc.stage}; reopen it before regrading")
             policy.enforce(policy.may_regrade(who, self._facts(inc)))
             if sev.value == inc.severity:
                 raise InputError(f"incident #{inc.id} is already grade {sev.value}", field="severity")
-            self._event(s, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
+            self._event(conn, tx, at=now, actor=actor, kind="severity_changed", incident_id=inc.id,
                         reason=reason.strip(), trigger="regrade", **{"from": inc.severity, "to": sev.value})
             inc.severity = sev.value
-            self._regrade(s, tx, inc, now)
-            inc.version += 1
-            s.add(inc)
-        return inc
+            self._regrade(conn, tx, inc, now)
+            self._save_incident(conn, inc, read_version, ("severity",))
+        return inc.as_model(Incident)
 
     def update_signals(self, incident_id: int, signals: dict[str, Any], *, principal: Principal,
                        note: str | None = None, expected_version: int | None = None,
@@ -149,15 +184,15 @@ class IncidentCommands(ServiceBase):
                         now: datetime, who: Principal | None, expected_version: int | None = None) -> Incident:
         sig = textinput.signals(signals)
         note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
-        with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id, lock=True, expected_version=expected_version)
+        with self._core(who) as (conn, tx):
+            inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
+            read_version = inc.version
             merged = {**inc.signals, **sig}
-            self._event(s, tx, at=now, actor=actor, kind="signals_updated", incident_id=inc.id,
+            self._event(conn, tx, at=now, actor=actor, kind="signals_updated", incident_id=inc.id,
                         before=inc.signals, after=merged, note=note)
             inc.signals = merged
-            inc.version += 1
-            s.add(inc)
-        return inc
+            self._save_incident(conn, inc, read_version, ("signals",))
+        return inc.as_model(Incident)
 
     def note(self, incident_id: int, kind: str, text: str, *, principal: Principal, now: datetime | None = None,
              **data: Any) -> None:
@@ -178,15 +213,16 @@ class IncidentCommands(ServiceBase):
     def _note(self, incident_id: int, kind: str, text: str, actor: str, now: datetime, who: Principal | None,
               data: dict[str, Any]) -> None:
         text = textinput.block(text, "text", max_len=textinput.NOTE_MAX)
-        with self._write(who) as (s, tx):
-            inc = self._incident(s, incident_id)
-            self._event(s, tx, at=now, actor=actor, kind=kind, incident_id=inc.id, text=text, **data)
+        with self._core(who) as (conn, tx):
+            if conn.execute(select(INC.c.id).where(INC.c.id == incident_id)).first() is None:
+                raise NotFound(f"no incident #{incident_id}")
+            self._event(conn, tx, at=now, actor=actor, kind=kind, incident_id=incident_id, text=text, **data)
 
-    def _facts(self, inc: Incident) -> policy.IncidentFacts:
+    def _facts(self, inc: Incident | Rec) -> policy.IncidentFacts:
         return policy.IncidentFacts(id=inc.id or 0, stage=inc.stage, severity=inc.severity,
                                     allowed_triggers=tuple(MACHINE.allowed(inc.stage)), final=inc.stage in FINAL)
 
-    def _enter_stage(self, s: Session, tx: _Tx, inc: Incident, stage: str, now: datetime, actor: str) -> None:
+    def _enter_stage(self, conn: Connection, tx: _Tx, inc: Rec, stage: str, now: datetime, actor: str) -> None:
         inc.stage = stage
         inc.stage_entered_at = now
         playbook = self.playbooks.get(inc.category)
@@ -194,54 +230,63 @@ class IncidentCommands(ServiceBase):
         # of this stage exists yet.
         planned = plan_stage(playbook, stage, Severity(inc.severity), stage_entered_at=now,
                              incident_opened_at=inc.cycle_anchor, roster=self.roster,
-                             entered=self._stage_entries(s, inc))
-        tasks = [Task(incident_id=inc.id, cycle=inc.cycle, stage=stage, key=p.key, group=p.group,
-                      title_zh=p.title_zh, title_en=p.title_en, required=p.required, assignee=p.assignee,
-                      anchor=p.anchor, created_at=now, due_at=p.due_at, escalation_plan=p.escalation_plan,
-                      next_escalation_at=step_time(p.due_at, p.escalation_plan, 0) if p.due_at else None)
-                 for p in planned]
-        s.add_all(tasks)
-        s.flush()  # one flush for the ids the events and notifications refer to
-        for p, task in zip(planned, tasks, strict=True):
-            self._event(s, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task.id,
+                             entered=self._stage_entries(conn, inc, playbook, stage))
+        if not planned:
+            return
+        rows = [{"incident_id": inc.id, "cycle": inc.cycle, "stage": stage, "key": p.key, "group": p.group,
+                 "title_zh": p.title_zh, "title_en": p.title_en, "required": p.required, "assignee": p.assignee,
+                 "anchor": p.anchor, "created_at": now, "due_at": p.due_at, "status": "open", "done_at": None,
+                 "done_by": None, "note": None, "escalation_plan": [list(x) for x in p.escalation_plan],
+                 "escalation_level": 0, "acked_at": None, "acked_by": None,
+                 "next_escalation_at": step_time(p.due_at, p.escalation_plan, 0) if p.due_at else None}
+                for p in planned]
+        ids = conn.execute(insert(TASK).returning(TASK.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        for p, task_id, row in zip(planned, ids, rows, strict=True):
+            self._event(conn, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task_id,
                         key=p.key, group=p.group, assignee=p.assignee, required=p.required,
                         due_at=p.due_at.isoformat() if p.due_at else None)
-            self._notify(tx, inc, kind="task_assigned", key=f"task:{task.id}:assigned", recipient=p.assignee,
-                         now=now, task=task)
+            self._notify(tx, inc, kind="task_assigned", key=f"task:{task_id}:assigned", recipient=p.assignee,
+                         now=now, task=Rec(id=task_id, **row))
 
-    def _leave_stage(self, s: Session, tx: _Tx, inc: Incident, work: list[Task], exit_: StageExit, now: datetime,
-                     actor: str, *, target: str, reason: str | None) -> None:
+    def _leave_stage(self, conn: Connection, tx: _Tx, inc: Rec, work: list[Rec], exit_: StageExit,
+                     now: datetime, actor: str, *, target: str, reason: str | None) -> None:
         """Apply the stage exit: carried tasks stay open (recorded), required ones were waived by the
         override, optional ones lapse, and a reopen cancels the old cycle's open work."""
         by_id = {t.id: t for t in work}
         for task_id in exit_.carried:
             task = by_id[task_id]
-            self._event(s, tx, at=now, actor=actor, kind="task_carried", incident_id=inc.id, task_id=task.id,
+            self._event(conn, tx, at=now, actor=actor, kind="task_carried", incident_id=inc.id, task_id=task.id,
                         key=task.key, from_stage=inc.stage, to_stage=target)
+        stops = []
         for ids, status, note in ((exit_.waived, "waived", (reason or "").strip()),
                                   (exit_.lapsed, "cancelled", "stage left before completion"),
                                   (exit_.interrupted, "cancelled", "incident reopened on a flare-up")):
             for task_id in ids:
                 task = by_id[task_id]
-                task.status, task.note, task.next_escalation_at = status, note, None
-                s.add(task)
-                self._event(s, tx, at=now, actor=actor, kind=f"task_{status}", incident_id=inc.id,
+                stops.append({"b_id": task.id, "b_status": status, "b_note": note})
+                self._event(conn, tx, at=now, actor=actor, kind=f"task_{status}", incident_id=inc.id,
                             task_id=task.id, key=task.key, reason=note)
+        if stops:
+            conn.execute(_STOP, stops)
 
-    def _open_work(self, s: Session, inc: Incident) -> list[Task]:
+    def _open_work(self, conn: Connection, inc: Rec) -> list[Rec]:
         """The current stage's open tasks and those carried into it from earlier stages of this cycle."""
-        return list(s.exec(select(Task).where(Task.incident_id == inc.id, Task.cycle == inc.cycle,
-                                              Task.status == "open").order_by(col(Task.id))).all())
+        rows = conn.execute(select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required).where(
+            TASK.c.incident_id == inc.id, TASK.c.cycle == inc.cycle, TASK.c.status == "open").order_by(TASK.c.id))
+        return [Rec(**r._mapping) for r in rows]
 
-    def _stage_entries(self, s: Session, inc: Incident) -> dict[str, datetime]:
+    def _stage_entries(self, conn: Connection, inc: Rec, playbook: Playbook | None = None,
+                       stage: str | None = None) -> dict[str, datetime]:
         """When the current cycle first entered each stage (from the audit timeline), for deadlines anchored
-        at a named earlier stage."""
-        rows = s.exec(select(Event.to_state, func.min(Event.at)).where(
-            Event.incident_id == inc.id, col(Event.kind).in_(("stage_changed", "incident_opened")),
-            col(Event.at) >= inc.cycle_anchor, col(Event.to_state).is_not(None)).group_by(Event.to_state)).all()
+        at a named earlier stage. Given the stage about to be entered, read only if one of its tasks needs it."""
+        if playbook is not None and all(t.anchor in _NAMED for t in playbook.tasks_for(stage or "")):
+            return {}
+        rows = conn.execute(select(EVT.c.to_state, func.min(EVT.c.at).label("at")).where(
+            EVT.c.incident_id == inc.id, EVT.c.kind.in_(("stage_changed", "incident_opened")),
+            EVT.c.at >= inc.cycle_anchor, EVT.c.to_state.is_not(None)).group_by(EVT.c.to_state)).all()
         return {str(stage): at for stage, at in rows}  # min() keeps the column's UTC type
 
-    def _duties(self, inc: Incident, work: list[Task]) -> list[OpenTask]:
+    def _duties(self, inc: Rec, work: list[Rec]) -> list[OpenTask]:
         playbook = self.playbooks.get(inc.category)
         out = []
         for t in work:
@@ -249,13 +294,14 @@ class IncidentCommands(ServiceBase):
             out.append(OpenTask(id=t.id or 0, key=t.key, required=t.required, carry=bool(spec and spec.carry)))
         return out
 
-    def _regrade(self, s: Session, tx: _Tx, inc: Incident, now: datetime) -> None:
+    def _regrade(self, conn: Connection, tx: _Tx, inc: Rec, now: datetime) -> None:
         """New grade: open tasks not yet escalated get the new grade's deadline and chase plan."""
         playbook = self.playbooks.get(inc.category)
         sev = Severity(inc.severity)
-        entries = self._stage_entries(s, inc)
-        for task in s.exec(select(Task).where(Task.incident_id == inc.id, Task.status == "open",
-                                              Task.escalation_level == 0)).all():
+        entries = self._stage_entries(conn, inc)
+        replans = []
+        for task in conn.execute(select(TASK).where(TASK.c.incident_id == inc.id, TASK.c.status == "open",
+                                                    TASK.c.escalation_level == 0)):  # the order as it always was
             spec = next((t for t in playbook.tasks_for(task.stage) if t.key == task.key), None)
             if spec is None or spec.due is None:
                 continue
@@ -266,11 +312,10 @@ class IncidentCommands(ServiceBase):
                               roster=self.roster, overdue=overdue_by(new_due, now)) if spec.escalate else []
             if new_due == task.due_at and [list(x) for x in plan] == [list(x) for x in task.escalation_plan]:
                 continue
-            self._event(s, tx, at=now, actor=SYSTEM, kind="task_regraded", incident_id=inc.id, task_id=task.id,
+            self._event(conn, tx, at=now, actor=SYSTEM, kind="task_regraded", incident_id=inc.id, task_id=task.id,
                         key=task.key, old_due=task.due_at.isoformat() if task.due_at else None,
                         new_due=new_due.isoformat() if new_due else None)
-            task.due_at = new_due
-            task.escalation_plan = [list(x) for x in plan]
-            task.next_escalation_at = step_time(new_due, plan, 0) if new_due else None
-            s.add(task)
-
+            replans.append({"b_id": task.id, "b_due": new_due, "b_plan": [list(x) for x in plan],
+                            "b_next": step_time(new_due, plan, 0) if new_due else None})
+        if replans:
+            conn.execute(_REPLAN, replans)
