@@ -36,6 +36,7 @@ RULES: dict[str, str] = {
     "applicable": "the task's group head or leadership decides whether an optional task applies",
     "state": "the current state allows it",
     "on_call": "leadership, the duty officer or someone on the on-call rota arranges on-call cover",
+    "drills": "leadership, a group head or the duty officer reviews drill results",
 }
 
 
@@ -272,3 +273,11 @@ def may_arrange_on_call(p: Principal) -> Decision:
     if p.has("leadership") or p.has("role:duty_officer") or p.has("on_call"):
         return _ok("on_call", "on_call")
     return _no("on_call", "on_call", f"{_who(p)} is neither leadership, the duty officer nor on the on-call rota")
+
+
+def may_view_drills(p: Principal) -> Decision:
+    """Drill scorecards grade named people's response times: they are for those who run and debrief drills
+    (leadership, the group heads, the duty officer), not for every team member."""
+    if p.has("leadership") or p.has("role:duty_officer") or any(r.startswith("head:") for r in p.roles):
+        return _ok("drills", "drills")
+    return _no("drills", "drills", f"{_who(p)} is neither leadership, a group head nor the duty officer")

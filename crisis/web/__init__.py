@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 
-def install(app: FastAPI, *, ack_secret: bytes | None = None) -> None:
-    """Mount the pages and their static files on `app` (whose state carries svc, accounts, tz, deliver)."""
-    from crisis.web import ack, library, routes
+def install(app: FastAPI, *, ack_secret: bytes | None = None, drills_dir: Path | None = None) -> None:
+    """Mount the pages and their static files on `app` (whose state carries svc, accounts, tz, deliver).
+    `drills_dir` is where `crisis drill run` writes its reports (default reports/drills, as the CLI)."""
+    from crisis.store.db import ROOT
+    from crisis.web import ack, library, reports, routes
 
     app.state.ack_secret = ack_secret
+    app.state.drills_dir = drills_dir or ROOT / "reports" / "drills"
     app.mount("/static", StaticFiles(directory=str(resources.files("crisis.web") / "static")), name="static")
     app.include_router(routes.router)
     app.include_router(ack.router)
     app.include_router(library.router)
+    app.include_router(reports.router)

@@ -15,8 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from crisis import labels
+from crisis.engine import policy
 from crisis.http.auth import Identity, authenticate, check_csrf
 from crisis.http.errors import ApiError
+from crisis.principal import for_person
 from crisis.web.i18n import LANG_COOKIE, gettext_for, pick_lang
 
 TEMPLATES = Jinja2Templates(directory=str(resources.files("crisis.web") / "templates"))  # autoescape on .html
@@ -97,7 +99,9 @@ def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity 
             "grade": GRADE_CLASS, "catname": lambda key: labels.category(key, lang, categories),
             "label": lambda kind, key: labels.label(kind, key, lang), "pick": lambda t: labels.pick(t, lang),
             "local": lambda v, fmt="%Y-%m-%d %H:%M": local(v, tz, fmt), "since": lambda v: since(v, now),
-            "iso": iso, "tzname": request.app.state.tz}
+            "iso": iso, "tzname": request.app.state.tz,
+            "nav_drills": bool(ident) and policy.may_view_drills(
+                for_person(svc.roster, ident.person, "session", now)).allowed}
     res = TEMPLATES.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
     if request.query_params.get("lang") in ("zh-CN", "en"):
         res.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")

@@ -1,0 +1,102 @@
+"""Reports on the web: drill runs with their scorecards and report files, and an incident's report previewed
+inline in both languages with Markdown/PDF downloads. Every report is the Markdown `crisis.reports` renders
+for the CLI (the same templates and figures); here it is only turned into HTML, with raw HTML switched off so
+user text inside it stays text. Who may see drill results is `policy.may_view_drills`'s answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from markdown_it import MarkdownIt
+from starlette.concurrency import run_in_threadpool
+
+from crisis import views
+from crisis.durations import format_duration
+from crisis.engine import policy
+from crisis.errors import CrisisError, InputError
+from crisis.http.auth import Identity
+from crisis.http.errors import crisis_status
+from crisis.principal import for_person
+from crisis.web.pages import now_of, problem, render, signed_in
+
+router = APIRouter(include_in_schema=False)
+LANGS = ("zh-CN", "en")
+MEDIA = {"md": "text/markdown; charset=utf-8", "pdf": "application/pdf", "json": "application/json"}
+
+
+def markdown_html(text: str) -> str:
+    """A rendered report's Markdown as an HTML fragment: CommonMark with tables, raw HTML off (escaped)."""
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").render(text)
+
+
+def drills_folder(request: Request) -> Path:
+    folder: Path = request.app.state.drills_dir
+    return folder
+
+
+def _may_see_drills(request: Request, ident: Identity) -> None:
+    svc = request.app.state.svc
+    policy.enforce(policy.may_view_drills(for_person(svc.roster, ident.person, "session", now_of(request))))
+
+
+async def _drill_ident(request: Request) -> Identity | Response:
+    """The signed-in person if the policy lets them see drill results, else the page saying why."""
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    try:
+        _may_see_drills(request, ident)
+    except CrisisError as exc:
+        return problem(request, "Not allowed", str(exc), crisis_status(exc), ident, "/")
+    return ident
+
+
+@router.get("/drills")
+async def drills(request: Request) -> Response:
+    ident = await _drill_ident(request)
+    if isinstance(ident, Response):
+        return ident
+    runs = await run_in_threadpool(views.drill_runs, drills_folder(request))
+    return render(request, "drills.html", {"runs": runs, "dur": _dur}, ident=ident)
+
+
+@router.get("/drills/view/{relative:path}")
+async def drill_report(relative: str, request: Request) -> Response:
+    """One drill report (Markdown) shown as a page, with its downloads."""
+    ident = await _drill_ident(request)
+    if isinstance(ident, Response):
+        return ident
+    try:
+        path = await run_in_threadpool(views.drill_file, drills_folder(request), relative)
+        if path.suffix != ".md":
+            raise InputError("only Markdown reports are shown as a page", field="path")
+        text = await run_in_threadpool(path.read_text, "utf-8")
+    except CrisisError as exc:
+        return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/drills")
+    stem = relative.rsplit(".", 1)[0]
+    pdf = f"{stem}.pdf" if path.with_suffix(".pdf").is_file() else None
+    return render(request, "report.html", {"html": markdown_html(text), "title": path.name, "back": "/drills",
+                                           "downloads": [("md", f"/drills/files/{relative}")]
+                                           + ([("pdf", f"/drills/files/{pdf}")] if pdf else [])}, ident=ident)
+
+
+@router.get("/drills/files/{relative:path}")
+async def drill_download(relative: str, request: Request) -> Response:
+    ident = await _drill_ident(request)
+    if isinstance(ident, Response):
+        return ident
+    try:
+        path = await run_in_threadpool(views.drill_file, drills_folder(request), relative)
+    except CrisisError as exc:
+        return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/drills")
+    fmt = path.suffix.lstrip(".")
+    return FileResponse(path, media_type=MEDIA[fmt], filename=relative.replace("/", "_"),
+                        content_disposition_type="inline" if fmt == "pdf" else "attachment")
+
+
+def _dur(seconds: Any) -> str:
+    return format_duration(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else "-"
+
