@@ -9,6 +9,7 @@ as `drill_action_rejected` and the drill goes on: that is a finding, not a crash
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,20 +117,19 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
     arrange_rota(svc, [ls for ls, _ in tracks])
     end = max(t.end for t in runs)
     wakeups = 0
-    finished: list[_Track] = []
-    while len(finished) < len(runs):
-        pending_opens = [t.start for t in runs if t.result is None]
-        candidates = [x for x in (*pending_opens, *(t.next_at() for t in runs if t.result is not None),
-                                  *(t.end for t in runs if t not in finished), svc.next_due())
+    agenda = _Agenda(runs)
+    while agenda.ends:
+        candidates = [x for x in (agenda.next_event(), agenda.ends[0][0], svc.next_due())
                       if x is not None and x <= end]
         when = max(min(candidates), clock.now())
         if speed:
             sleep((when - clock.now()).total_seconds() / speed)
         clock.advance_to(when)
         busy = False
-        for t in runs:
+        for t in agenda.due(when):  # only the incidents with an opening or a step now, in scenario order
             busy |= _open_due(svc, t, when)
             busy |= _steps_due(svc, t, when, clock, on_event)
+            agenda.reschedule(t)
         for esc in svc.tick():
             busy = True
             if on_event:
@@ -138,11 +138,43 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
         wakeups += 1
         if busy:  # only a step or an escalation queues notifications
             delivery.drain()
-        for t in runs:
-            if t not in finished and t.end <= clock.now():
-                finished.append(t)
-                _finish(svc, t, channel, wakeups, on_finish)
+        for t in agenda.ended(clock.now()):
+            _finish(svc, t, channel, wakeups, on_finish)
     return [t.result for t in runs if t.result is not None]
+
+
+class _Agenda:
+    """When each incident next needs the runner (its opening, then each scripted step) and when each ends, as
+    heaps: a wake costs the incidents due then, not a scan of every incident (a 100-incident surge has
+    ~1,700 wakes). Incidents due at the same moment come out in scenario order, as a scan would take them."""
+
+    def __init__(self, runs: list[_Track]) -> None:
+        self.runs = runs
+        self.events = [(t.start, i) for i, t in enumerate(runs)]
+        self.ends = [(t.end, i) for i, t in enumerate(runs)]
+        heapq.heapify(self.events)
+        heapq.heapify(self.ends)
+        self._index = {id(t): i for i, t in enumerate(runs)}
+
+    def next_event(self) -> datetime | None:
+        return self.events[0][0] if self.events else None
+
+    def due(self, when: datetime) -> list[_Track]:
+        found = []
+        while self.events and self.events[0][0] <= when:
+            found.append(heapq.heappop(self.events)[1])
+        return [self.runs[i] for i in sorted(found)]
+
+    def reschedule(self, t: _Track) -> None:
+        at = t.start if t.result is None else t.next_at()
+        if at is not None:
+            heapq.heappush(self.events, (at, self._index[id(t)]))
+
+    def ended(self, now: datetime) -> list[_Track]:
+        found = []
+        while self.ends and self.ends[0][0] <= now:
+            found.append(heapq.heappop(self.ends)[1])
+        return [self.runs[i] for i in sorted(found)]
 
 
 def _finish(svc: CrisisService, t: _Track, channel: MemoryChannel, wakeups: int,
