@@ -14,7 +14,7 @@ from crisis.roster import OnCall
 from crisis.service import CrisisService
 from crisis.service.base import _Tx
 from crisis.store.db import write_session
-from crisis.store.models import Escalation
+from crisis.store.models import Escalation, Task
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -447,3 +447,27 @@ def test_a_task_that_cannot_escalate_does_not_stop_the_others(svc, engine, clock
     assert [e.task_id for e in svc.tick()] == [good_tid]  # reported once, not on every sweep
     assert len([m for m in svc.outbox() if m.payload.get("type") == "engine_fault"]) == len(CHANNELS)
     assert esc_rows(svc, bad_tid) == []
+
+
+def test_a_batch_whose_compare_and_set_comes_up_short_is_rerun_task_by_task(svc, clock, monkeypatch):
+    """The batch's one UPDATE counts the tasks it advanced; when that is fewer than it read (another ticker moved
+    one in between), the batch is rolled back and re-run one task per transaction: nothing is lost, nothing
+    fires twice, and no task is reported as faulted."""
+    made = [single_task_incident(svc) for _ in range(3)]
+    tasks = [tid for _iid, tid in made]
+    clock.advance_to(START + 30 * M)
+    real_due, calls = svc._due, []
+
+    def due(conn, now, only):
+        rows = real_due(conn, now, only)
+        calls.append(only)
+        if only is None and len(calls) == 1:  # the first batch: task 2 moves on under its feet
+            conn.execute(Task.__table__.update().where(Task.__table__.c.id == tasks[1]).values(escalation_level=7))
+        return rows
+
+    monkeypatch.setattr(svc, "_due", due)
+    fired = svc.tick()
+    assert sorted(e.task_id for e in fired) == sorted(tasks) and all(e.level == 1 for e in fired)
+    assert calls[0] is None and sorted(c for c in calls[1:] if c is not None) == sorted(tasks)  # one by one
+    assert [e for iid, _tid in made for e in svc.timeline(iid) if e.kind == "escalation_failed"] == []
+    assert svc.tick() == [] and sorted(e.task_id for e in svc.escalations()) == sorted(tasks)

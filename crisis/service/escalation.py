@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, cast, func, insert, null, select, type_coerce, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -44,6 +44,36 @@ _DUE_COLUMNS = (T.c.id, T.c.incident_id, T.c.key, T.c.group, T.c.title_zh, T.c.t
                 I.c.title.label("inc_title"), I.c.severity, I.c.stage)
 
 
+_ADVANCE = (update(T)
+            .where(T.c.id == bindparam("_id"), T.c.status == "open", T.c.escalation_level == bindparam("_level"),
+                   T.c.next_escalation_at == bindparam("_next", type_=UTCDateTime()))
+            .values(escalation_level=bindparam("_new_level"),
+                    next_escalation_at=bindparam("_new_next", type_=UTCDateTime())))
+
+
+class _CasLost(Exception):
+    """A batch's compare-and-set advanced fewer tasks than it read (someone else changed one): re-run it task by
+    task."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """An escalation step as `tick` fired it: the `escalation` row it inserted (the same fields, in the same
+    order, so JSON output is the row's), without building an ORM object per row in the hot path."""
+
+    id: int
+    task_id: int
+    incident_id: int
+    level: int
+    target: str
+    recipient: str
+    scheduled_at: datetime
+    fired_at: datetime
+    late_seconds: float
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+
+
 @dataclass(frozen=True)
 class _Step:
     """One escalation step to fire, decided from a due task's row (pure: no database)."""
@@ -57,14 +87,14 @@ class _Step:
 
 class EscalationCommands(ServiceBase):
     def tick(self, now: datetime | None = None, *,
-             on_batch: Callable[[list[Escalation]], None] | None = None) -> list[Escalation]:
+             on_batch: Callable[[list[Fired]], None] | None = None) -> list[Fired]:
         """Fire every escalation step due, each exactly once, batch by batch until none is due.
 
         With `now` given (drills, tests) every batch fires at that instant; otherwise each batch reads the clock
         when its transaction starts, so its fire time is its own commit time and steps that come due during a
         long catch-up are fired by it too."""
         fixed = self._now(now) if now is not None else None
-        fired: list[Escalation] = []
+        fired: list[Fired] = []
         while True:
             batch, selected = self._fire_batch(fixed)
             fired.extend(batch)
@@ -73,7 +103,7 @@ class EscalationCommands(ServiceBase):
             if selected < BATCH:
                 return fired
 
-    def _fire_batch(self, fixed: datetime | None, only: int | None = None) -> tuple[list[Escalation], int]:
+    def _fire_batch(self, fixed: datetime | None, only: int | None = None) -> tuple[list[Fired], int]:
         """One transaction: fire the due steps of up to BATCH tasks (or of task `only`). Returns the escalations
         fired and how many due tasks were selected (fewer than BATCH: nothing more is due)."""
         tx = _Tx()
@@ -93,6 +123,8 @@ class EscalationCommands(ServiceBase):
                 fired = self._advance_and_record(conn, tx, steps, now)
         except OperationalError:  # the database itself (locked, gone): not a task's fault, retry next tick
             raise
+        except _CasLost:
+            return self._one_by_one([r.id for r in rows], fixed)
         except DBAPIError:
             if only is not None or not rows:
                 raise
@@ -102,9 +134,9 @@ class EscalationCommands(ServiceBase):
             self._escalation_fault(task_id, now, exc)
         return fired, len(rows)
 
-    def _one_by_one(self, task_ids: list[int], fixed: datetime | None) -> tuple[list[Escalation], int]:
+    def _one_by_one(self, task_ids: list[int], fixed: datetime | None) -> tuple[list[Fired], int]:
         """A batch hit a database error: fire its tasks one per transaction; fault only the one that fails."""
-        fired: list[Escalation] = []
+        fired: list[Fired] = []
         for task_id in task_ids:
             try:
                 fired.extend(self._fire_batch(fixed, only=task_id)[0])
@@ -154,13 +186,13 @@ class EscalationCommands(ServiceBase):
             raise ValueError(f"escalation step {row.escalation_level + 1} is pending but not due by its plan")
         return out
 
-    def _advance_and_record(self, conn: Connection, tx: _Tx, steps: list[_Step], now: datetime) -> list[Escalation]:
+    def _advance_and_record(self, conn: Connection, tx: _Tx, steps: list[_Step], now: datetime) -> list[Fired]:
         if not steps:
             return []
         last: dict[int, _Step] = {}
         for st in steps:
             last[st.row.id] = st  # steps are in level order per task
-        advanced = set(conn.execute(self._guarded_update(last)).scalars())
+        advanced = self._guarded_update(conn, last)
         steps = [st for st in steps if st.row.id in advanced]  # lost the compare-and-set: someone else fired it
         if not steps:
             return []
@@ -178,29 +210,27 @@ class EscalationCommands(ServiceBase):
             before = paged.setdefault(st.row.id, [])
             self._record(tx, st, esc_id, now, [p for p in dict.fromkeys(before) if p != st.recipient])
             before.append(st.recipient)
-            fired.append(Escalation(id=esc_id, **values))
+            fired.append(Fired(id=esc_id, **values))
         tx.flush(conn)
         return fired
 
-    def _guarded_update(self, last: dict[int, _Step]) -> Any:
-        """Advance every task to just past its last due step, only where it still stands where it was read."""
-        ids = list(last)
-        read_level = {tid: st.row.escalation_level for tid, st in last.items()}
-        read_next = {tid: bindparam(None, st.row.next_escalation_at, type_=UTCDateTime())
-                     for tid, st in last.items()}
-        new_level = {tid: st.level + 1 for tid, st in last.items()}
-        new_next = {}
+    def _guarded_update(self, conn: Connection, last: dict[int, _Step]) -> set[int]:
+        """Advance every task to just past its last due step, only where it still stands where it was read;
+        returns the tasks advanced. One cached statement run for every task (executemany): its summed row
+        count says whether every task was advanced, which is the rule (the tasks were read in this transaction,
+        holding SQLite's write lock or PostgreSQL's row locks). If not, `_CasLost` re-runs the batch one task
+        per transaction, where a task's own count tells."""
+        params = []
         for tid, st in last.items():
-            nxt = step_time(st.row.due_at, self._chain(st.row.escalation_plan), st.level + 1)
-            # a typed NULL: a CASE of bare NULLs is text to PostgreSQL
-            new_next[tid] = cast(null(), UTCDateTime()) if nxt is None else bindparam(None, nxt, type_=UTCDateTime())
-        return (update(T)
-                .where(T.c.id.in_(ids), T.c.status == "open",
-                       and_(T.c.escalation_level == case(read_level, value=T.c.id),
-                            T.c.next_escalation_at == type_coerce(case(read_next, value=T.c.id), UTCDateTime())))
-                .values(escalation_level=case(new_level, value=T.c.id),
-                        next_escalation_at=type_coerce(case(new_next, value=T.c.id), UTCDateTime()))
-                .returning(T.c.id))
+            params.append({"_id": tid, "_level": st.row.escalation_level, "_next": st.row.next_escalation_at,
+                           "_new_level": st.level + 1,
+                           "_new_next": step_time(st.row.due_at, self._chain(st.row.escalation_plan), st.level + 1)})
+        count = conn.execute(_ADVANCE, params).rowcount
+        if count == len(params):
+            return set(last)
+        if len(params) == 1 and count == 0:
+            return set()
+        raise _CasLost(f"{count} of {len(params)} tasks advanced")
 
     def _record(self, tx: _Tx, st: _Step, esc_id: int, now: datetime, paged_before: list[str]) -> None:
         """The audit event and the notification (a kind and its facts) of one fired step."""
