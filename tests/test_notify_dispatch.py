@@ -218,3 +218,19 @@ def test_file_batches_one_fsync_each_a_failed_write_retries_the_batch_and_a_bad_
 def rows_undelivered(engine) -> list[OutboxMessage]:
     with Session(engine) as s:
         return list(s.exec(select(OutboxMessage).where(OutboxMessage.delivered_at == None)))  # noqa: E711
+
+
+def test_urgent_messages_are_claimed_first_even_behind_older_ones(engine, roster):
+    clock = VirtualClock(local(2026, 11, 26, 10))
+    memory = MemoryChannel("memory")
+    base = {"channel": "memory", "recipient": "liaison", "incident_id": None, "created_at": clock.now(),
+            "attempts": 0, "subject": "", "body": "", "kind": "test", "payload": {"channel": "memory"}}
+    with engine.begin() as conn:
+        conn.execute(insert(OutboxMessage.__table__), [
+            {**base, "dedupe_key": f"{'urgent' if i >= 3 else 'routine'}{i}", "urgent": i >= 3,
+             "next_attempt_at": clock.now() + timedelta(seconds=i)} for i in range(5)])
+    clock.advance(timedelta(minutes=1))
+    d = Dispatcher(engine, {"memory": memory}, Renderer(roster, SH), clock,
+                   routing=Routing(channels=("memory",), tz=SH), policy=Policy(batch=2))
+    d.drain()
+    assert [m.dedupe_key for m in memory.delivered] == ["urgent3", "urgent4", "routine0", "routine1", "routine2"]

@@ -58,13 +58,23 @@ class _Job:
     delivery: Delivery
     rows: list[RowMapping]
     started: float | None
-    future: Future[str] | None = None
-    batch: Future[None] | None = None  # the call that delivers this job's whole batch (local channels)
+    future: Future[Any] | None = None  # in a batch (local channels): the call delivering the whole batch
+    batched: bool = False
+    answer: str | BaseException | None = None  # in a batch: this message's own answer
 
     def done(self) -> bool:
-        """Answered, and (in a batch) the whole batch answered, so a round never marks half of a batch."""
+        """Answered (in a batch: the whole batch, so a round never marks half of one)."""
+        return self.future is not None and self.future.done()
+
+    def outcome(self) -> tuple[bool, str]:
+        """(delivered?, what the channel said or the error) of a done job."""
         assert self.future is not None
-        return self.future.done() and (self.batch is None or self.batch.done())
+        exc = self.future.exception()
+        if self.batched and exc is None:
+            if isinstance(self.answer, BaseException):
+                return False, _describe(self.answer)
+            return self.answer is not None, self.answer or "no answer"
+        return (True, self.future.result()) if exc is None else (False, _describe(exc))
 
 
 @dataclass
@@ -150,7 +160,7 @@ class Dispatcher:
             self._kick.clear()
 
     def _wait_any(self, seconds: float) -> None:
-        futures = list({id(f): f for f in (j.batch or j.future for j in self._jobs) if f is not None}.values())
+        futures = list({id(j.future): j.future for j in self._jobs if j.future is not None}.values())
         if futures:
             from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -174,9 +184,13 @@ class Dispatcher:
         with self.engine.begin() as conn:
             ids = list(conn.execute(select(T.c.id).where(base, T.c.held_until.is_not(None)).order_by(T.c.id)
                                     .limit(self.policy.batch * 10).with_for_update(skip_locked=True)).scalars())
-            ids += conn.execute(select(T.c.id).where(base, T.c.held_until.is_(None))
-                                .order_by(T.c.urgent.desc(), T.c.next_attempt_at, T.c.id).limit(room)
-                                .with_for_update(skip_locked=True)).scalars()
+            due: list[int] = []
+            for urgent in (True, False):  # urgent first, each read off the index in order (ix_outbox_claim)
+                if len(due) < room:
+                    due += conn.execute(select(T.c.id).where(base, T.c.held_until.is_(None), T.c.urgent == urgent)
+                                        .order_by(T.c.next_attempt_at, T.c.id).limit(room - len(due))
+                                        .with_for_update(skip_locked=True)).scalars()
+            ids += due
             if not ids:
                 return []
             until = now + timedelta(seconds=self.policy.lease)
@@ -266,9 +280,6 @@ class Dispatcher:
         """A local channel: the whole batch in one call (the file channel writes and fsyncs it once); each
         message still gets its own answer, so one that fails does not fail the others."""
         channel = self.channels[name]
-        for job in jobs:
-            job.future = Future()
-            self._jobs.append(job)
 
         def deliver() -> None:
             started = time.monotonic()
@@ -279,16 +290,13 @@ class Dispatcher:
             except BaseException as exc:  # the write itself failed: every message of the batch is retried
                 answers = [exc] * len(jobs)
             for job, answer in zip(jobs, answers, strict=True):
-                assert job.future is not None
-                if isinstance(answer, BaseException):
-                    job.future.set_exception(answer)
-                else:
-                    job.future.set_result(answer)
-            self._kick.set()
+                job.answer = answer
 
         whole = self._pools[name].submit(deliver)
+        whole.add_done_callback(lambda _f: self._kick.set())
         for job in jobs:
-            job.batch = whole
+            job.future, job.batched = whole, True
+            self._jobs.append(job)
 
     # ------------------------------------------------------------------ mark
     def _mark(self, now: datetime) -> Stats:
@@ -298,8 +306,7 @@ class Dispatcher:
         for job in self._jobs:
             assert job.future is not None
             if job.done():
-                exc = job.future.exception()
-                done.append((job, exc is None, job.future.result() if exc is None else _describe(exc)))
+                done.append((job, *job.outcome()))
             elif job.started is not None and time.monotonic() - job.started > self.policy.timeout * 2:
                 name = job.delivery.channel  # abandoned: its worker stays busy until the socket gives up
                 self._stuck[name] += 1

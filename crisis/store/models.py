@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from crisis.store.types import UTCDateTime
@@ -116,6 +116,9 @@ class Statement(SQLModel, table=True):
     reviews: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
+_TO_SEND = "delivered_at IS NULL AND failed_at IS NULL"
+
+
 class OutboxMessage(SQLModel, table=True):
     """A notification to deliver; written in the same transaction as what caused it.
 
@@ -125,7 +128,14 @@ class OutboxMessage(SQLModel, table=True):
     at `next_attempt_at` (exponential back-off), or `failed_at` after the last attempt. `held_until` marks a
     non-urgent message held for the recipient's quiet hours (delivered in one digest when they end)."""
 
-    __table_args__ = (Index("ix_outbox_due", "delivered_at", "failed_at", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "delivered_at", "failed_at", "next_attempt_at"),
+                      # what delivery claims (crisis.notify.dispatch): only rows still to deliver are indexed, in
+                      # claim order, so a claim reads its batch off the index however long the history
+                      Index("ix_outbox_claim", "channel", "urgent", "next_attempt_at", "id",
+                            sqlite_where=text(_TO_SEND + " AND held_until IS NULL"),
+                            postgresql_where=text(_TO_SEND + " AND held_until IS NULL")),
+                      Index("ix_outbox_held", "channel", "id", sqlite_where=text(_TO_SEND + " AND held_until IS NOT NULL"),
+                            postgresql_where=text(_TO_SEND + " AND held_until IS NOT NULL")))
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True)
     channel: str
