@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +54,7 @@ MIN_SWEEP, MAX_SWEEP = 0.1, 3600.0  # seconds: below, the sweep spins a CPU; abo
 ADVISORY_KEY = 0x637269736973  # "crisis": the PostgreSQL advisory lock every scheduler competes for
 RETRY_PAUSE = 1.0  # seconds between a failed cycle and the next try
 MAX_WAIT = 3600.0  # seconds; an idle runner still re-reads the database at least this often
+STATUS_EVERY = 1.0  # seconds between two writes of the status row (health turns stale after minutes)
 
 
 class AlreadyRunning(Conflict):
@@ -101,6 +103,8 @@ class Runner:
         self.thread: threading.Thread | None = None  # the thread running `serve`, when `background` started it
         self.identity = database_identity(svc.engine)  # the database this runner started on
         self.fatal: str | None = None  # why the runner gave up (its database is gone): the process must exit
+        self._recorded = -math.inf  # when the status row was last written (monotonic seconds)
+        self._last_error: str | None = None
 
     def request_wake(self, reason: str = "wake") -> None:
         """Ask for a cycle as soon as possible (safe from any thread; never lost, see `serve`)."""
@@ -161,9 +165,15 @@ class Runner:
         return nxt
 
     def _record(self, nxt: datetime | None, error: str | None) -> None:
-        """Health for other processes (`crisis scheduler status`, HTTP); never fatal to firing."""
+        """Health for other processes (`crisis scheduler status`, HTTP); never fatal to firing. Written at most
+        every STATUS_EVERY seconds (and at once on an error or its end): when steps fall due every few
+        milliseconds, a status write per cycle would hold the write lock that delivery needs to mark."""
+        moment = time.monotonic()
+        if error is None and self._last_error is None and moment - self._recorded < STATUS_EVERY:
+            return
         try:
             status.record_cycle(self.svc.engine, self.clock.now(), nxt, self.cycles, error)
+            self._recorded, self._last_error = moment, error
         except Exception as exc:
             self.log.warning("scheduler_status_not_recorded", error=str(exc))
 

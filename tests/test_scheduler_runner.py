@@ -143,3 +143,29 @@ def test_each_escalation_records_its_own_batch_time_not_the_cycles_start(svc, cl
     assert all(e.fired_at in commits for e in fired)
     assert [e.late_seconds for e in fired] == [(e.fired_at - e.scheduled_at).total_seconds() for e in fired]
     assert fired[-1].late_seconds == 21.0  # the cycle's start would have said 0
+
+
+def test_status_row_is_written_at_most_every_status_every_seconds_and_at_once_on_an_error(svc, clock, runner,
+                                                                                          monkeypatch):
+    """Steps falling due every few milliseconds mean a cycle every few milliseconds: the health row (which
+    counts the pending steps) is not rewritten for each, or it would hold the write lock delivery needs."""
+    from crisis import scheduler
+    from crisis.store import status
+
+    r, _channel = runner
+    status.record_start(svc.engine, clock.now(), 30.0)
+    for reason in ("startup", "due", "due"):
+        r.cycle(reason)
+    assert status.read_health(svc.engine, clock.now()).cycles == 1  # the first cycle only
+    monkeypatch.setattr(svc, "tick", lambda **_kw: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(scheduler, "RETRY_PAUSE", 0.0)
+    r.cycle("due")
+    health = status.read_health(svc.engine, clock.now())
+    assert health.cycles == 4 and "boom" in (health.last_error or "")  # an error is written at once ...
+    monkeypatch.undo()
+    r.cycle("due")
+    health = status.read_health(svc.engine, clock.now())
+    assert health.cycles == 5 and health.last_error is None  # ... and so is its end
+    monkeypatch.setattr(scheduler, "STATUS_EVERY", 0.0)
+    r.cycle("due")
+    assert status.read_health(svc.engine, clock.now()).cycles == 6
