@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from crisis.clock import Clock
 from crisis.errors import NotFound
@@ -106,13 +106,20 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ driving
     def pump(self) -> Stats:
-        """One round: mark what finished, claim and start what channels have room for."""
+        """One round: mark what finished and claim what channels have room for, in one short write transaction
+        (the fewer write transactions, the less delivery and firing wait for each other's lock), then start it."""
         with self._mutex:
-            stats = self._mark(self.clock.now())
-            for name in self.channels:
-                room = self._room(name)
-                if room > 0:
-                    self._start(self._claim(name, self.clock.now(), room))
+            now = self.clock.now()
+            done = self._finished()
+            rooms = {name: room for name in self.channels if (room := self._room(name)) > 0}
+            stats = Stats()
+            if not done and not rooms:
+                return stats
+            with self.engine.begin() as conn:
+                self._mark(conn, done, now, stats)
+                claimed = [self._claim(conn, name, now, room) for name, room in rooms.items()]
+            for rows in claimed:
+                self._start(rows)
             return stats
 
     def drain(self, max_seconds: float | None = None) -> Stats:
@@ -176,26 +183,25 @@ class Dispatcher:
         return max(0, self.policy.workers * 2 - busy)
 
     # ------------------------------------------------------------------ claim
-    def _claim(self, channel: str, now: datetime, room: int) -> list[RowMapping]:
+    def _claim(self, conn: Connection, channel: str, now: datetime, room: int) -> list[RowMapping]:
         """Lease up to `room` due rows of one channel (and every due held row of it, for whole digests)."""
         free = or_(T.c.claimed_until.is_(None), T.c.claimed_until <= now)
         base = and_(T.c.channel == channel, T.c.delivered_at.is_(None), T.c.failed_at.is_(None),
                     or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now), free)
-        with self.engine.begin() as conn:
-            ids = list(conn.execute(select(T.c.id).where(base, T.c.held_until.is_not(None)).order_by(T.c.id)
-                                    .limit(self.policy.batch * 10).with_for_update(skip_locked=True)).scalars())
-            due: list[int] = []
-            for urgent in (True, False):  # urgent first, each read off the index in order (ix_outbox_claim)
-                if len(due) < room:
-                    due += conn.execute(select(T.c.id).where(base, T.c.held_until.is_(None), T.c.urgent == urgent)
-                                        .order_by(T.c.next_attempt_at, T.c.id).limit(room - len(due))
-                                        .with_for_update(skip_locked=True)).scalars()
-            ids += due
-            if not ids:
-                return []
-            until = now + timedelta(seconds=self.policy.lease)
-            conn.execute(update(T).where(T.c.id.in_(ids)).values(claimed_until=until, attempts=T.c.attempts + 1))
-            return list(conn.execute(select(T).where(T.c.id.in_(ids)).order_by(T.c.id)).mappings())
+        ids = list(conn.execute(select(T.c.id).where(base, T.c.held_until.is_not(None)).order_by(T.c.id)
+                                .limit(self.policy.batch * 10).with_for_update(skip_locked=True)).scalars())
+        due: list[int] = []
+        for urgent in (True, False):  # urgent first, each read off the index in order (ix_outbox_claim)
+            if len(due) < room:
+                due += conn.execute(select(T.c.id).where(base, T.c.held_until.is_(None), T.c.urgent == urgent)
+                                    .order_by(T.c.next_attempt_at, T.c.id).limit(room - len(due))
+                                    .with_for_update(skip_locked=True)).scalars()
+        ids += due
+        if not ids:
+            return []
+        until = now + timedelta(seconds=self.policy.lease)
+        conn.execute(update(T).where(T.c.id.in_(ids)).values(claimed_until=until, attempts=T.c.attempts + 1))
+        return list(conn.execute(select(T).where(T.c.id.in_(ids)).order_by(T.c.id)).mappings())
 
     def _due_exists(self, now: datetime) -> bool:
         free = or_(T.c.claimed_until.is_(None), T.c.claimed_until <= now)
@@ -299,8 +305,8 @@ class Dispatcher:
             self._jobs.append(job)
 
     # ------------------------------------------------------------------ mark
-    def _mark(self, now: datetime) -> Stats:
-        stats = Stats()
+    def _finished(self) -> list[tuple[_Job, bool, str]]:
+        """Take the jobs that finished (or were abandoned) out of the running ones, with their outcome."""
         done: list[tuple[_Job, bool, str]] = []
         keep: list[_Job] = []
         for job in self._jobs:
@@ -315,23 +321,23 @@ class Dispatcher:
             else:
                 keep.append(job)
         self._jobs = keep
-        if done:
-            delivered: list[dict[str, Any]] = []
-            with self.engine.begin() as conn:
-                for job, ok, said in done:
-                    stats.receipts.append((job.delivery.channel, ok, said))
-                    if ok:
-                        stats.delivered += len(job.rows)
-                        delivered += [{"_id": i, "_subject": job.delivery.subject, "_receipt": said[:500]}
-                                      for i in job.delivery.ids]
-                    else:
-                        stats.failures.append((job.delivery.channel, job.delivery.recipient, said))
-                        self._failed(conn, job, said, now, stats)
-                if delivered:  # one executemany for the whole round
-                    conn.execute(update(T).where(T.c.id == bindparam("_id")).values(
-                        delivered_at=now, claimed_until=None, last_error=None, subject=bindparam("_subject"),
-                        receipt=bindparam("_receipt")), delivered)
-        return stats
+        return done
+
+    def _mark(self, conn: Connection, done: list[tuple[_Job, bool, str]], now: datetime, stats: Stats) -> None:
+        delivered: list[dict[str, Any]] = []
+        for job, ok, said in done:
+            stats.receipts.append((job.delivery.channel, ok, said))
+            if ok:
+                stats.delivered += len(job.rows)
+                delivered += [{"_id": i, "_subject": job.delivery.subject, "_receipt": said[:500]}
+                              for i in job.delivery.ids]
+            else:
+                stats.failures.append((job.delivery.channel, job.delivery.recipient, said))
+                self._failed(conn, job, said, now, stats)
+        if delivered:  # one executemany for the whole round
+            conn.execute(update(T).where(T.c.id == bindparam("_id")).values(
+                delivered_at=now, claimed_until=None, last_error=None, subject=bindparam("_subject"),
+                receipt=bindparam("_receipt")), delivered)
 
     def _unstick(self, name: str) -> None:
         self._stuck[name] -= 1
