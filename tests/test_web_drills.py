@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from helpers import DRILLS_DIR, Cli, crisis_env
+from test_web_pages import engine_keys, raw_keys
 from web_support import login, make_app
 
 from crisis import views
@@ -60,7 +61,7 @@ def test_drill_runs_view_reads_scorecards_newest_first(drills_dir):
     assert views.drill_runs(drills_dir / "missing") == []
 
 
-def test_drills_page_lists_runs_with_figures_and_report_links(client):
+def test_drills_page_lists_runs_with_figures_and_report_links(client, svc):
     login(client, "duty_officer")
     page = client.get("/drills")
     assert page.status_code == 200
@@ -70,6 +71,7 @@ def test_drills_page_lists_runs_with_figures_and_report_links(client):
     assert 'href="/drills/files/run-a/after_action.en.pdf"' in html
     assert 'href="/drills/files/run-b/after_action.en.pdf"' not in html  # only the files that exist
     assert '<a href="/drills">' in html  # the nav offers it to whoever may see it
+    assert raw_keys(html.replace("nonexistent_category", ""), engine_keys(svc)) == set()
     assert "Post-operative death" in client.get("/drills?lang=en").text
 
 

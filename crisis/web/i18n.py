@@ -31,8 +31,13 @@ def catalogue(lang: str) -> dict[str, str]:
 def gettext_for(lang: str):  # noqa: ANN201 - a plain callable for Jinja's `_`
     words = catalogue(lang)
 
+    sep = ", " if lang == "en" else "、"
+
     def _(msgid: str, **kw: object) -> str:
+        """The text of `msgid` with its values; a list value is a list of msgids, translated and joined."""
         text = words.get(msgid, msgid)
+        kw = {k: sep.join(words.get(str(x), str(x)) for x in v) if isinstance(v, list | tuple) else v
+              for k, v in kw.items()}
         return text.format(**kw) if kw else text
 
     return _

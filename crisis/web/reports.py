@@ -97,6 +97,62 @@ async def drill_download(relative: str, request: Request) -> Response:
                         content_disposition_type="inline" if fmt == "pdf" else "attachment")
 
 
+INCIDENT_KINDS = ("incident_report", "after_action")
+
+
+def _incident_markdown(request: Request, incident_id: int, kind: str, lang: str) -> tuple[str, dict[str, Any]]:
+    """The report `crisis report` prints (same context, templates and zone), and its context for the PDF."""
+    from crisis import reports
+
+    if kind not in INCIDENT_KINDS:
+        raise InputError(f"unknown report {kind!r} (use {', '.join(INCIDENT_KINDS)})", field="kind")
+    if lang not in LANGS:
+        raise InputError(f"unknown language {lang!r} (use {', '.join(LANGS)})", field="lang")
+    ctx = reports.report_context(request.app.state.svc, incident_id, tz=request.app.state.tz)
+    return reports.render(kind, ctx, lang), ctx
+
+
+@router.get("/incidents/{incident_id}/report")
+async def incident_report(incident_id: int, request: Request, rlang: str = "zh-CN",
+                          kind: str = "incident_report") -> Response:
+    """The report as HTML: a fragment for the incident page's inline preview (htmx), a page otherwise.
+    `rlang` is the report's language, independent of the page's own (`lang`)."""
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    back = f"/incidents/{incident_id}"
+    try:
+        text, _ctx = await run_in_threadpool(_incident_markdown, request, incident_id, kind, rlang)
+    except CrisisError as exc:
+        return problem(request, "Not found", str(exc), crisis_status(exc), ident, back)
+    links = [(fmt, f"/incidents/{incident_id}/report/{kind}.{rlang}.{fmt}") for fmt in ("md", "pdf")]
+    name = "report_fragment.html" if request.headers.get("hx-request") else "report.html"
+    return render(request, name, {"html": markdown_html(text), "title": f"#{incident_id}", "back": back,
+                                  "downloads": links}, ident=ident)
+
+
+@router.get("/incidents/{incident_id}/report/{kind}.{rlang}.{fmt}")
+async def incident_report_download(incident_id: int, kind: str, rlang: str, fmt: str, request: Request) -> Response:
+    """The report as a file: Markdown, or the PDF laid out from the same Markdown."""
+    ident = await signed_in(request)
+    if isinstance(ident, Response):
+        return ident
+    try:
+        if fmt not in ("md", "pdf"):
+            raise InputError(f"unknown format {fmt!r} (use md, pdf)", field="format")
+        text, ctx = await run_in_threadpool(_incident_markdown, request, incident_id, kind, rlang)
+        if fmt == "pdf":
+            from crisis.report_pdf import render_pdf
+
+            body: bytes = await run_in_threadpool(lambda: render_pdf(text, kind=kind, ctx=ctx, lang=rlang))
+        else:
+            body = text.encode("utf-8")
+    except CrisisError as exc:
+        return problem(request, "Not found", str(exc), crisis_status(exc), ident, f"/incidents/{incident_id}")
+    filename = f"incident-{incident_id}-{kind}.{rlang}.{fmt}"
+    return Response(body, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 def _dur(seconds: Any) -> str:
     return format_duration(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else "-"
 

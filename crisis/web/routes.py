@@ -181,7 +181,9 @@ async def incident_page(incident_id: int, request: Request) -> Response:
                                       now_of(request))
     except CrisisError as exc:
         return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/")
-    return render(request, "incident.html", ctx, ident=ident)
+    drafted = request.query_params.get("drafted", "")
+    return render(request, "incident.html", {**ctx, "drafted": int(drafted) if drafted.isdigit() else None},
+                  ident=ident)
 
 
 @router.post("/incidents/{incident_id}/fire")
@@ -240,6 +242,29 @@ async def release(statement_id: int, request: Request, incident: int = Form(...)
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.release_statement(statement_id, principal=principal(ident)),
                      f"/incidents/{incident}")
+
+
+@router.post("/incidents/{incident_id}/statements")
+async def draft_statement(incident_id: int, request: Request, title: str = Form(...), body: str = Form(...),
+                          version: int = Form(...), next_update: str = Form(""), major: str = Form("")) -> Response:
+    """Draft a statement for review from the version of the incident the page showed; back on the incident page
+    with the new statement and the writing rules' warnings about it."""
+    ident = await signed_in(request, write=True)
+    if isinstance(ident, Response):
+        return ident
+    svc = svc_of(request)
+    made: list[Any] = []
+
+    def run() -> None:
+        made.append(svc.draft_statement(incident_id, title=title, body=body, next_update=next_update or None,
+                                        major={"yes": True, "no": False}.get(major), principal=principal(ident),
+                                        expected_version=version))
+
+    res = await act(request, ident, run, f"/incidents/{incident_id}")
+    if made:
+        st_id = made[0].id
+        return RedirectResponse(f"/incidents/{incident_id}?drafted={st_id}#statement-{st_id}", status_code=303)
+    return res
 
 
 @router.post("/incidents/{incident_id}/note")
