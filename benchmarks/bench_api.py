@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 from crisis import logs
 from crisis.accounts import Accounts

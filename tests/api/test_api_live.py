@@ -1,4 +1,4 @@
-"""`crisis serve` for real: uvicorn on 127.0.0.1 with the scheduler, driven over HTTP by httpx."""
+"""`crisis serve` for real: uvicorn on 127.0.0.1 with the scheduler, driven over HTTP by httpx2."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-import httpx
+import httpx2
 from conftest import API, PW
 from helpers import crisis_env
 
@@ -27,10 +27,10 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> d
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else "server exited"
         try:
-            res = httpx.get(f"{base}{API}/health", timeout=2)
+            res = httpx2.get(f"{base}{API}/health", timeout=2)
             if res.status_code == 200:
                 return res.json()
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.1)
     raise AssertionError("server did not become healthy")
@@ -48,7 +48,7 @@ def test_serve_runs_api_and_scheduler(tmp_path):
     try:
         health = _wait_healthy(base, proc)
         assert health["scheduler"]["state"] == "running" and health["scheduler"]["in_process"]["loop_alive"] is True
-        with httpx.Client(base_url=base, timeout=10) as c:
+        with httpx2.Client(base_url=base, timeout=10) as c:
             assert c.get(f"{API}/incidents").status_code == 401
             login = c.post(f"{API}/auth/login", json={"person": "publicity_head", "password": PW})
             assert login.status_code == 200, login.text
