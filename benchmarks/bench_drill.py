@@ -84,7 +84,8 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
         t0, c0 = time.perf_counter(), time.process_time()
         cards = drill_cli.replay(tracks, playbooks, roster, run_id=name, out_dir=out, db_url=f"sqlite:///{db}",
                                  speed=None, tz="Asia/Shanghai", as_json=False,
-                                 console=Console(file=io.StringIO(), width=FILE_WIDTH), wall=SystemClock())
+                                 console=Console(file=io.StringIO(), width=FILE_WIDTH), wall=SystemClock(),
+                                 scratch=True)  # as `crisis drill run` without --db: the drill's own new file
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     logs.configure(io.StringIO())
     cards = cards if isinstance(cards, list) else [cards]

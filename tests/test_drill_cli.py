@@ -82,3 +82,15 @@ def test_drill_run_as_a_process(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "file not found" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_drills_own_database_does_not_wait_for_the_disk_a_given_one_does(tmp_path):
+    from crisis.drill.cli import drill_engine
+
+    own = drill_engine(f"sqlite:///{tmp_path / 'own.db'}", scratch=True)
+    given = drill_engine(f"sqlite:///{tmp_path / 'given.db'}", scratch=False)
+    with own.connect() as conn:  # 0 = OFF; still WAL, so a reader never blocks the replay
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    with given.connect() as conn:  # 1 = NORMAL, the engine's usual setting
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
