@@ -234,3 +234,19 @@ def test_urgent_messages_are_claimed_first_even_behind_older_ones(engine, roster
                    routing=Routing(channels=("memory",), tz=SH), policy=Policy(batch=2))
     d.drain()
     assert [m.dedupe_key for m in memory.delivered] == ["urgent3", "urgent4", "routine0", "routine1", "routine2"]
+
+
+def test_a_plain_channel_gets_no_markdown_rendered(engine, roster):
+    """The file and the log never show Markdown: it is not rendered for them (escaping every fact of every
+    message for the record channels was most of delivery's cost); chat robots get it."""
+    clock = VirtualClock(local(2026, 11, 26, 10))
+    chans = {name: MemoryChannel(name) for name in ("file", "chat")}
+    chans["file"].plain = True  # type: ignore[attr-defined]
+    routing = Routing(channels=("file", "chat"), tz=SH)
+    queue(engine, roster, routing, clock.now(), recipient="liaison", key="esc:1:1")
+    Dispatcher(engine, chans, Renderer(roster, SH), clock, routing=routing).drain()
+    (file,), (chat,) = (chans[n].delivered for n in ("file", "chat"))
+    assert file.subject == chat.subject and "核实" in file.subject  # the liaison reads Chinese
+    assert file.text == chat.text and "核实" in file.text
+    assert file.markdown == "" and chat.markdown.startswith("**")
+    assert rows_undelivered(engine) == []
