@@ -113,3 +113,15 @@ def test_drills_are_refused_to_whom_the_policy_refuses(client):
     assert 'href="/drills"' not in client.get("/").text
     client.cookies.clear()
     assert client.get("/drills", follow_redirects=False).status_code == 303  # signed out: to the login page
+
+
+@pytest.mark.parametrize(("person", "allowed"), [("president", True), ("medical_affairs", True),
+                                                 ("admin_director", True), ("duty_officer", True),
+                                                 ("logistics_staff", False), ("oncall_admin", False),
+                                                 ("info_staff", False)])
+def test_who_may_see_drill_results(roster, person, allowed):
+    from crisis.engine import policy
+    from crisis.principal import for_person
+
+    decision = policy.may_view_drills(for_person(roster, person))
+    assert decision.allowed is allowed and decision.rule == "drills"
