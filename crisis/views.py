@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case
+from sqlalchemy import and_, case, or_
 from sqlmodel import col, func, select
 
 from crisis.engine import policy
@@ -25,6 +25,7 @@ from crisis.playbook import Playbook
 from crisis.principal import Principal
 from crisis.roster import GROUPS
 from crisis.service.queries import DEFAULT_PAGE, Page
+from crisis.service.tasks import live_ack
 from crisis.severity import Severity
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Event, Incident, Statement, Task
@@ -78,16 +79,17 @@ def incident_detail(svc: Any, incident_id: int, *, principal: Principal | None =
         events = list(s.exec(select(Event).where(Event.incident_id == incident_id)
                              .order_by(col(Event.at), col(Event.id))).all())
     who = svc._principal(principal, now) if principal is not None else None
-    paged: dict[int, set[str]] = {}
+    fired: dict[int, list[Escalation]] = {}
     for e in escs:
-        paged.setdefault(e.task_id, set()).add(e.recipient)
+        fired.setdefault(e.task_id, []).append(e)
     grouped: dict[str, list[TaskView]] = {g: [] for g in GROUPS}
     for t in tasks:
         tv = TaskView(t, overdue=t.status == "open" and t.due_at is not None and t.due_at < now)
         if who is not None:
             facts = policy.TaskFacts(id=t.id or 0, group=t.group, assignee=t.assignee, status=t.status,
-                                     required=t.required, paged=frozenset(paged.get(t.id or 0, ())),
-                                     acked=t.acked_at is not None)
+                                     required=t.required,
+                                     paged=frozenset(e.recipient for e in fired.get(t.id or 0, ())),
+                                     acked=live_ack(t, fired.get(t.id or 0, [])))  # as the service decides
             tv.actions = {k: d.allowed for k, d in policy.task_actions(who, facts).items()}
         grouped.setdefault(t.group, []).append(tv)
     detail = IncidentDetail(inc, STAGE_NAMES[inc.stage], allowed_triggers(inc.stage), grouped, escs, statements,
@@ -112,7 +114,7 @@ class IncidentRow:
     incident: Incident
     next_deadline: datetime | None  # earliest due time among its open tasks
     overdue: int  # open tasks past their deadline
-    unacked: int  # escalations of open tasks nobody has acknowledged
+    unacked: int  # escalations of open tasks nobody has acknowledged (nor the task's chain since they fired)
     open_tasks: int = 0
 
 
@@ -141,9 +143,12 @@ def incident_list(svc: Any, *, stage: str | None = None, category: str | None = 
         late = func.sum(case((col(Task.due_at) < now, 1), else_=0))  # a NULL deadline is never late
         due = {iid: (nxt, n or 0, k) for iid, nxt, n, k in s.exec(select(
             Task.incident_id, func.min(Task.due_at), late, func.count()).where(open_).group_by(Task.incident_id)).all()}
+        # an escalation is answered by its own acknowledgement or by one of its task's chain made after it fired
+        # (acknowledging holds the whole chain: crisis.acklink)
+        waiting = and_(col(Escalation.acked_at).is_(None),
+                       or_(col(Task.acked_at).is_(None), col(Escalation.fired_at) > col(Task.acked_at)))
         unacked = dict(s.exec(select(Escalation.incident_id, func.count()).join(
-            Task, col(Task.id) == Escalation.task_id).where(open_, col(Escalation.acked_at).is_(None))
-            .group_by(Escalation.incident_id)).all())
+            Task, col(Task.id) == Escalation.task_id).where(open_, waiting).group_by(Escalation.incident_id)).all())
     rows = []
     for i in items:
         nxt, late_n, n_open = due.get(i.id or 0, (None, 0, 0))

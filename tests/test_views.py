@@ -85,7 +85,8 @@ def test_list_counts_overdue_and_unacked_per_incident(svc, clock, roster):
     esc = pending[0]
     svc.acknowledge(principal=by(esc.recipient), escalation_id=esc.id)
     again = {r.incident.id: r for r in views.incident_list(svc).items}
-    assert again[late].unacked == rows[late].unacked - 1
+    covered = [e for e in pending if e.task_id == esc.task_id and e.acked_at is None]  # the whole chain so far
+    assert again[late].unacked == rows[late].unacked - len(covered) and len(covered) > 1
     calm_open = [t for t in svc.tasks(calm) if t.status == "open" and t.due_at and t.due_at < clock.now()]
     assert rows[calm].overdue == len(calm_open)
 

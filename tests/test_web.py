@@ -124,7 +124,7 @@ def test_ack_link_once_and_refusals(client, svc, clock):
     done = next(e for e in svc.escalations(inc.id) if e.id == esc.id)
     assert done.acked_by == "oncall_admin"
     again = client.post(f"/ack/{good}")
-    assert again.status_code == 403 and "already been used" in again.text
+    assert again.status_code == 403 and "此链接已使用过：谢值班 已确认" in again.text
 
 
 def test_my_work_and_playbooks_and_password(client, svc):
