@@ -75,6 +75,21 @@ def wait(cond: Callable[[], object], what: str, seconds: float = 12) -> None:
         time.sleep(0.1)
 
 
+def click_to_new_page(d, element) -> None:
+    """Click and wait for the next document to finish loading: the old one carries a mark the new one lacks
+    (no element of the old page is touched after the click, so no stale-element or inspector errors)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d.execute_script("window.__oldPage = true")
+    element.click()
+
+    def loaded(drv) -> bool:
+        return bool(drv.execute_script("return !window.__oldPage && document.readyState === 'complete'"))
+
+    WebDriverWait(d, 15, poll_frequency=0.05, ignored_exceptions=(WebDriverException,)).until(loaded)
+
+
 def shoot(d, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     for width in (1280, 390):
@@ -86,8 +101,6 @@ def shoot(d, name: str) -> None:
 
 def test_duty_officer_and_on_call_admin_in_two_browsers(svc, clock, server, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.ui import WebDriverWait
 
     watched = open_incident(svc, "夜间急诊候诊过久引发网络投诉 <script>alert(1)</script>")
     esc = escalate_to(svc, clock, "oncall_admin")
@@ -106,12 +119,8 @@ def test_duty_officer_and_on_call_admin_in_two_browsers(svc, clock, server, brow
         buttons = a.find_elements(By.CSS_SELECTOR, "form[action^='/tasks/'] button")
         if not buttons:
             break
-        clicked = buttons[0]
-        clicked.click()
-        # the old page must be gone before the next look, or the next button found is a stale one
-        WebDriverWait(a, 12).until(staleness_of(clicked))
-        wait(lambda: "/incidents/" in a.current_url
-             and a.execute_script("return document.readyState") == "complete", "back on the incident page")
+        click_to_new_page(a, buttons[0])
+        assert "/incidents/" in a.current_url
     assert all(t.status == "done" for t in svc.tasks(inc.id))
     a.find_element(By.CSS_SELECTOR, "form.fire input[value='report'] ~ button").click()
     wait(lambda: svc.incident(inc.id).stage == "reported", "report fired")
