@@ -14,11 +14,12 @@ An empty variable counts as unset.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crisis.errors import InputError
@@ -38,24 +39,15 @@ def zone(name: str) -> ZoneInfo:
                          field="CRISIS_TZ") from None
 
 
-class NotifyEnv(BaseSettings):
-    """The notification part of the environment, turned into crisis.notify.setup.NotifySettings."""
-
+class _Env(BaseSettings):
     model_config = _COMMON
-    smtp_url: str | None = None
-    wecom_url: str | None = None
-    dingtalk_url: str | None = None
-    dingtalk_secret: str | None = None
-    feishu_url: str | None = None
-    feishu_secret: str | None = None
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    public_url: str | None = None
-    ack_secret: str | None = None
-    timeout: float = Field(10.0, gt=0, validation_alias="CRISIS_NOTIFY_TIMEOUT")
-    attempts: int = Field(6, ge=1, validation_alias="CRISIS_NOTIFY_ATTEMPTS")
-    backoff: float = Field(30.0, ge=0, validation_alias="CRISIS_NOTIFY_BACKOFF")
-    lease: float = Field(120.0, gt=0, validation_alias="CRISIS_NOTIFY_LEASE")
+
+
+# The notification part of the environment, made from NotifySettings' own fields (types, defaults, Field
+# constraints and aliases), so the variables are declared once, in crisis.notify.setup.
+_HINTS = get_type_hints(NotifySettings, include_extras=True)
+NotifyEnv = create_model("NotifyEnv", __base__=_Env,
+                         **{f.name: (_HINTS[f.name], f.default) for f in fields(NotifySettings)})
 
 
 def _notify_from_env() -> NotifySettings:
@@ -105,7 +97,7 @@ def _checked(cls: type[_T], **overrides: Any) -> _T:
         var = _env_name(cls, tuple(first.get("loc", ())))
         if var == "CRISIS_TZ":
             zone(str(first.get("input")))
-        raise InputError(f"{var}: {first.get('msg')}", field=var) from None
+        raise InputError(str(first.get("msg")), field=var) from None  # shown as "VAR: message"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
+from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from crisis.clock import Clock
@@ -31,6 +33,9 @@ from crisis.roster import Roster
 
 @dataclass(frozen=True)
 class NotifySettings:
+    """The notification settings; crisis.settings reads each field from CRISIS_<NAME> (or the alias given),
+    validated by the Field constraints here: the one declaration of these variables."""
+
     smtp_url: str | None = None
     wecom_url: str | None = None
     dingtalk_url: str | None = None
@@ -41,10 +46,10 @@ class NotifySettings:
     webhook_secret: str | None = None
     public_url: str | None = None
     ack_secret: str | None = None
-    timeout: float = 10.0
-    attempts: int = 6
-    backoff: float = 30.0
-    lease: float = 120.0
+    timeout: Annotated[float, Field(gt=0, validation_alias="CRISIS_NOTIFY_TIMEOUT")] = 10.0
+    attempts: Annotated[int, Field(ge=1, validation_alias="CRISIS_NOTIFY_ATTEMPTS")] = 6
+    backoff: Annotated[float, Field(ge=0, validation_alias="CRISIS_NOTIFY_BACKOFF")] = 30.0
+    lease: Annotated[float, Field(gt=0, validation_alias="CRISIS_NOTIFY_LEASE")] = 120.0
 
     def personal_channels(self) -> dict[str, Channel]:
         t = self.timeout
