@@ -36,6 +36,13 @@ from crisis.store.migrate import create_db
 DRILL_CHANNEL = "drill"
 
 
+class _DrillChannel(MemoryChannel):
+    """Where a drill's notifications go: a drill records each one's key, recipient, subject and time, never
+    its chat Markdown, so (like the file and log channels) it asks the dispatcher to render none."""
+
+    plain = True
+
+
 @dataclass
 class DrillResult:
     incident_id: int
@@ -111,7 +118,7 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
     runs = [t for loaded, offset in tracks for t in _tracks(loaded, offset)]
     clock = VirtualClock(min(t.start for t in runs))
     svc = CrisisService(engine, playbooks, roster, clock, channels=(DRILL_CHANNEL,))
-    channel = MemoryChannel(DRILL_CHANNEL)  # drills never reach real channels; the CLI writes the drill's file
+    channel = _DrillChannel(DRILL_CHANNEL)  # drills never reach real channels; the CLI writes the drill's file
     delivery = Dispatcher(engine, {DRILL_CHANNEL: channel}, Renderer(roster, svc.routing.tz), clock,
                           routing=svc.routing)
     arrange_rota(svc, [ls for ls, _ in tracks])
