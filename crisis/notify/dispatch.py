@@ -200,8 +200,9 @@ class Dispatcher:
         if not ids:
             return []
         until = now + timedelta(seconds=self.policy.lease)
-        conn.execute(update(T).where(T.c.id.in_(ids)).values(claimed_until=until, attempts=T.c.attempts + 1))
-        return list(conn.execute(select(T).where(T.c.id.in_(ids)).order_by(T.c.id)).mappings())
+        claimed = conn.execute(update(T).where(T.c.id.in_(ids)).values(claimed_until=until, attempts=T.c.attempts + 1)
+                               .returning(*T.c)).mappings().all()
+        return sorted(claimed, key=lambda r: r["id"])
 
     def _due_exists(self, now: datetime) -> bool:
         free = or_(T.c.claimed_until.is_(None), T.c.claimed_until <= now)
