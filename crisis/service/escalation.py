@@ -204,9 +204,12 @@ class EscalationCommands(ServiceBase):
         for task_id, person in conn.execute(select(E.c.task_id, E.c.recipient).where(
                 E.c.task_id.in_(list(advanced))).order_by(E.c.task_id, E.c.level)):
             paged.setdefault(task_id, []).append(person)
-        ids = conn.execute(insert(E).returning(E.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        # ids matched by (task, level), unique per escalation: unordered RETURNING lets SQLite insert the batch
+        # in multi-row statements (asking for parameter order makes it insert one row per statement)
+        by_step = {(t, lv): i for i, t, lv in conn.execute(insert(E).returning(E.c.id, E.c.task_id, E.c.level), rows)}
         fired = []
-        for st, esc_id, values in zip(steps, ids, rows, strict=True):
+        for st, values in zip(steps, rows, strict=True):
+            esc_id = by_step[(values["task_id"], values["level"])]
             before = paged.setdefault(st.row.id, [])
             self._record(tx, st, esc_id, now, [p for p in dict.fromkeys(before) if p != st.recipient])
             before.append(st.recipient)
