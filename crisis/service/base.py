@@ -10,7 +10,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import configure_mappers
@@ -32,6 +32,13 @@ DRILL = "drill"  # the drill facilitator's injects, recorded by the drill runner
 INC = Incident.__table__  # type: ignore[attr-defined]
 TASK = Task.__table__  # type: ignore[attr-defined]
 EVT = Event.__table__  # type: ignore[attr-defined]
+# Hot-path statements, built once with bound parameters: building a statement costs more than running it.
+_INSERT_EVENTS = insert(EVT)
+_INSERT_OUTBOX = insert(OutboxMessage.__table__)  # type: ignore[attr-defined]
+_INCIDENT = sa_select(INC).where(INC.c.id == bindparam("b_id"))
+_INCIDENT_LOCKED = _INCIDENT.with_for_update()
+_TASK_INCIDENT = sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id"))
+_TASK = sa_select(TASK).where(TASK.c.id == bindparam("b_id"))
 
 
 class Rec(SimpleNamespace):
@@ -61,9 +68,9 @@ class _Tx:
     def flush(self, s: Session | Connection) -> None:
         conn = s.connection() if isinstance(s, Session) else s  # Core executemany: the ORM bulk path costs more
         if self.events:
-            conn.execute(insert(Event.__table__), self.events)  # type: ignore[attr-defined]
+            conn.execute(_INSERT_EVENTS, self.events)
         if self.outbox:
-            conn.execute(insert(OutboxMessage.__table__), self.outbox)  # type: ignore[attr-defined]
+            conn.execute(_INSERT_OUTBOX, self.outbox)
 
 
 class ServiceBase:
@@ -151,10 +158,7 @@ class ServiceBase:
     def _incident_row(self, conn: Connection, incident_id: int, *, lock: bool = False,
                       expected_version: int | None = None) -> Rec:
         """`_incident` for the Core hot paths: the incident's row (locked for the command when `lock`)."""
-        stmt = sa_select(INC).where(INC.c.id == incident_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
+        row = conn.execute(_INCIDENT_LOCKED if lock else _INCIDENT, {"b_id": incident_id}).first()
         if row is None:
             raise NotFound(f"no incident #{incident_id}")
         if expected_version is not None and row.version != expected_version:
@@ -188,11 +192,11 @@ class ServiceBase:
     def _task_row_locked(self, conn: Connection, task_id: int,
                          expected_version: int | None = None) -> tuple[Rec, Rec]:
         """`_task_locked` for the Core hot paths: the task's row read under its incident's row lock."""
-        incident_id = conn.execute(sa_select(TASK.c.incident_id).where(TASK.c.id == task_id)).scalar()
+        incident_id = conn.execute(_TASK_INCIDENT, {"b_id": task_id}).scalar()
         if incident_id is None:
             raise NotFound(f"no task #{task_id}")
         inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
-        task = conn.execute(sa_select(TASK).where(TASK.c.id == task_id)).one()  # read again, under the lock
+        task = conn.execute(_TASK, {"b_id": task_id}).one()  # read again, under the lock
         return Rec(**task._mapping), inc
 
     def _statement_locked(self, s: Session, statement_id: int) -> Statement:

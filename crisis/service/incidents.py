@@ -11,9 +11,10 @@ return value is its incident as an unvalidated model (`Rec.as_model`)."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Update, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from crisis import textinput
@@ -33,10 +34,24 @@ _MOVABLE = ("stage", "stage_entered_at", "decision", "cycle", "cycle_started_at"
 # one statement shape for every stop of a stage exit: the ids, statuses and notes are bound per row
 _STOP = (update(TASK).where(TASK.c.id == bindparam("b_id"))
          .values(status=bindparam("b_status"), note=bindparam("b_note"), next_escalation_at=None))
+_INSERT_INCIDENT = insert(INC)
+_INSERT_TASKS = insert(TASK).returning(TASK.c.key, TASK.c.id)
+_EXISTS = select(INC.c.id).where(INC.c.id == bindparam("b_id"))
+_OPEN_WORK = (select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required)
+              .where(TASK.c.incident_id == bindparam("b_id"), TASK.c.cycle == bindparam("b_cycle"),
+                     TASK.c.status == "open").order_by(TASK.c.id))
 _REPLAN = (update(TASK).where(TASK.c.id == bindparam("b_id"))
            .values(due_at=bindparam("b_due", type_=TASK.c.due_at.type),
                    escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
                    next_escalation_at=bindparam("b_next", type_=TASK.c.next_escalation_at.type)))
+
+
+@cache
+def _save_statement(fields: tuple[str, ...]) -> Update:
+    """The incident's guarded update of `fields` (one statement per set of fields, built once)."""
+    values = {k: bindparam(f"b_{k}", type_=INC.c[k].type) for k in fields}
+    return (update(INC).where(INC.c.id == bindparam("b_id"), INC.c.version == bindparam("b_version"))
+            .values(version=bindparam("b_version") + 1, **values))
 
 
 class IncidentCommands(ServiceBase):
@@ -59,7 +74,7 @@ class IncidentCommands(ServiceBase):
                       severity=sev.value, decision=None, cycle=1, opened_by=actor, opened_at=now,
                       stage_entered_at=now, closed_at=None, playbook_version=playbook.version, version=0,
                       cycle_started_at=None)
-            inc.id = conn.execute(insert(INC).values(**vars(inc))).inserted_primary_key[0]
+            inc.id = conn.execute(_INSERT_INCIDENT, vars(inc)).inserted_primary_key[0]
             self._event(conn, tx, at=now, actor=actor, kind="incident_opened", incident_id=inc.id,
                         to_state="monitoring", title=inc.title, category=category, severity=sev.value,
                         source_url=source_url, signals=sig)
@@ -136,8 +151,8 @@ class IncidentCommands(ServiceBase):
                        fields: tuple[str, ...] = _MOVABLE) -> None:
         """The incident's one guarded update: its version must still be the one read (the row lock makes that
         so; the compare-and-set keeps it so for any writer that skipped the lock), and it moves on by one."""
-        done = conn.execute(update(INC).where(INC.c.id == inc.id, INC.c.version == read_version).values(
-            version=read_version + 1, **{k: getattr(inc, k) for k in fields}))
+        done = conn.execute(_save_statement(fields), {"b_id": inc.id, "b_version": read_version,
+                                                       **{f"b_{k}": getattr(inc, k) for k in fields}})
         if done.rowcount != 1:
             self._incident_row(conn, inc.id, expected_version=read_version)  # raises StaleVersion, naming why
             raise Conflict(f"incident #{inc.id} changed during the command")
@@ -214,7 +229,7 @@ class IncidentCommands(ServiceBase):
               data: dict[str, Any]) -> None:
         text = textinput.block(text, "text", max_len=textinput.NOTE_MAX)
         with self._core(who) as (conn, tx):
-            if conn.execute(select(INC.c.id).where(INC.c.id == incident_id)).first() is None:
+            if conn.execute(_EXISTS, {"b_id": incident_id}).first() is None:
                 raise NotFound(f"no incident #{incident_id}")
             self._event(conn, tx, at=now, actor=actor, kind=kind, incident_id=incident_id, text=text, **data)
 
@@ -240,8 +255,10 @@ class IncidentCommands(ServiceBase):
                  "escalation_level": 0, "acked_at": None, "acked_by": None,
                  "next_escalation_at": step_time(p.due_at, p.escalation_plan, 0) if p.due_at else None}
                 for p in planned]
-        ids = conn.execute(insert(TASK).returning(TASK.c.id, sort_by_parameter_order=True), rows).scalars().all()
-        for p, task_id, row in zip(planned, ids, rows, strict=True):
+        # one multi-row INSERT … RETURNING: ids come back by key (unique in the stage), in whatever order
+        ids = dict(conn.execute(_INSERT_TASKS, rows).all())
+        for p, row in zip(planned, rows, strict=True):
+            task_id = ids[p.key]
             self._event(conn, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task_id,
                         key=p.key, group=p.group, assignee=p.assignee, required=p.required,
                         due_at=p.due_at.isoformat() if p.due_at else None)
@@ -271,8 +288,7 @@ class IncidentCommands(ServiceBase):
 
     def _open_work(self, conn: Connection, inc: Rec) -> list[Rec]:
         """The current stage's open tasks and those carried into it from earlier stages of this cycle."""
-        rows = conn.execute(select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required).where(
-            TASK.c.incident_id == inc.id, TASK.c.cycle == inc.cycle, TASK.c.status == "open").order_by(TASK.c.id))
+        rows = conn.execute(_OPEN_WORK, {"b_id": inc.id, "b_cycle": inc.cycle})
         return [Rec(**r._mapping) for r in rows]
 
     def _stage_entries(self, conn: Connection, inc: Rec, playbook: Playbook | None = None,
