@@ -10,7 +10,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import Row, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import configure_mappers
@@ -37,7 +37,9 @@ _INSERT_EVENTS = insert(EVT)
 _INSERT_OUTBOX = insert(OutboxMessage.__table__)  # type: ignore[attr-defined]
 _INCIDENT = sa_select(INC).where(INC.c.id == bindparam("b_id"))
 _INCIDENT_LOCKED = _INCIDENT.with_for_update()
-_TASK_INCIDENT = sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id"))
+# a task's incident, row-locked: the task is then read under that lock
+_TASK_INCIDENT_LOCKED = sa_select(INC).where(
+    INC.c.id == sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id")).scalar_subquery()).with_for_update()
 _TASK = sa_select(TASK).where(TASK.c.id == bindparam("b_id"))
 
 
@@ -161,10 +163,15 @@ class ServiceBase:
         row = conn.execute(_INCIDENT_LOCKED if lock else _INCIDENT, {"b_id": incident_id}).first()
         if row is None:
             raise NotFound(f"no incident #{incident_id}")
+        return self._checked(conn, row, incident_id, expected_version)
+
+    def _checked(self, conn: Connection, row: Row[Any] | Rec, incident_id: int,
+                 expected_version: int | None) -> Rec:
+        """The incident row as a record, unless the caller saw another version (then StaleVersion, naming why)."""
         if expected_version is not None and row.version != expected_version:
             raise StaleVersion(incident_id, expected_version, row.version,
                                self._changes(conn, incident_id, abs(row.version - expected_version)))
-        return Rec(**row._mapping)
+        return row if isinstance(row, Rec) else Rec(**row._mapping)
 
     def _changes(self, s: Session | Connection, incident_id: int, n: int) -> list[str]:
         """The latest `n` version-changing events of an incident, described (what a stale caller missed)."""
@@ -191,12 +198,13 @@ class ServiceBase:
 
     def _task_row_locked(self, conn: Connection, task_id: int,
                          expected_version: int | None = None) -> tuple[Rec, Rec]:
-        """`_task_locked` for the Core hot paths: the task's row read under its incident's row lock."""
-        incident_id = conn.execute(_TASK_INCIDENT, {"b_id": task_id}).scalar()
-        if incident_id is None:
+        """`_task_locked` for the Core hot paths: the incident found through the task and row-locked in one
+        statement, then the task read under that lock."""
+        row = conn.execute(_TASK_INCIDENT_LOCKED, {"b_id": task_id}).first()
+        if row is None:
             raise NotFound(f"no task #{task_id}")
-        inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
-        task = conn.execute(_TASK, {"b_id": task_id}).one()  # read again, under the lock
+        inc = self._checked(conn, row, row.id, expected_version)
+        task = conn.execute(_TASK, {"b_id": task_id}).one()
         return Rec(**task._mapping), inc
 
     def _statement_locked(self, s: Session, statement_id: int) -> Statement:

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, func, insert, select, update
+from sqlalchemy import Update, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from crisis import textinput
@@ -40,6 +40,11 @@ _EXISTS = select(INC.c.id).where(INC.c.id == bindparam("b_id"))
 _OPEN_WORK = (select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required)
               .where(TASK.c.incident_id == bindparam("b_id"), TASK.c.cycle == bindparam("b_cycle"),
                      TASK.c.status == "open").order_by(TASK.c.id))
+_WITH_WORK = (select(INC, TASK.c.id.label("w_id"), TASK.c.stage.label("w_stage"), TASK.c.key.label("w_key"),
+                     TASK.c.required.label("w_required"))
+              .select_from(INC.outerjoin(TASK, and_(TASK.c.incident_id == INC.c.id, TASK.c.cycle == INC.c.cycle,
+                                                    TASK.c.status == "open")))
+              .where(INC.c.id == bindparam("b_id")).order_by(TASK.c.id))
 _REPLAN = (update(TASK).where(TASK.c.id == bindparam("b_id"))
            .values(due_at=bindparam("b_due", type_=TASK.c.due_at.type),
                    escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
@@ -99,18 +104,34 @@ class IncidentCommands(ServiceBase):
             raise InputError("an override needs a reason", field="reason")
         policy.enforce(policy.may_trigger(who, trigger, override=override))
         with self._core(who) as (conn, tx):
-            inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
+            inc, work = self._incident_with_work(conn, incident_id, expected_version)
             read_version = inc.version
-            self._move(conn, tx, inc, trigger, who, decision=decision, sev=sev, override=override, reason=reason,
+            self._move(conn, tx, inc, work, trigger, who, decision=decision, sev=sev, override=override, reason=reason,
                        note=note, now=now)
             self._save_incident(conn, inc, read_version)
         return inc.as_model(Incident)
 
-    def _move(self, conn: Connection, tx: _Tx, inc: Rec, trigger: str, who: Principal, *, decision: str | None,
-              sev: Severity | None, override: bool, reason: str | None, note: str | None, now: datetime) -> None:
+    def _incident_with_work(self, conn: Connection, incident_id: int,
+                            expected_version: int | None) -> tuple[Rec, list[Rec]]:
+        """The incident row, locked, and its open work. One statement on SQLite, where the command already holds
+        the write lock; on PostgreSQL the row lock comes first and the tasks are read after it (a join would read
+        them from before the wait)."""
+        if conn.dialect.name != "sqlite":
+            inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
+            return inc, self._open_work(conn, inc)
+        rows = conn.execute(_WITH_WORK, {"b_id": incident_id}).all()
+        if not rows:
+            raise NotFound(f"no incident #{incident_id}")
+        first = rows[0]._mapping
+        inc = self._checked(conn, Rec(**{c.name: first[c] for c in INC.columns}), incident_id, expected_version)
+        return inc, [Rec(id=r.w_id, stage=r.w_stage, key=r.w_key, required=r.w_required) for r in rows
+                     if r.w_id is not None]
+
+    def _move(self, conn: Connection, tx: _Tx, inc: Rec, work: list[Rec], trigger: str, who: Principal, *,
+              decision: str | None, sev: Severity | None, override: bool, reason: str | None, note: str | None,
+              now: datetime) -> None:
         """The transition itself on the locked incident row: the engine decides, the rows follow."""
         actor = who.person
-        work = self._open_work(conn, inc)
         reopening = trigger == "reopen"  # a flare-up interrupts whatever stage it finds, never blocked
         dest = MACHINE.target(inc.stage, trigger, decision=decision)  # where it would go, before the guard
         exit_ = stage_exit(self._duties(inc, work), final=dest in FINAL, reopening=reopening)
