@@ -72,6 +72,7 @@ def test_board_page_links_keep_filters(client, svc):
     assert 'aria-current="page">2<' in links
     assert _ids(client.get("/?category=public_health&size=2&page=3").text) == [1]
     assert "pager" not in client.get("/?category=medical_dispute").text.split("</header>")[1]  # one page: no links
+    assert 'href="?category=public_health&amp;size=2&amp;page=2&amp;lang=en">English<' in page  # same page, in English
 
 
 def test_watch_and_closed_one_click_away(client, svc):

@@ -112,3 +112,6 @@ def test_report_downloads_md_and_pdf(client, svc):
         assert client.get(f"/incidents/{inc.id}/report/{bad}").status_code == 422, bad
     assert client.get("/incidents/999/report/incident_report.en.md").status_code == 404
     assert client.get("/incidents/999/report?rlang=en").status_code == 404
+    client.cookies.clear()  # signed out: a preview slot gets a bare 401, a page the way to sign in
+    assert client.get(f"/incidents/{inc.id}/report", headers={"HX-Request": "true"}).status_code == 401
+    assert client.get(f"/incidents/{inc.id}/report", follow_redirects=False).status_code == 303

@@ -87,6 +87,12 @@ def pager(params: Mapping[str, str], page: int, pages: int) -> list[tuple[str, s
     return links
 
 
+def switch_lang(request: Request, lang: str) -> str:
+    """The link to this same page (same page number, filters, report language) in the other language."""
+    other = "zh-CN" if lang == "en" else "en"
+    return "?" + urlencode({**{k: v for k, v in request.query_params.items() if k != "lang"}, "lang": other})
+
+
 def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity | None = None,
            status: int = 200) -> HTMLResponse:
     lang = pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
@@ -99,7 +105,7 @@ def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity 
             "grade": GRADE_CLASS, "catname": lambda key: labels.category(key, lang, categories),
             "label": lambda kind, key: labels.label(kind, key, lang), "pick": lambda t: labels.pick(t, lang),
             "local": lambda v, fmt="%Y-%m-%d %H:%M": local(v, tz, fmt), "since": lambda v: since(v, now),
-            "iso": iso, "tzname": request.app.state.tz,
+            "iso": iso, "tzname": request.app.state.tz, "switch": switch_lang(request, lang),
             "nav_drills": bool(ident) and policy.may_view_drills(
                 for_person(svc.roster, ident.person, "session", now)).allowed}
     res = TEMPLATES.TemplateResponse(request, name, {**base, **ctx}, status_code=status)

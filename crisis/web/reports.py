@@ -118,8 +118,8 @@ async def incident_report(incident_id: int, request: Request, rlang: str = "zh-C
     """The report as HTML: a fragment for the incident page's inline preview (htmx), a page otherwise.
     `rlang` is the report's language, independent of the page's own (`lang`)."""
     ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+    if isinstance(ident, Response):  # signed out: a preview slot must not fill with the login page
+        return Response(status_code=401) if request.headers.get("hx-request") else ident
     back = f"/incidents/{incident_id}"
     try:
         text, _ctx = await run_in_threadpool(_incident_markdown, request, incident_id, kind, rlang)
