@@ -1,5 +1,7 @@
 """The deployment's settings: the one place that reads the environment (pydantic-settings).
 
+CRISIS_HOME (the folder whose store/ holds the default database, log and notification file, and whose
+reports/ gets drill reports: the source checkout when running from one, else the current directory),
 CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER (default: the copies shipped in the package, see
 crisis.resources), CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (the hospital's
 time zone: display, quiet hours, rota hand-overs), CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals),
@@ -26,9 +28,17 @@ from crisis.errors import InputError
 from crisis.notify.setup import NotifySettings
 from crisis.resources import data_path
 
-ROOT = Path(__file__).resolve().parents[1]
+SOURCE = Path(__file__).resolve().parents[1]  # the checkout, or site-packages for an installed wheel
 _T = TypeVar("_T", bound=BaseSettings)
 _COMMON = SettingsConfigDict(env_prefix="CRISIS_", env_ignore_empty=True, extra="ignore", populate_by_name=True)
+
+
+def default_home() -> Path:
+    """Where a deployment's files go unless told: the source checkout when the package runs from one (an
+    editable install, `python3 dev.py`: store/ in the repository, whatever the current directory), else the
+    current directory, as for any tool run from its deployment folder. Never the package's own folder: for
+    a wheel that is site-packages."""
+    return SOURCE if (SOURCE / "pyproject.toml").is_file() and (SOURCE / "crisis").is_dir() else Path.cwd()
 
 
 def zone(name: str) -> ZoneInfo:
@@ -58,11 +68,12 @@ class Settings(BaseSettings):
     """Where things are and how this deployment talks; keyword arguments override the environment."""
 
     model_config = SettingsConfigDict(**_COMMON, frozen=True)
-    db_url: str = f"sqlite:///{ROOT / 'store' / 'crisis.db'}"
+    home: Path = Field(default_factory=default_home)
+    db_url: str = Field(default_factory=lambda v: f"sqlite:///{v['home'] / 'store' / 'crisis.db'}")
     playbooks_dir: Path = Field(data_path("playbooks"), validation_alias="CRISIS_PLAYBOOKS")
     roster_path: Path = Field(data_path("examples", "roster.yaml"), validation_alias="CRISIS_ROSTER")
-    notify_file: Path = ROOT / "store" / "notifications.jsonl"
-    log_path: Path = Field(ROOT / "store" / "crisis.log", validation_alias="CRISIS_LOG")
+    notify_file: Path = Field(default_factory=lambda v: v["home"] / "store" / "notifications.jsonl")
+    log_path: Path = Field(default_factory=lambda v: v["home"] / "store" / "crisis.log", validation_alias="CRISIS_LOG")
     tz: str = "Asia/Shanghai"
     signals_secret: str | None = None
     user: str | None = None

@@ -53,6 +53,7 @@ def crisis_env(tmp_path: Path, playbooks_dir: Path = PLAYBOOKS_DIR, *, db: bool 
     if db and not (tmp_path / "crisis.db").exists():
         migrated_copy(tmp_path / "crisis.db")
     return {
+        "CRISIS_HOME": str(tmp_path),  # drill databases and reports by default: never the project's store/
         "CRISIS_DB_URL": f"sqlite:///{tmp_path / 'crisis.db'}",
         "CRISIS_PLAYBOOKS": str(playbooks_dir),
         "CRISIS_ROSTER": str(ROSTER_PATH),

@@ -62,7 +62,7 @@ def test_drill_run_paced_shows_events_as_they_happen(cli, tmp_path):
 
 
 def test_drill_run_default_locations(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("crisis.drill.cli.ROOT", tmp_path)
+    monkeypatch.setenv("CRISIS_HOME", str(tmp_path))
     card = cli.json("drill", "run", str(SCENARIO))
     run_id = card["run"]["id"]
     assert card["run"]["reports_dir"] == str(tmp_path / "reports" / "drills" / run_id)

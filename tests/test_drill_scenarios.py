@@ -214,7 +214,7 @@ def test_surge_scenario_errors_are_located(tmp_path):
 
 def test_drill_run_replays_several_files_and_folders_on_one_clock(crisis, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("CRISIS_PLAYBOOKS", str(PLAYBOOKS_DIR))
-    monkeypatch.setattr("crisis.drill.cli.ROOT", tmp_path)  # default drill databases: never the project's store/
+    monkeypatch.setenv("CRISIS_HOME", str(tmp_path))  # default drill databases: never the project's store/
     folder = tmp_path / "set"
     folder.mkdir()
     for name in ("violence-night-er", "privacy-leak-screenshot"):

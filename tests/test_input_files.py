@@ -101,7 +101,7 @@ def test_huge_scenario_start_or_duration(tmp_path, find, replace, needle):
 def test_a_failed_drill_leaves_no_report_folder_or_database(tmp_path, monkeypatch):
     for name, value in crisis_env(tmp_path).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("crisis.drill.cli.ROOT", tmp_path)  # where the default drill database goes
+    monkeypatch.setenv("CRISIS_HOME", str(tmp_path))  # where the default drill database goes
 
     def disk_full(*_a, **_k):
         raise OSError(28, "No space left on device", str(tmp_path / "reports" / "report.md"))

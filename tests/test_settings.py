@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crisis.errors import InputError
-from crisis.settings import load_settings
+from crisis.settings import SOURCE, load_settings
 
 
 def test_environment_sets_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -73,3 +73,29 @@ def test_bad_time_zone_at_the_shell_exits_2(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CRISIS_TZ", "Mars/Olympus")
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 2 and "CRISIS_TZ" in result.output and "Traceback" not in result.output
+
+
+def test_default_paths_from_a_checkout_are_its_store_wherever_the_command_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("CRISIS_HOME", "CRISIS_DB_URL", "CRISIS_LOG", "CRISIS_NOTIFY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert (SOURCE / "pyproject.toml").is_file() and s.home == SOURCE  # this test runs from the repository
+    assert s.db_url == f"sqlite:///{SOURCE / 'store' / 'crisis.db'}"
+    assert (s.log_path, s.notify_file) == (SOURCE / "store" / "crisis.log", SOURCE / "store" / "notifications.jsonl")
+
+    monkeypatch.setenv("CRISIS_HOME", str(tmp_path / "deploy"))  # a service's folder, whatever its cwd
+    monkeypatch.setenv("CRISIS_LOG", "/var/log/crisis.log")  # a variable of its own still wins
+    s = load_settings()
+    assert s.db_url == f"sqlite:///{tmp_path / 'deploy' / 'store' / 'crisis.db'}"
+    assert s.notify_file == tmp_path / "deploy" / "store" / "notifications.jsonl"
+    assert s.log_path == Path("/var/log/crisis.log")
+
+
+def test_the_web_drills_page_reads_where_drill_run_writes(svc, monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    from web_support import make_app
+
+    monkeypatch.setenv("CRISIS_HOME", str(tmp_path))
+    assert make_app(svc).state.drills_dir == tmp_path / "reports" / "drills"

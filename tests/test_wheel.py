@@ -1,5 +1,6 @@
 """A built wheel carries the playbooks, report templates and example roster: installed outside the
-repository (cwd elsewhere, no CRISIS_PLAYBOOKS/CRISIS_ROSTER), it loads them and renders a report.
+repository (cwd elsewhere, no CRISIS_* variables), it loads them and renders a report, keeping its database,
+log and notification file in the current directory's store/ (never in site-packages).
 
 Builds the wheel with pip (build isolation fetches setuptools from the configured index, as `dev.py` does
 when installing), installs it with --no-deps into a folder, and runs `python -m crisis` from there with this
@@ -28,8 +29,7 @@ def test_wheel_ships_its_data_and_renders_a_report(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("crisis-*.whl")
     pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheel))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRISIS_")}
-    env |= {"PYTHONPATH": str(site), "CRISIS_DB_URL": f"sqlite:///{work / 'c.db'}",
-            "CRISIS_NOTIFY_FILE": str(work / "n.jsonl"), "CRISIS_LOG": str(work / "c.log")}
+    env |= {"PYTHONPATH": str(site)}
 
     def crisis(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "crisis", *args], cwd=work, env=env, capture_output=True,
@@ -47,3 +47,7 @@ def test_wheel_ships_its_data_and_renders_a_report(tmp_path: Path) -> None:
     incident = opened.get("incident", opened)
     report = crisis("report", str(incident["id"]), "--lang", "en")
     assert "挂号纠纷" in report and len(report.splitlines()) > 10
+    store = work / "store"
+    assert (store / "crisis.db").is_file() and (store / "crisis.log").is_file()
+    assert "挂号纠纷" in (store / "notifications.jsonl").read_text("utf-8")
+    assert not list(site.glob("store")) and not list(site.glob("reports"))

@@ -26,7 +26,7 @@ from crisis.errors import InputError
 from crisis.labels import label
 from crisis.playbook import PlaybookSet, check_roster, load_playbooks
 from crisis.roster import Roster, load_roster
-from crisis.store.db import ROOT, make_engine, sqlite_path
+from crisis.store.db import make_engine, sqlite_path
 
 
 def load_checked(scenario_path: Path, settings: Settings) -> tuple[LoadedScenario, PlaybookSet, Roster]:
@@ -77,8 +77,8 @@ def run_drill_command(scenario_paths: Path | list[Path], *, speed: float | None,
     wall = SystemClock()
     label = scenarios[0].scenario.name if len(scenarios) == 1 else f"{scenarios[0].scenario.name}+{len(scenarios) - 1}"
     run_id = f"{label}-{wall.now():%Y%m%d-%H%M%S-%f}"
-    out_dir = out_dir or ROOT / "reports" / "drills" / run_id
-    made_db = None if db_url else sqlite_path(db_url := drill_db_url(ROOT / "store", run_id))
+    out_dir = out_dir or settings.home / "reports" / "drills" / run_id
+    made_db = None if db_url else sqlite_path(db_url := drill_db_url(settings.home / "store", run_id))
     with _cleanup_on_failure(out_dir, made_db):
         logs.configure(out_dir / "audit.log")
         return replay([(ls, timedelta(0)) for ls in scenarios], playbooks, roster, run_id=run_id, out_dir=out_dir,
