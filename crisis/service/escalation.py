@@ -35,7 +35,7 @@ from crisis.store.db import read_session
 from crisis.store.models import Escalation, Incident, Task
 from crisis.store.types import UTCDateTime
 
-BATCH = 250  # due tasks per transaction: small enough that the first pages go out within a fraction of a second
+BATCH = 500  # due tasks per transaction: the first pages still go out within a second of a restart (measured)
 T = Task.__table__  # type: ignore[attr-defined]
 I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
 E = Escalation.__table__  # type: ignore[attr-defined]
