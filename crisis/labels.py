@@ -172,11 +172,25 @@ SEVERITY: dict[str, tuple[str, str, str, str]] = {  # zh label, en label, zh col
     "IV": ("一般", "general", "蓝色", "blue"),
 }
 
+PERSONAL_DATA: dict[str, Pair] = {
+    "id_card": ("身份证号", "ID card number"),
+    "mobile": ("手机号", "mobile phone number"),
+}
+
+# The writing rules' findings (crisis.statements.Finding): code → sentence with the finding's facts.
+FINDINGS: dict[str, Pair] = {
+    "title_length": ("标题 {n} 字（一般不超过 {limit} 字）", "title has {n} characters (normally at most {limit})"),
+    "personal_data": ("含个人信息：{kinds}（发布前请删除或打码）",
+                      "personal data: {kinds} (remove or mask before release)"),
+    "slang": ("网络用语：{words}", "internet slang: {words}"),
+    "no_next_update": ("未说明下次通报时间", "does not say when the next update will come"),
+}
+
 CATALOGUE: dict[str, dict[str, Pair]] = {
     "stage": STAGES, "group": GROUPS, "decision": DECISIONS, "trigger": TRIGGERS, "event": EVENTS,
     "signal": SIGNALS, "outcome": OUTCOMES, "target": TARGETS, "actor": ACTORS, "review": REVIEW,
     "clock": CLOCK_STATUS, "expectation": EXPECTATION_STATUS, "task_status": TASK_STATUS,
-    "statement_status": STATEMENT_STATUS, "channel": CHANNELS,
+    "statement_status": STATEMENT_STATUS, "channel": CHANNELS, "personal_data": PERSONAL_DATA,
 }
 
 
@@ -207,6 +221,18 @@ def category(key: str | None, lang: Lang | str, names: Mapping[str, Pair] | None
     if pair is None:
         return key
     return pair[0] if lang == "zh-CN" else pair[1]
+
+
+def finding(code: str, facts: Mapping[str, object], lang: Lang | str) -> str:
+    """A writing-rule finding as a sentence in `lang`; personal-data kinds by their label, lists joined the
+    language's way. An unknown code comes back as the code."""
+    pair = FINDINGS.get(code)
+    if pair is None:
+        return code
+    sep = "、" if lang == "zh-CN" else ", "
+    values = {k: sep.join(label("personal_data", str(x), lang) if k == "kinds" else str(x) for x in v)
+              if isinstance(v, list | tuple) else v for k, v in facts.items()}
+    return (pair[0] if lang == "zh-CN" else pair[1]).format(**values)
 
 
 def target(value: str | None, lang: Lang | str) -> str:

@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from helpers import by, drive_to, open_incident
 
+from crisis import labels
 from crisis.engine.policy import reviewer_level_ok
 from crisis.errors import Conflict, CrisisError, Forbidden, InputError, NotFound
 from crisis.principal import for_person
-from crisis.statements import LEVELS, lint_statement, personal_data, required_levels
+from crisis.statements import LEVELS, Finding, lint_statement, personal_data, required_levels
 
 BODY = "我院高度重视，已成立调查组，后续进展将及时通报。"
 
@@ -200,11 +201,16 @@ def test_lint_findings():
     long_title = "关于我院某科室患者家属在网络平台发帖反映情况的通报说明"
     assert len(long_title) > 20
     w = lint_statement(long_title, "我院已成立调查组。", None)
-    assert w == [f"title has {len(long_title)} characters (normally at most 20)",
-                 "does not say when the next update will come"]
+    assert w == [Finding("title_length", {"n": len(long_title), "limit": 20}), Finding("no_next_update")]
+    assert [labels.finding(f.code, f.facts, "en") for f in w] == [
+        f"title has {len(long_title)} characters (normally at most 20)", "does not say when the next update will come"]
+    assert [labels.finding(f.code, f.facts, "zh-CN") for f in w] == [
+        f"标题 {len(long_title)} 字（一般不超过 20 字）", "未说明下次通报时间"]
     assert lint_statement("a" * 20, BODY, None) == []  # 20 is still fine
     w = lint_statement("情况通报", "网友吃瓜，我院YYDS，后续进展将及时通报。", None)
-    assert w == ["internet slang: yyds, 吃瓜"]
+    assert w == [Finding("slang", {"words": ["yyds", "吃瓜"]})]
+    assert labels.finding(w[0].code, w[0].facts, "en") == "internet slang: yyds, 吃瓜"
+    assert labels.finding(w[0].code, w[0].facts, "zh-CN") == "网络用语：yyds、吃瓜"
 
 
 def test_lint_warnings_recorded_on_draft(svc, people):
@@ -230,7 +236,7 @@ def test_release_refusal_counts_only_approvals(svc, people):
 
 def test_digit_slang_is_a_number_of_its_own_not_part_of_a_phone_number():
     assert lint_statement("情况通报", "咨询电话 0571-86661234，后续进展将及时通报。", None) == []
-    assert lint_statement("情况通报", "处理得666，后续进展将及时通报。", None) == ["internet slang: 666"]
+    assert lint_statement("情况通报", "处理得666，后续进展将及时通报。", None) == [Finding("slang", {"words": ["666"]})]
 
 
 # --------------------------------------------------------------------------- four eyes
@@ -259,20 +265,25 @@ def test_the_drafter_cannot_approve_their_own_statement_at_any_level(svc, roster
 
 # --------------------------------------------------------------------------- personal data
 @pytest.mark.parametrize(("text", "found"), [
-    ("患者身份证号110101199003074518已核实", ["ID card number"]),
-    ("身份证 11010119900307451X", ["ID card number"]),
-    ("家属电话13812345678", ["mobile phone number"]),
-    ("联系 +86 138-1234-5678 与 110101199003074518", ["ID card number", "mobile phone number"]),
+    ("患者身份证号110101199003074518已核实", ["id_card"]),
+    ("身份证 11010119900307451X", ["id_card"]),
+    ("家属电话13812345678", ["mobile"]),
+    ("联系 +86 138-1234-5678 与 110101199003074518", ["id_card", "mobile"]),
     ("家属电话138****5678", []),                  # masked
     ("咨询电话 0571-86661234", []),               # the hospital's landline
     ("已赔付 13800 元，编号 2026031412", []),      # amounts and short numbers
 ])
 def test_personal_data_is_found_without_being_copied(text, found):
     assert personal_data("情况通报", text) == found
-    warnings = lint_statement("情况通报", text + "，后续进展将及时通报。", None)
-    assert [w for w in warnings if w.startswith("personal data")] == (
-        [f"personal data: {', '.join(found)} (remove or mask before release)"] if found else [])
-    assert not any(ch.isdigit() for w in warnings for ch in w.split("(")[0] if w.startswith("personal"))
+    findings = lint_statement("情况通报", text + "，后续进展将及时通报。", None)
+    assert findings == ([Finding("personal_data", {"kinds": found})] if found else [])
+    for lang in ("en", "zh-CN"):
+        assert not any(ch.isdigit() for f in findings for ch in labels.finding(f.code, f.facts, lang))
+    if found == ["id_card", "mobile"]:
+        assert labels.finding("personal_data", findings[0].facts, "en") == (
+            "personal data: ID card number, mobile phone number (remove or mask before release)")
+        assert labels.finding("personal_data", findings[0].facts, "zh-CN") == (
+            "含个人信息：身份证号、手机号（发布前请删除或打码）")
 
 
 def _approved(svc, iid, people, body):

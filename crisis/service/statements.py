@@ -10,14 +10,14 @@ from datetime import datetime
 
 from sqlmodel import func, select
 
-from crisis import textinput
+from crisis import labels, textinput
 from crisis.engine import policy
 from crisis.engine.fsm import FINAL
 from crisis.errors import Conflict, InputError
 from crisis.principal import Principal
 from crisis.service.base import ServiceBase
 from crisis.severity import Severity
-from crisis.statements import lint_statement, personal_data, required_levels
+from crisis.statements import Finding, lint_statement, personal_data, required_levels
 from crisis.store.models import Statement
 
 
@@ -91,7 +91,8 @@ class StatementCommands(ServiceBase):
             found = personal_data(st.title, st.body, st.next_update)
             if found:
                 self._event(s, tx, at=now, actor=actor, kind="statement_release_override",
-                            incident_id=st.incident_id, statement=st.id, personal_data=found, reason=reason)
+                            incident_id=st.incident_id, statement=st.id, reason=reason,
+                            personal_data=[labels.label("personal_data", k, "en") for k in found])
             first = s.exec(select(func.count()).select_from(Statement).where(
                 Statement.incident_id == st.incident_id, Statement.status == "released")).one() == 0
             st.status, st.released_at, st.released_by = "released", now, actor
@@ -102,10 +103,15 @@ class StatementCommands(ServiceBase):
         return st
 
 
-
-def statement_warnings(st: Statement) -> list[str]:
-    """The writing rules' warnings for a statement: what CLI and API print with every statement command."""
+def statement_findings(st: Statement) -> list[Finding]:
+    """The writing rules' findings for a statement, as data (the web words them in the page's language)."""
     return lint_statement(st.title, st.body, st.next_update)
+
+
+def statement_warnings(st: Statement, lang: str = "en") -> list[str]:
+    """The findings worded in `lang`: what CLI and API print with every statement command and what the
+    timeline records (in English, the audit's language)."""
+    return [labels.finding(f.code, f.facts, lang) for f in statement_findings(st)]
 
 
 def statement_facts(st: Statement) -> policy.StatementFacts:

@@ -3,7 +3,6 @@ so only pressable buttons appear), tasks by group, escalations, statements, sign
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ from crisis import views
 from crisis.engine import policy
 from crisis.principal import Principal, for_person
 from crisis.service import CrisisService
-from crisis.service.statements import statement_facts, statement_warnings
+from crisis.service.statements import statement_facts, statement_findings
 from crisis.store.models import Event
 
 GRADES = ("I", "II", "III", "IV")
@@ -29,36 +28,11 @@ def build(svc: CrisisService, person: str, incident_id: int, now: datetime) -> d
             "triggers": [t for t in d.allowed_triggers if f"fire:{t}" in allowed],
             "may_override": "override" in allowed, "may_note": "note" in allowed,
             "may_draft": "draft_statement" in allowed,
-            "warnings": {st.id: [warning_words(w) for w in statement_warnings(st)] for st in d.statements
-                         if st.status != "released"},
+            "warnings": {st.id: statement_findings(st) for st in d.statements if st.status != "released"},
             "groups": groups, "task_acts": {tv.task.id: tv.actions for tvs in d.tasks.values() for tv in tvs},
             "escalations": d.escalations, "tasks_by_id": {t.id: t for t in d.all_tasks},
             "statements": [(st, policy.statement_actions(who, statement_facts(st))) for st in d.statements],
             "timeline": d.timeline, "trends": trends(d.incident.signals, d.timeline), "grades": GRADES}
-
-
-# The writing rules' warnings (crisis.statements.lint_statement) as gettext msgids with their values, so the
-# page shows them in its own language; a warning not listed here is shown as the linter wrote it.
-_WARNINGS = (
-    (re.compile(r"^title has (?P<n>\d+) characters \(normally at most (?P<max>\d+)\)$"),
-     "title has {n} characters (normally at most {max})"),
-    (re.compile(r"^personal data: (?P<what>.+) \(remove or mask before release\)$"),
-     "personal data: {what} (remove or mask before release)"),
-    (re.compile(r"^internet slang: (?P<words>.+)$"), "internet slang: {words}"),
-    (re.compile(r"^does not say when the next update will come$"), "does not say when the next update will come"),
-)
-
-
-def warning_words(warning: str) -> tuple[str, dict[str, Any]]:
-    """A lint warning as (msgid, values); the kinds of personal data are msgids of their own."""
-    for pattern, msgid in _WARNINGS:
-        m = pattern.match(warning)
-        if m:
-            values: dict[str, Any] = m.groupdict()
-            if "what" in values:
-                values["what"] = values["what"].split(", ")
-            return msgid, values
-    return warning, {}
 
 
 def trends(current: dict[str, Any], timeline: list[Event]) -> dict[str, str]:

@@ -103,7 +103,8 @@ def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity 
     base = {"request": request, "_": gettext_for(lang), "lang": lang, "now": now, "ident": ident,
             "csrf": ident.csrf_token if ident else "", "name": lambda pid: person_name(svc.roster, pid, lang),
             "grade": GRADE_CLASS, "catname": lambda key: labels.category(key, lang, categories),
-            "label": lambda kind, key: labels.label(kind, key, lang), "pick": lambda t: labels.pick(t, lang),
+            "label": lambda kind, key: labels.label(kind, key, lang),
+            "finding": lambda f: labels.finding(f.code, f.facts, lang), "pick": lambda t: labels.pick(t, lang),
             "local": lambda v, fmt="%Y-%m-%d %H:%M": local(v, tz, fmt), "since": lambda v: since(v, now),
             "iso": iso, "tzname": request.app.state.tz, "switch": switch_lang(request, lang),
             "nav_drills": bool(ident) and policy.may_view_drills(
