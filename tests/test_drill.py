@@ -195,6 +195,27 @@ def test_concurrent_incidents_share_one_clock(setup):
     assert a["metrics"]["time_to_report_seconds"] == b["metrics"]["time_to_report_seconds"] == 41 * 60
 
 
+def test_incidents_due_at_one_moment_act_in_scenario_order(setup):
+    """The runner wakes only the incidents due at a moment; those due together act in the order they were given
+    (the first one opened first, each step of the first before the same step of the next), whatever the offsets."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    loaded, playbooks, roster, tmp = setup
+    engine = make_engine(f"sqlite:///{tmp / 'o.db'}")
+    results = run_drills([(loaded, timedelta(minutes=20)), (loaded, timedelta(0)), (loaded, timedelta(minutes=20))],
+                         engine=engine, playbooks=playbooks, roster=roster)
+    assert [r.incident_id for r in results] == [2, 1, 3]  # results in scenario order; ids in opening order
+    with engine.connect() as conn:
+        moves = conn.execute(text("SELECT incident_id FROM event WHERE kind = 'stage_changed' ORDER BY id")).scalars()
+        together = [iid for iid in moves if iid != 1]
+    assert together and together == [2, 3] * (len(together) // 2)  # at each shared moment: 2 acts, then 3
+    opened = [datetime.fromisoformat(r.scorecard["incident"]["opened_at"]) for r in results]
+    assert opened[0] == opened[2] == opened[1] + timedelta(minutes=20)
+    assert results[0].scorecard["metrics"] == results[1].scorecard["metrics"] == results[2].scorecard["metrics"]
+
+
 def test_scenario_errors_name_file_line_field(setup, tmp_path):
     loaded, playbooks, roster, _ = setup
     bad = loaded.path.read_text(encoding="utf-8").replace("task: compile_report, by: info_staff",
