@@ -5,12 +5,14 @@ Every user error exits with status 2 and a one-line message; nothing is changed.
 One module per command group; each registers its commands on the shared `app`.
 """
 
+import gc
+
 from crisis.cli import incidents as _incidents  # noqa: F401  (registers the top-level commands)
 from crisis.cli import notify as _notify  # noqa: F401  (registers `crisis outbox`)
 from crisis.cli import regrade as _regrade  # noqa: F401  (registers `crisis regrade`)
 from crisis.cli import serve as _serve  # noqa: F401  (registers `crisis serve`)
 from crisis.cli.accounts import token_app, user_app
-from crisis.cli.common import app
+from crisis.cli.common import app, startup_gc
 from crisis.cli.db import db_app
 from crisis.cli.drills import drill_app
 from crisis.cli.notify import notify_app, oncall_app
@@ -32,7 +34,12 @@ app.add_typer(db_app, name="db")
 
 
 def main() -> None:
-    app()
+    """The `crisis` executable (crisis.cli.common.startup_gc says why the collector is tuned here)."""
+    startup_gc()
+    try:
+        app()
+    finally:
+        gc.freeze()  # the process ends here: its last collection need not walk everything still alive
 
 
 __all__ = ["app", "main"]

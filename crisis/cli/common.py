@@ -8,6 +8,7 @@ A failure that is not a CrisisError is a bug: its traceback goes to the log file
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -86,6 +87,28 @@ def _main(
     fit_width(out)
 
 
+# Start-up allocates a few hundred thousand objects that live as long as the process (modules, classes, the ORM
+# mappers, pydantic and SQLAlchemy internals) and no garbage worth collecting; at Python's default thresholds the
+# cyclic collector walks them over and over (~0.1 s of a write command's ~0.8 s CPU, and ~0.05 s more at exit).
+_STARTUP_GC_THRESHOLD = 100_000
+
+
+def startup_gc() -> None:
+    """In the `crisis` process itself (not when tests or the API import this module): collect rarely until the
+    service is built, then freeze what start-up loaded (later collections, and the one at exit, skip it) and go
+    back to the usual thresholds, so a long-running command (serve, scheduler) collects as usual."""
+    _state["gc_threshold"] = gc.get_threshold()
+    gc.set_threshold(_STARTUP_GC_THRESHOLD, *_state["gc_threshold"][1:])
+
+
+def loaded() -> None:
+    """Start-up is over (crisis.cli.common.startup_gc): freeze what it loaded, collect at the usual thresholds."""
+    threshold = _state.pop("gc_threshold", None)
+    if threshold is not None:
+        gc.freeze()
+        gc.set_threshold(*threshold)
+
+
 def settings() -> Settings:
     from crisis.settings import load_settings
 
@@ -101,6 +124,7 @@ def service() -> CrisisService:
         s = settings()
         logs.configure(s.log_path)
         _state["service"] = build_service(s, SystemClock(), deliver=True, on_failure=warn)
+        loaded()
     svc: CrisisService = _state["service"]
     return svc
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from crisis.cli.common import (
     JsonOpt,
     emit,
+    loaded,
     local,
     out,
     run,
@@ -26,6 +27,7 @@ def scheduler_run(sweep: Annotated[float, typer.Option(help="Safety-net sweep in
     def body() -> None:
         from crisis import scheduler
 
+        loaded()  # a long-running process: the collector back to its usual thresholds
         scheduler.run(settings(), sweep_seconds=sweep)
     run(body, False)
 
