@@ -227,6 +227,7 @@ class OutlineTask:
     required: bool
     anchor: str
     due: timedelta | None  # for the outline's grade; None: no deadline
+    escalate: bool = True  # a missed deadline starts the stage's chain
 
 
 @dataclass
@@ -257,7 +258,7 @@ def playbook_outline(pb: Playbook, severity: Severity) -> PlaybookOutline:
     for name, spec in pb.stages.items():
         chain = pb.escalation_for(name)
         tasks = [OutlineTask(name, t.key, t.group, t.title.zh, t.title.en, t.required, t.anchor,
-                             t.due[severity] if t.due else None) for t in spec.tasks]
+                             t.due[severity] if t.due else None, t.escalate) for t in spec.tasks]
         stages.append(OutlineStage(name, STAGE_NAMES.get(name, (name, name)), tasks, list(chain.chain),
                                    chain.wait[severity], chain.repeat))
     return PlaybookOutline(pb.category, pb.name.zh, severity.value, stages)

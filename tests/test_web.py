@@ -135,7 +135,8 @@ def test_my_work_and_playbooks_and_password(client, svc):
     who = sorted(assignees)[0]
     csrf = login(client, who)
     assert f"#{inc.id}" in client.get("/my").text
-    assert "预案" in client.get("/playbooks?category=medical_dispute&grade=I").text
+    book = client.get("/playbooks?category=medical_dispute&grade=I").text
+    assert "预案" in book and "逾期后依次督办：责任人 → 组长 → 领导小组组长 → 值班管理员，每隔 10m" in book
     assert client.get("/playbooks?grade=IX").status_code == 422
     res = client.post("/password", data={"csrf_token": csrf, "current": "wrong", "new": "another long secret"})
     assert res.status_code == 401

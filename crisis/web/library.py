@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from crisis import views
+from crisis.durations import format_duration
 from crisis.errors import CrisisError
 from crisis.http.errors import crisis_status
 from crisis.web.pages import problem, render, signed_in
@@ -14,18 +16,11 @@ from crisis.web.pages import problem, render, signed_in
 router = APIRouter(include_in_schema=False)
 
 
-def outline(svc: Any, category: str, grade: str) -> dict[str, Any]:
-    from crisis.durations import format_duration
+def outline(svc: Any, category: str, grade: str) -> views.PlaybookOutline:
+    """The playbook for one grade as `crisis playbooks show` and the API print it (crisis.views)."""
     from crisis.severity import Severity
 
-    pb = svc.playbooks.get(category)
-    sev = Severity.parse(grade)
-    rows = [{"stage": st, "key": t.key, "group": t.group, "title": {"zh": t.title.zh, "en": t.title.en},
-             "required": t.required,
-             "due": format_duration(t.due[sev]) if t.due else "-",
-             "escalate": t.escalate}
-            for st, spec in pb.stages.items() for t in spec.tasks]
-    return {"category": pb.category, "grade": sev.value, "rows": rows}
+    return views.playbook_outline(svc.playbooks.get(category), Severity.parse(grade))
 
 
 @router.get("/playbooks")
@@ -41,4 +36,5 @@ async def playbooks(request: Request) -> Response:
         status = crisis_status(exc) if isinstance(exc, CrisisError) else 422
         return problem(request, "Not found", str(exc), status, ident, "/playbooks")
     return render(request, "playbooks.html", {"book": book, "categories": sorted(svc.playbooks.categories),
-                                              "grades": ("I", "II", "III", "IV")}, ident=ident)
+                                              "grades": ("I", "II", "III", "IV"), "dur": format_duration},
+                  ident=ident)
