@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
-
-_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 _UTC_SUFFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\+00:00$")
 
 
@@ -27,9 +27,18 @@ def _z(value: Any) -> Any:
     return value
 
 
+@cache
+def _any() -> TypeAdapter[Any]:
+    """pydantic's serializer for any value, built on first use (a CLI command that prints a table never
+    loads pydantic for it)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Any)
+
+
 def encode(value: Any) -> Any:
     """JSON-ready data: pydantic writes aware UTC datetimes with `Z`; UTC ISO strings are given the same."""
-    return _z(_ANY.dump_python(value, mode="json"))
+    return _z(_any().dump_python(value, mode="json"))
 
 
 def dumps(value: Any, *, indent: int | None = 2) -> str:

@@ -13,22 +13,48 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import and_, case, or_
-from sqlmodel import col, func, select
-
-from crisis.engine import policy
 from crisis.engine.fsm import FINAL, MACHINE, STAGE_NAMES
 from crisis.errors import NotFound
-from crisis.playbook import Playbook
-from crisis.principal import Principal
 from crisis.roster import GROUPS
-from crisis.service.queries import DEFAULT_PAGE, Page
-from crisis.service.tasks import live_ack
-from crisis.severity import Severity
-from crisis.store.db import read_session
-from crisis.store.models import Escalation, Event, Incident, Statement, Task
+from crisis.store.lite import ALL_ROWS, Snapshot, in_list, snapshot
+from crisis.store.records import TABLES, Escalation, Event, Incident, Statement, Task, build, columns, utc
+
+if TYPE_CHECKING:  # the models of playbooks and principals load with the views that take them
+    from crisis.playbook import Playbook
+    from crisis.principal import Principal
+    from crisis.severity import Severity
+
+R = TypeVar("R")
+DEFAULT_PAGE = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """One page of a listing; the same reads (here and in crisis.service.queries) serve the CLI, the API and
+    the web board."""
+
+    items: list[R]
+    total: int
+    limit: int | None  # None: everything
+    offset: int
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.offset + len(self.items)
+        return end if self.limit is not None and end < self.total else None
+
+
+def _select(snap: Snapshot, cls: type[R], rest: str, params: dict[str, Any] | None = None,
+            alias: str | None = None) -> list[R]:
+    """Records of `cls` from `SELECT <its columns> FROM <its table> [alias] <rest>`."""
+    sql = f"SELECT {columns(cls, alias)} FROM {TABLES[cls]}{' ' + alias if alias else ''} {rest}"
+    return [build(cls, r) for r in snap.rows(sql, params)]
+
+
+def _page(limit: int | None, offset: int) -> dict[str, int]:
+    return {"limit": ALL_ROWS if limit is None else limit, "offset": offset}
 
 
 def allowed_triggers(stage: str) -> list[str]:
@@ -67,43 +93,48 @@ class IncidentDetail:
 def incident_detail(svc: Any, incident_id: int, *, principal: Principal | None = None) -> IncidentDetail:
     """The whole incident from one read transaction; with `principal`, what that person may do."""
     now = svc.clock.now()
-    with read_session(svc.engine) as s:
-        inc = s.get(Incident, incident_id)
-        if inc is None:
+    p = {"i": incident_id}
+    with snapshot(svc.engine) as snap:
+        found = _select(snap, Incident, "WHERE id = :i", p)
+        if not found:
             raise NotFound(f"no incident #{incident_id}")
-        tasks = list(s.exec(select(Task).where(Task.incident_id == incident_id).order_by(col(Task.id))).all())
-        escs = list(s.exec(select(Escalation).where(Escalation.incident_id == incident_id)
-                           .order_by(col(Escalation.fired_at), col(Escalation.id))).all())
-        statements = list(s.exec(select(Statement).where(Statement.incident_id == incident_id)
-                                 .order_by(col(Statement.id))).all())
-        events = list(s.exec(select(Event).where(Event.incident_id == incident_id)
-                             .order_by(col(Event.at), col(Event.id))).all())
+        inc = found[0]
+        tasks = _select(snap, Task, "WHERE incident_id = :i ORDER BY id", p)
+        escs = _select(snap, Escalation, "WHERE incident_id = :i ORDER BY fired_at, id", p)
+        statements = _select(snap, Statement, "WHERE incident_id = :i ORDER BY id", p)
+        events = _select(snap, Event, "WHERE incident_id = :i ORDER BY at, id", p)
     who = svc._principal(principal, now) if principal is not None else None
-    fired: dict[int, list[Escalation]] = {}
-    for e in escs:
-        fired.setdefault(e.task_id, []).append(e)
     grouped: dict[str, list[TaskView]] = {g: [] for g in GROUPS}
     for t in tasks:
-        tv = TaskView(t, overdue=t.status == "open" and t.due_at is not None and t.due_at < now)
-        if who is not None:
-            facts = policy.TaskFacts(id=t.id or 0, group=t.group, assignee=t.assignee, status=t.status,
-                                     required=t.required,
-                                     paged=frozenset(e.recipient for e in fired.get(t.id or 0, ())),
-                                     acked=live_ack(t, fired.get(t.id or 0, [])))  # as the service decides
-            tv.actions = {k: d.allowed for k, d in policy.task_actions(who, facts).items()}
-        grouped.setdefault(t.group, []).append(tv)
+        grouped.setdefault(t.group, []).append(
+            TaskView(t, overdue=t.status == "open" and t.due_at is not None and t.due_at < now))
     detail = IncidentDetail(inc, STAGE_NAMES[inc.stage], allowed_triggers(inc.stage), grouped, escs, statements,
                             events, inc.version, now)
     if who is not None:
-        open_required = tuple(t.key for t in tasks if t.status == "open" and t.required and t.stage == inc.stage
-                              and t.cycle == inc.cycle)
-        facts = policy.IncidentFacts(id=inc.id or 0, stage=inc.stage, severity=inc.severity,
-                                     allowed_triggers=tuple(detail.allowed_triggers), open_required=open_required,
-                                     final=inc.stage in FINAL)
-        decisions = policy.incident_actions(who, facts)
-        detail.actions = {"allowed": sorted(policy.allowed(decisions.values())),
-                          "refused": policy.refusals(decisions)}
+        _with_actions(detail, who, tasks)
     return detail
+
+
+def _with_actions(detail: IncidentDetail, who: Principal, tasks: list[Task]) -> None:
+    """Fill in what `who` may do on the incident and on each task (crisis.engine.policy decides)."""
+    from crisis.engine import policy
+    from crisis.service.tasks import task_facts  # the facts the service itself decides on
+
+    inc = detail.incident
+    fired: dict[int, list[Escalation]] = {}
+    for e in detail.escalations:
+        fired.setdefault(e.task_id, []).append(e)
+    for tvs in detail.tasks.values():
+        for tv in tvs:
+            facts = task_facts(tv.task, fired.get(tv.task.id or 0, []))
+            tv.actions = {k: d.allowed for k, d in policy.task_actions(who, facts).items()}
+    open_required = tuple(t.key for t in tasks if t.status == "open" and t.required and t.stage == inc.stage
+                          and t.cycle == inc.cycle)
+    facts = policy.IncidentFacts(id=inc.id or 0, stage=inc.stage, severity=inc.severity,
+                                 allowed_triggers=tuple(detail.allowed_triggers), open_required=open_required,
+                                 final=inc.stage in FINAL)
+    decisions = policy.incident_actions(who, facts)
+    detail.actions = {"allowed": sorted(policy.allowed(decisions.values())), "refused": policy.refusals(decisions)}
 
 
 # ---------------------------------------------------------------------------- incident list
@@ -125,35 +156,75 @@ def incident_list(svc: Any, *, stage: str | None = None, category: str | None = 
     One snapshot and a fixed number of statements whatever the page size: the per-incident figures come from
     grouped queries over the page's ids, never one query per incident."""
     now = svc.clock.now()
-    conds: list[Any] = []
+    conds: list[str] = []
+    p: dict[str, Any] = {}
     if stage is not None:
-        conds.append(Incident.stage == stage)
+        conds.append("stage = :stage")
+        p["stage"] = stage
     if category is not None:
-        conds.append(Incident.category == category)
+        conds.append("category = :category")
+        p["category"] = category
     if final is not None:
-        conds.append(col(Incident.stage).in_(FINAL) if final else col(Incident.stage).not_in(FINAL))
+        conds.append(f"stage {'IN' if final else 'NOT IN'} {in_list('final', FINAL, p)}")
     if not watch:
-        conds.append(Incident.stage != "watch")
-    with read_session(svc.engine) as s:
-        total = s.exec(select(func.count()).select_from(Incident).where(*conds)).one()
-        items = list(s.exec(select(Incident).where(*conds).order_by(col(Incident.id).desc())
-                            .offset(offset).limit(limit)).all())
-        ids = [i.id for i in items if i.id is not None]
-        open_ = and_(col(Task.incident_id).in_(ids), Task.status == "open")
-        late = func.sum(case((col(Task.due_at) < now, 1), else_=0))  # a NULL deadline is never late
-        due = {iid: (nxt, n or 0, k) for iid, nxt, n, k in s.exec(select(
-            Task.incident_id, func.min(Task.due_at), late, func.count()).where(open_).group_by(Task.incident_id)).all()}
-        # an escalation is answered by its own acknowledgement or by one of its task's chain made after it fired
-        # (acknowledging holds the whole chain: crisis.acklink)
-        waiting = and_(col(Escalation.acked_at).is_(None),
-                       or_(col(Task.acked_at).is_(None), col(Escalation.fired_at) > col(Task.acked_at)))
-        unacked = dict(s.exec(select(Escalation.incident_id, func.count()).join(
-            Task, col(Task.id) == Escalation.task_id).where(open_, waiting).group_by(Escalation.incident_id)).all())
+        conds.append("stage != 'watch'")
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    with snapshot(svc.engine) as snap:
+        total = snap.rows(f"SELECT count(*) FROM incident {where}", p)[0][0]
+        items = _select(snap, Incident, f"{where} ORDER BY id DESC LIMIT :limit OFFSET :offset",
+                        {**p, **_page(limit, offset)})
+        q: dict[str, Any] = {"now": snap.time(now)}
+        ids = in_list("ids", [i.id for i in items], q)
+        # "open" is tested inside the aggregates, not in WHERE: a status-first index must not look cheaper to
+        # the planner than the page's few incidents (it would walk every open task of the history)
+        due = {iid: (utc(nxt), int(n or 0), int(k or 0)) for iid, nxt, n, k in snap.rows(
+            "SELECT incident_id, min(CASE WHEN status = 'open' THEN due_at END), "
+            "sum(CASE WHEN status = 'open' AND due_at < :now THEN 1 ELSE 0 END), "  # a NULL deadline is never late
+            f"sum(CASE WHEN status = 'open' THEN 1 ELSE 0 END) FROM task WHERE incident_id IN {ids} "
+            "GROUP BY incident_id", q)}
+        unacked = {iid: int(n or 0) for iid, n in snap.rows(
+            "SELECT e.incident_id, sum(CASE WHEN t.status = 'open' THEN 1 ELSE 0 END) FROM escalation e "
+            f"JOIN task t ON t.id = e.task_id WHERE e.incident_id IN {ids} AND e.acked_at IS NULL "
+            # answered by its own acknowledgement or by one of its task's chain made after it fired
+            # (acknowledging holds the whole chain: crisis.acklink)
+            "AND (t.acked_at IS NULL OR e.fired_at > t.acked_at) GROUP BY e.incident_id", q)}
     rows = []
     for i in items:
         nxt, late_n, n_open = due.get(i.id or 0, (None, 0, 0))
         rows.append(IncidentRow(i, nxt, late_n, unacked.get(i.id or 0, 0), n_open))
     return Page(rows, total, limit, offset)
+
+
+# ---------------------------------------------------------------------------- escalations
+def escalation_page(svc: Any, incident_id: int | None = None, *, pending: bool = False,
+                    limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[Escalation]:
+    """Escalations, one page: pending ones (of open tasks, acknowledged or not: an acknowledgement only holds
+    the chain for a while) most overdue first, the others newest first."""
+    p: dict[str, Any] = {}
+    conds = []
+    if incident_id is not None:
+        conds.append("e.incident_id = :i")
+        p["i"] = incident_id
+    join = ""
+    if pending:
+        join = "JOIN task t ON t.id = e.task_id "
+        conds.append("t.status = 'open'")
+    where = join + (f"WHERE {' AND '.join(conds)}" if conds else "")
+    # t.id rather than its equal e.task_id: the order the (status, due_at) index walks in, so a page stops early
+    order = "t.due_at, t.id, e.level DESC" if pending else "e.fired_at DESC, e.id DESC"
+    with snapshot(svc.engine) as snap:
+        items = _select(snap, Escalation, f"{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
+                        {**p, **_page(limit, offset)}, alias="e")
+        total = snap.rows(f"SELECT count(*) FROM escalation e {where}", p)[0][0]
+    return Page(items, total, limit, offset)
+
+
+def tasks_by_id(svc: Any, task_ids: list[int]) -> dict[int, Task]:
+    """The tasks with these ids (a page's worth), by id."""
+    p: dict[str, Any] = {}
+    with snapshot(svc.engine) as snap:
+        found = _select(snap, Task, f"WHERE id IN {in_list('t', sorted(set(task_ids)), p)}", p)
+    return {t.id or 0: t for t in found}
 
 
 # ---------------------------------------------------------------------------- a person's work
@@ -172,16 +243,15 @@ def my_work(svc: Any, person: str) -> MyWork:
     """A person's open tasks and pending escalations, newest first, with their incidents' titles, from one
     read transaction (three statements)."""
     now = svc.clock.now()
-    with read_session(svc.engine) as s:
-        tasks = list(s.exec(select(Task).where(Task.assignee == person, Task.status == "open")
-                            .order_by(col(Task.id).desc())).all())
-        escs = list(s.exec(select(Escalation).join(Task, col(Task.id) == Escalation.task_id).where(
-            Escalation.recipient == person, Task.status == "open")
-            .order_by(col(Escalation.fired_at).desc(), col(Escalation.id).desc())).all())
-        ids = {t.incident_id for t in tasks} | {e.incident_id for e in escs}
-        titles = dict(s.exec(select(Incident.id, Incident.title).where(col(Incident.id).in_(ids))).all()) \
-            if ids else {}
-    return MyWork(person, tasks, escs, now, titles)  # type: ignore[arg-type]
+    p: dict[str, Any] = {"who": person}
+    with snapshot(svc.engine) as snap:
+        tasks = _select(snap, Task, "WHERE assignee = :who AND status = 'open' ORDER BY id DESC", p)
+        escs = _select(snap, Escalation, "JOIN task t ON t.id = e.task_id WHERE e.recipient = :who "
+                       "AND t.status = 'open' ORDER BY e.fired_at DESC, e.id DESC", p, alias="e")
+        ids = sorted({t.incident_id for t in tasks} | {e.incident_id for e in escs})
+        titles = {i: title for i, title in snap.rows(f"SELECT id, title FROM incident WHERE id IN "
+                                                      f"{in_list('i', ids, p)}", p)} if ids else {}
+    return MyWork(person, tasks, escs, now, titles)
 
 
 @dataclass
@@ -196,24 +266,25 @@ class EscalationDetail:
 
 def escalation_detail(svc: Any, escalation_id: int) -> EscalationDetail:
     """What a one-tap acknowledgement page shows, from one read transaction."""
-    with read_session(svc.engine) as s:
-        esc = s.get(Escalation, escalation_id)
-        if esc is None:
+    with snapshot(svc.engine) as snap:
+        found = _select(snap, Escalation, "WHERE id = :e", {"e": escalation_id})
+        if not found:
             raise NotFound(f"no escalation #{escalation_id}")
-        task, inc = s.get(Task, esc.task_id), s.get(Incident, esc.incident_id)
-        chain = list(s.exec(select(Escalation).where(Escalation.task_id == esc.task_id)
-                            .order_by(col(Escalation.level), col(Escalation.fired_at), col(Escalation.id))).all())
-    if task is None or inc is None:
+        esc = found[0]
+        task = _select(snap, Task, "WHERE id = :t", {"t": esc.task_id})
+        inc = _select(snap, Incident, "WHERE id = :i", {"i": esc.incident_id})
+        chain = _select(snap, Escalation, "WHERE task_id = :t ORDER BY level, fired_at, id", {"t": esc.task_id})
+    if not task or not inc:
         raise NotFound(f"escalation #{escalation_id} has lost its task or incident")
-    return EscalationDetail(esc, task, inc, chain)
+    return EscalationDetail(esc, task[0], inc[0], chain)
 
 
 # ---------------------------------------------------------------------------- live updates
 def events_since(svc: Any, since_id: int, *, limit: int = DEFAULT_PAGE) -> list[Event]:
     """Audit events of every incident after event `since_id`, in id order (poll with the last id)."""
-    with read_session(svc.engine) as s:
-        return list(s.exec(select(Event).where(col(Event.id) > since_id).order_by(col(Event.id))
-                           .limit(limit)).all())
+    with snapshot(svc.engine) as snap:
+        return _select(snap, Event, "WHERE id > :since ORDER BY id LIMIT :limit", {"since": since_id,
+                                                                                   "limit": limit})
 
 
 # ---------------------------------------------------------------------------- playbook outline

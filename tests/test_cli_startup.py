@@ -1,29 +1,88 @@
-"""`crisis --help` stays light: the engine, the database layer and the models load when a command runs.
-
-A guard against a top-level import in a CLI module undoing the start-up work (timings are in benchmarks/)."""
+"""`crisis --help` stays light, and so do the read commands (`show`, `list`, `escalations`) on a SQLite store at
+this code's schema: the engine, the ORM, the models, Alembic and the notification stack load only when a command
+writes (or the store must be upgraded). A guard against a top-level import undoing the start-up work (timings
+are in benchmarks/)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from helpers import ROOT
+import pytest
+from helpers import CATEGORY, ROOT, crisis_env
+
+HEAVY = ["sqlalchemy", "sqlmodel", "alembic", "crisis.service", "crisis.store.models", "crisis.store.db",
+         "crisis.config", "crisis.bootstrap", "crisis.notify.dispatch", "crisis.notify.channels", "structlog"]
 
 PROBE = """
 import json, sys
-sys.argv = ["crisis", "--help"]
+args, heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.argv = ["crisis", *args]
+code = 0
 from crisis.cli import app
 try:
     app()
-except SystemExit:
-    pass
-heavy = ["sqlalchemy", "sqlmodel", "crisis.service", "crisis.store.models", "crisis.config", "structlog"]
-print(json.dumps([m for m in heavy if m in sys.modules]))
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"loaded": [m for m in heavy if m in sys.modules], "code": code}))
 """
 
 
-def test_help_loads_no_engine_database_or_models():
-    res = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60)
+def probe(args: list[str], heavy: list[str], env: dict[str, str] | None = None) -> tuple[list[str], int, str]:
+    res = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(heavy)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+    *printed, last = res.stdout.strip().splitlines()
+    got = json.loads(last)
+    return got["loaded"], got["code"], "\n".join(printed)
+
+
+def test_help_loads_no_engine_database_or_models():
+    assert probe(["--help"], [*HEAVY, "pydantic"])[0] == []
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A store with one incident, opened (and so escalated later) through the real CLI."""
+    tmp = tmp_path_factory.mktemp("startup")
+    env = {**os.environ, **crisis_env(tmp), "COLUMNS": "160"}
+    subprocess.run([sys.executable, "-m", "crisis", "open", "--title", "t", "--category", CATEGORY, "--by",
+                    "duty_officer"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    return env
+
+
+@pytest.mark.parametrize("args", [["show", "1"], ["show", "1", "--json"], ["list"], ["list", "--json", "--all"],
+                                  ["escalations", "--pending"], ["escalations", "--json"], ["show", "2"]])
+def test_read_commands_load_no_orm_models_or_delivery(store, args):
+    loaded, code, printed = probe(args, HEAVY, store)
+    assert loaded == []
+    assert code == (2 if args == ["show", "2"] else 0)  # a missing incident is still the usual one-line error
+    if args[:2] == ["show", "1"]:
+        assert "#1" in printed or '"id": 1' in printed
+
+
+def test_a_store_behind_is_upgraded_through_the_full_path(store, tmp_path):
+    """A database at an older revision is not read raw: the command opens it the usual way (and upgrades it)."""
+    import shutil
+    import sqlite3
+
+    from alembic import command
+
+    from crisis.store import migrate
+    from crisis.store.db import make_engine
+
+    db = tmp_path / "old.db"
+    shutil.copyfile(store["CRISIS_DB_URL"].removeprefix("sqlite:///"), db)
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:  # as the release before this one left it
+        command.downgrade(migrate._config(conn), migrate.revisions()[migrate.head()])
+    engine.dispose()
+    loaded, code, printed = probe(["list", "--json"], ["sqlalchemy", "alembic"],
+                                  {**store, "CRISIS_DB_URL": f"sqlite:///{db}"})
+    assert code == 0 and "sqlalchemy" in loaded, printed
+    assert [i["id"] for i in json.loads(printed)] == [1]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == migrate.head()
+    con.close()

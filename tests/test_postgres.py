@@ -455,3 +455,15 @@ def test_drill_replay_scores_the_same_as_on_sqlite(pg_engine, tmp_path):
     assert on_pg["metrics"] == on_sqlite["metrics"]
     assert on_pg["metrics"]["escalations_fired"] > 0 and on_pg["incident"]["opened_at"].endswith("+00:00")
     assert datetime.fromisoformat(on_pg["incident"]["opened_at"]).tzinfo is not None
+
+
+def test_read_models_on_postgresql(pg_svc, clock):
+    """crisis.views runs its SQL text on PostgreSQL too (naive UTC timestamps, JSON parsed by the driver)."""
+    from helpers import drive_to, open_incident
+    from test_records import views_agree_with_the_models
+
+    iid = open_incident(pg_svc)
+    drive_to(pg_svc, iid, "responding")
+    clock.advance(timedelta(days=2))
+    pg_svc.tick()
+    views_agree_with_the_models(pg_svc, iid)

@@ -27,8 +27,10 @@ from crisis.errors import EXIT_STATUS, CrisisError, InputError, error_body, prob
 
 if TYPE_CHECKING:  # the engine, the database layer and the models load when a command runs, not for --help
     from crisis.principal import Principal
+    from crisis.roster import Roster
     from crisis.service import CrisisService
     from crisis.settings import Settings
+    from crisis.store.lite import SQLiteFile
 
 try:
     from typer._click.exceptions import UsageError  # recent typer vendors its own click
@@ -129,6 +131,38 @@ def service() -> CrisisService:
     return svc
 
 
+class _Reader:
+    """What a read command needs (crisis.views reads through `engine` and `clock`): the store as a bare sqlite3
+    file and the roster parsed on first use, so `crisis show` / `list` / `escalations` never import the ORM,
+    the models, Alembic or the notification stack (tests/test_cli_startup.py)."""
+
+    def __init__(self, store: SQLiteFile) -> None:
+        from crisis.clock import SystemClock
+
+        self.engine, self.clock = store, SystemClock()
+        self._roster: Roster | None = None
+
+    @property
+    def roster(self) -> Roster:
+        if self._roster is None:
+            from crisis.roster import load_roster
+
+            self._roster = load_roster(settings().roster_path)
+        return self._roster
+
+
+def reader() -> CrisisService | _Reader:
+    """The light reader when the store is a SQLite file already at this code's schema; otherwise the service
+    (a store that is missing or behind — `open_db` says so or upgrades it — or PostgreSQL)."""
+    if "service" not in _state and "reader" not in _state:
+        from crisis.store.lite import open_current
+
+        store = open_current(settings().db_url)
+        if store is not None:
+            _state["reader"] = _Reader(store)
+    return _state.get("reader") or service()
+
+
 def principal(by: str | None) -> Principal:
     """Who acts at the shell: `--by`, else $CRISIS_USER, else the duty officer; the service checks the roster."""
     from crisis.principal import Principal
@@ -209,7 +243,7 @@ def iso(dt: datetime | None) -> str | None:
 
 def local(dt: datetime | None) -> str:
     """Times on screen are in the hospital's zone (CRISIS_TZ), not the server's."""
-    from crisis.config import zone
+    from crisis.settings import zone
 
     return dt.astimezone(zone(settings().tz)).strftime("%m-%d %H:%M") if dt else "-"
 
@@ -229,12 +263,13 @@ def parse_kv(pairs: list[str], what: str) -> dict[str, float]:
 
 
 
-def _task_table(svc: CrisisService, incident_id: int) -> None:
+def _task_table(svc: CrisisService | _Reader, incident_id: int, tasks: list[Any] | None = None) -> None:
+    """The incident's tasks (those given: a view's snapshot; else read now), cancelled ones left out."""
     from crisis.roster import GROUP_NAMES
 
     t = table("task", "stage", "group", "title", "assignee", "due", "status", "esc", wrap=("group", "title"))
     now = svc.clock.now()
-    for task in svc.tasks(incident_id):
+    for task in tasks if tasks is not None else svc.tasks(incident_id):  # type: ignore[union-attr]
         if task.status in ("cancelled",):
             continue
         status: str | Text = task.status
@@ -244,5 +279,3 @@ def _task_table(svc: CrisisService, incident_id: int) -> None:
                   svc.roster.name(task.assignee), local(task.due_at), status,
                   str(task.escalation_level) + (" ack" if task.acked_at else ""))
     out.print(t)
-
-

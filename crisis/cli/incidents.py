@@ -24,6 +24,7 @@ from crisis.cli.common import (
     out,
     parse_kv,
     principal,
+    reader,
     run,
     service,
     settings,
@@ -35,7 +36,7 @@ from crisis.errors import InputError
 
 if TYPE_CHECKING:  # the service loads when a command runs, not for --help
     from crisis.service import CrisisService
-    from crisis.service.queries import Page
+    from crisis.views import Page
 
 DEFAULT_PAGE = 50  # rows per page of `list` and `escalations` (the service's default too)
 
@@ -94,7 +95,7 @@ def list_cmd(
     def body() -> None:
         from crisis import views  # loaded when run: `crisis --help` stays light
 
-        svc = service()
+        svc = reader()
         which = True if final else (None if all_ else False)
         pg = views.incident_list(svc, stage=stage, category=category, final=which, **_paging(limit, page))
         if as_json:
@@ -121,7 +122,7 @@ def show_cmd(incident_id: int, as_json: JsonOpt = False) -> None:
     def body() -> None:
         from crisis import views  # loaded when run: `crisis --help` stays light
 
-        svc = service()
+        svc = reader()
         view = views.incident_detail(svc, incident_id)  # one snapshot
         inc, escs, events = view.incident, view.escalations, view.timeline
         tasks = view.all_tasks
@@ -136,7 +137,7 @@ def show_cmd(incident_id: int, as_json: JsonOpt = False) -> None:
         out.print(f"[bold]#{inc.id} {esc(inc.title)}[/]\n{inc.category} · grade {inc.severity} · stage {inc.stage} "
                   f"({zh} / {en}) · cycle {inc.cycle}\nsource: {esc(inc.source_url or '-')} · signals: "
                   f"{esc(inc.signals or '-')}\nnext triggers: {', '.join(view.allowed_triggers) or 'none'}")
-        _task_table(svc, incident_id)
+        _task_table(svc, incident_id, tasks)
         if escs:
             titles = {t.id: t.title_zh for t in tasks}
             et = table("esc", "task", "level", "recipient", "fired", "late", "acked", wrap=("task", "acked"))
@@ -250,13 +251,14 @@ def escalations_cmd(
     """Escalations fired (what an on-call administrator should look at): with --pending the most overdue
     first, otherwise the newest first; one page at a time."""
     def body() -> None:
-        svc = service()
-        pg = svc.escalation_page(incident, pending=pending, **_paging(limit, page))
+        from crisis import views  # loaded when run: `crisis --help` stays light
+
+        svc = reader()
+        pg = views.escalation_page(svc, incident, pending=pending, **_paging(limit, page))
         if as_json:
             emit([dump(e) for e in pg.items])
             return
-        # the page's tasks, one query per incident on the page (a page is bounded)
-        tasks = {t.id: t for i in sorted({e.incident_id for e in pg.items}) for t in svc.tasks(i)}
+        tasks = views.tasks_by_id(svc, [e.task_id for e in pg.items])  # the page's tasks, one query
         last_fired: dict[int, datetime] = {}  # a hold is live when no step fired after the acknowledgement
         for e in pg.items:
             last_fired[e.task_id] = max(e.fired_at, last_fired.get(e.task_id, e.fired_at))

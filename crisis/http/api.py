@@ -21,6 +21,7 @@ from crisis.http.auth import Identity, require
 from crisis.principal import Principal
 from crisis.service import CrisisService
 from crisis.service.statements import statement_warnings
+from crisis.store.records import as_dict
 
 Reader = Annotated[Identity, Depends(require("read"))]
 Writer = Annotated[Identity, Depends(require("write"))]
@@ -129,7 +130,7 @@ def list_incidents(request: Request, _: Reader, limit: Limit = 50, offset: Offse
     which = final if final is not None else (None if include_final else False)
     pg = views.incident_list(service(request), stage=stage, category=category, final=which, limit=limit,
                              offset=offset)
-    rows = [{**r.incident.model_dump(), "next_deadline": r.next_deadline, "overdue": r.overdue,
+    rows = [{**as_dict(r.incident), "next_deadline": r.next_deadline, "overdue": r.overdue,
              "unacked": r.unacked} for r in pg.items]
     return paged(rows, pg.total, limit, offset)
 
@@ -154,7 +155,7 @@ def show_incident(incident_id: int, request: Request, _: Reader) -> dict[str, An
     view = views.incident_detail(service(request), incident_id)
     overdue = {tv.task.id for tvs in view.tasks.values() for tv in tvs if tv.overdue}
     return encode({"incident": view.incident, "version": view.version, "allowed_triggers": view.allowed_triggers,
-                   "tasks": [{**t.model_dump(), "overdue": t.id in overdue} for t in view.all_tasks],
+                   "tasks": [{**as_dict(t), "overdue": t.id in overdue} for t in view.all_tasks],
                    "escalations": view.escalations, "statements": view.statements, "timeline": view.timeline,
                    "at": view.at})
 

@@ -15,20 +15,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
-from sqlalchemy.engine import Engine
 
-from crisis.clock import Clock
-from crisis.notify.channels import Channel, FileChannel, LogChannel
-from crisis.notify.chat import DingTalkRobot, FeishuBot, JsonWebhook, WeComRobot
-from crisis.notify.dispatch import Dispatcher, Policy
-from crisis.notify.email import SmtpChannel
-from crisis.notify.messages import Renderer
-from crisis.notify.outbox import DEFAULT_CHANNELS, Routing
-from crisis.roster import Roster
+if TYPE_CHECKING:  # crisis.settings holds a NotifySettings: reading the settings must not load the channels,
+    # the dispatcher and the database layer (a read command never delivers; see tests/test_cli_startup.py)
+    from sqlalchemy.engine import Engine
+
+    from crisis.clock import Clock
+    from crisis.notify.channels import Channel
+    from crisis.notify.dispatch import Dispatcher, Policy
+    from crisis.notify.messages import Renderer
+    from crisis.notify.outbox import Routing
+    from crisis.roster import Roster
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class NotifySettings:
     lease: Annotated[float, Field(gt=0, validation_alias="CRISIS_NOTIFY_LEASE")] = 120.0
 
     def personal_channels(self) -> dict[str, Channel]:
+        from crisis.notify.chat import DingTalkRobot, FeishuBot, JsonWebhook, WeComRobot
+        from crisis.notify.email import SmtpChannel
+
         t = self.timeout
         out: dict[str, Channel] = {}
         if self.smtp_url:
@@ -72,23 +76,33 @@ class NotifySettings:
         return frozenset(k for k, v in names.items() if v)
 
     def policy(self) -> Policy:
+        from crisis.notify.dispatch import Policy
+
         return Policy(timeout=self.timeout, max_attempts=self.attempts, backoff=self.backoff,
                       lease=max(self.lease, self.timeout * 2 + 1))
 
     def renderer(self, roster: Roster, tz: ZoneInfo) -> Renderer:
+        from crisis.notify.messages import Renderer
+
         return Renderer(roster, tz, base_url=self.public_url,
                         ack_secret=self.ack_secret.encode() if self.ack_secret else None)
 
 
 def channels(notify: NotifySettings, notify_file: Path) -> dict[str, Channel]:
+    from crisis.notify.channels import FileChannel, LogChannel
+
     return {"log": LogChannel(), "file": FileChannel(notify_file), **notify.personal_channels()}
 
 
 def routing(notify: NotifySettings, tz: ZoneInfo) -> Routing:
+    from crisis.notify.outbox import DEFAULT_CHANNELS, Routing
+
     return Routing(channels=DEFAULT_CHANNELS, personal=notify.personal(), tz=tz)
 
 
 def dispatcher(engine: Engine, chans: Mapping[str, Channel], notify: NotifySettings, roster: Roster, tz: ZoneInfo,
                clock: Clock, on_call: Callable[[datetime], str] | None) -> Dispatcher:
+    from crisis.notify.dispatch import Dispatcher
+
     return Dispatcher(engine, chans, notify.renderer(roster, tz), clock, policy=notify.policy(),
                       routing=routing(notify, tz), on_call=on_call)

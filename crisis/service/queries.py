@@ -3,57 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
 
 from sqlmodel import col, func, select
 
+from crisis import views
 from crisis.engine.fsm import FINAL
 from crisis.service.base import ServiceBase
+from crisis.store import records
 from crisis.store.db import read_session
 from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Statement, Task
 from crisis.store.status import SchedulerHealth, read_health
+from crisis.views import DEFAULT_PAGE, Page
 
-R = TypeVar("R")
-DEFAULT_PAGE = 50
-
-
-@dataclass(frozen=True)
-class Page(Generic[R]):
-    """One page of a listing; the same reads (here and in crisis.views) serve the CLI, the API and the web board."""
-
-    items: list[R]
-    total: int
-    limit: int | None  # None: everything
-    offset: int
-
-    @property
-    def next_offset(self) -> int | None:
-        end = self.offset + len(self.items)
-        return end if self.limit is not None and end < self.total else None
+__all__ = ["DEFAULT_PAGE", "Page", "Queries"]
 
 
 class Queries(ServiceBase):
     def escalation_page(self, incident_id: int | None = None, *, pending: bool = False,
-                        limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[Escalation]:
-        """Escalations, one page: pending ones (of open tasks, acknowledged or not: an acknowledgement only holds
-        the chain for a while) most overdue first, the others newest first."""
-        with read_session(self.engine) as s:
-            stmt = select(Escalation)
-            count = select(func.count()).select_from(Escalation)
-            if incident_id is not None:
-                stmt = stmt.where(Escalation.incident_id == incident_id)
-                count = count.where(Escalation.incident_id == incident_id)
-            if pending:
-                on, open_ = col(Task.id) == Escalation.task_id, Task.status == "open"
-                stmt = stmt.join(Task, on).where(open_).order_by(
-                    col(Task.due_at), col(Escalation.task_id), col(Escalation.level).desc())
-                count = count.join(Task, on).where(open_)
-            else:
-                stmt = stmt.order_by(col(Escalation.fired_at).desc(), col(Escalation.id).desc())
-            items = list(s.exec(stmt.offset(offset).limit(limit)).all())
-            return Page(items, s.exec(count).one(), limit, offset)
+                        limit: int | None = DEFAULT_PAGE, offset: int = 0) -> Page[records.Escalation]:
+        """Escalations, one page (crisis.views.escalation_page: the read every adapter shares)."""
+        return views.escalation_page(self, incident_id, pending=pending, limit=limit, offset=offset)
 
     def incidents(self, *, include_final: bool = True) -> list[Incident]:
         with read_session(self.engine) as s:

@@ -28,9 +28,9 @@ from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_ur
 from sqlmodel import Session, create_engine
 
 from crisis.errors import Busy, InputError, Unavailable
+from crisis.store.lite import BUSY_TIMEOUT, sqlite_error, sqlite_path
 
 ROOT = Path(__file__).resolve().parents[2]
-BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before "database busy"
 URL_HELP = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DBNAME"
 
 
@@ -39,12 +39,6 @@ def default_url() -> str:
     from crisis.settings import load_settings
 
     return load_settings().db_url
-
-
-def sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
-        return None
-    return Path(url[len("sqlite:///"):])
 
 
 def parse_url(url: str) -> URL:
@@ -83,11 +77,6 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
     return engine
 
 
-# SQLite primary result codes that mean the database file itself is unusable (https://sqlite.org/rescode.html)
-_SQLITE_UNUSABLE = {3: "permission denied", 8: "the database is read-only", 10: "disk I/O error",
-                    11: "the database file is corrupt", 13: "the disk is full", 14: "cannot open the file",
-                    23: "not authorised", 26: "the file is not a database"}
-_SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _PG_BUSY = {"55P03", "55006"}  # lock_not_available, object_in_use
 
 
@@ -98,14 +87,10 @@ def _translate_errors(shown: str) -> Any:
         if ctx.is_pre_ping:
             return  # the pool reconnects on its own
         orig = ctx.original_exception
-        if isinstance(orig, OverflowError):  # SQLite binds integers as 64-bit
-            raise InputError("number too large (the database holds whole numbers up to 9223372036854775807)")
-        if isinstance(orig, sqlite3.Error):
-            code = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
-            if code in _SQLITE_BUSY:
-                raise Busy("database busy, try again in a moment")
-            if code in _SQLITE_UNUSABLE:
-                raise Unavailable(f"cannot use database {shown}: {_SQLITE_UNUSABLE[code]}")
+        if isinstance(orig, sqlite3.Error | OverflowError):
+            typed = sqlite_error(orig, shown)  # type: ignore[arg-type]
+            if typed is not None:
+                raise typed
             return
         sqlstate = getattr(orig, "sqlstate", None)
         if sqlstate in _PG_BUSY:

@@ -13,8 +13,6 @@ take turns; on SQLite the writer's BEGIN IMMEDIATE does the same.
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crisis.errors import Conflict, DatabaseMissing
 from crisis.store.db import make_engine, read_connection, sqlite_path
+from crisis.store.lite import head, revisions
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -42,31 +41,6 @@ def _config(connection: Connection | None = None) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
-
-
-_REV = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?(\w+)?['\"]?", re.M)
-
-
-@cache
-def revisions() -> dict[str, str | None]:
-    """Each migration's revision and its parent, read from the files' `revision = "..."` lines without
-    importing Alembic (a test checks this agrees with Alembic's own reading)."""
-    out: dict[str, str | None] = {}
-    for path in sorted((MIGRATIONS / "versions").glob("[!_]*.py")):
-        found = dict(m.groups() for m in _REV.finditer(path.read_text("utf-8")))
-        parent = found.get("down_revision")
-        out[str(found["revision"])] = None if parent in (None, "None") else parent
-    return out
-
-
-@cache
-def head() -> str:
-    """The newest revision this code knows (one head: migrations form a line)."""
-    revs = revisions()
-    heads = set(revs) - {parent for parent in revs.values() if parent}
-    if len(heads) != 1:
-        raise Conflict(f"migrations must form one line; heads: {', '.join(sorted(heads))}")
-    return heads.pop()
 
 
 def revision(conn: Connection) -> str | None:

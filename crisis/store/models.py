@@ -43,6 +43,7 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("incident_id", "cycle", "stage", "key", name="uq_task_stage_key"),
         Index("ix_task_next_escalation", "status", "next_escalation_at"),
+        Index("ix_task_status_due", "status", "due_at"),  # pending escalations, most overdue first
     )
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
@@ -69,7 +70,8 @@ class Task(SQLModel, table=True):
 
 
 class Escalation(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("task_id", "level", name="uq_escalation_step"),)
+    __table_args__ = (UniqueConstraint("task_id", "level", name="uq_escalation_step"),
+                      Index("ix_escalation_fired", "fired_at", "id"))  # escalations, newest first
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="task.id", index=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
