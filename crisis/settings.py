@@ -3,7 +3,8 @@
 CRISIS_HOME (the folder whose store/ holds the default database, log and notification file, and whose
 reports/ gets drill reports: the source checkout when running from one, else the current directory),
 CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER (default: the copies shipped in the package, see
-crisis.resources), CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_TZ (the hospital's
+crisis.resources), CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_DRILLS_DIR (drill run reports; default
+CRISIS_HOME/reports/drills), CRISIS_TZ (the hospital's
 time zone: display, quiet hours, rota hand-overs), CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals),
 CRISIS_USER (who acts at the shell by default); notification channels: CRISIS_SMTP_URL, CRISIS_WECOM_URL,
 CRISIS_DINGTALK_URL/_SECRET, CRISIS_FEISHU_URL/_SECRET, CRISIS_WEBHOOK_URL/_SECRET, CRISIS_PUBLIC_URL,
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
     roster_path: Path = Field(data_path("examples", "roster.yaml"), validation_alias="CRISIS_ROSTER")
     notify_file: Path = Field(default_factory=lambda v: v["home"] / "store" / "notifications.jsonl")
     log_path: Path = Field(default_factory=lambda v: v["home"] / "store" / "crisis.log", validation_alias="CRISIS_LOG")
+    # where `crisis drill run` writes each run's reports and the web's drills page reads them
+    drills_dir: Path = Field(default_factory=lambda v: v["home"] / "reports" / "drills")
     tz: str = "Asia/Shanghai"
     signals_secret: str | None = None
     user: str | None = None

@@ -99,3 +99,19 @@ def test_the_web_drills_page_reads_where_drill_run_writes(svc, monkeypatch: pyte
 
     monkeypatch.setenv("CRISIS_HOME", str(tmp_path))
     assert make_app(svc).state.drills_dir == tmp_path / "reports" / "drills"
+
+
+def test_one_drills_folder_setting_for_the_drill_cli_and_the_web(svc, monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """CRISIS_DRILLS_DIR moves both: `crisis drill run` writes there and the drills page reads there."""
+    from helpers import DRILLS_DIR, Cli
+    from web_support import make_app
+
+    monkeypatch.setenv("CRISIS_HOME", str(tmp_path))
+    monkeypatch.setenv("CRISIS_DRILLS_DIR", str(tmp_path / "elsewhere"))
+    assert load_settings().drills_dir == tmp_path / "elsewhere"
+    assert make_app(svc).state.drills_dir == tmp_path / "elsewhere"
+    card = Cli(tmp_path).json("drill", "run", str(DRILLS_DIR / "medical-dispute-viral.yaml"))
+    assert card["run"]["reports_dir"] == str(tmp_path / "elsewhere" / card["run"]["id"])
+    assert (tmp_path / "elsewhere" / card["run"]["id"] / "scorecard.json").is_file()
+    assert not (tmp_path / "reports").exists()

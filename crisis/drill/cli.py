@@ -77,7 +77,7 @@ def run_drill_command(scenario_paths: Path | list[Path], *, speed: float | None,
     wall = SystemClock()
     label = scenarios[0].scenario.name if len(scenarios) == 1 else f"{scenarios[0].scenario.name}+{len(scenarios) - 1}"
     run_id = f"{label}-{wall.now():%Y%m%d-%H%M%S-%f}"
-    out_dir = out_dir or settings.home / "reports" / "drills" / run_id
+    out_dir = out_dir or settings.drills_dir / run_id
     made_db = None if db_url else sqlite_path(db_url := drill_db_url(settings.home / "store", run_id))
     with _cleanup_on_failure(out_dir, made_db):
         logs.configure(out_dir / "audit.log")

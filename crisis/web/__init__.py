@@ -11,12 +11,13 @@ from fastapi.staticfiles import StaticFiles
 
 def install(app: FastAPI, *, ack_secret: bytes | None = None, drills_dir: Path | None = None) -> None:
     """Mount the pages and their static files on `app` (whose state carries svc, accounts, tz, deliver).
-    `drills_dir` is where `crisis drill run` writes its reports (default CRISIS_HOME's reports/drills, as the CLI)."""
+    `drills_dir` is where `crisis drill run` writes its reports (default: the setting
+    CRISIS_DRILLS_DIR, as the CLI)."""
     from crisis.settings import load_settings
     from crisis.web import ack, library, reports, routes
 
     app.state.ack_secret = ack_secret
-    app.state.drills_dir = drills_dir or load_settings().home / "reports" / "drills"
+    app.state.drills_dir = drills_dir or load_settings().drills_dir
     app.mount("/static", StaticFiles(directory=str(resources.files("crisis.web") / "static")), name="static")
     app.include_router(routes.router)
     app.include_router(ack.router)
