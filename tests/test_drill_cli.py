@@ -53,6 +53,25 @@ def test_drill_run_prints_timeline_and_scorecard(cli, tmp_path):
     assert str(tmp_path / "out" / "scorecard.json") in text
 
 
+def test_drill_run_of_many_incidents_prints_one_line_each_and_where_the_full_records_are(cli, tmp_path):
+    out = tmp_path / "out"
+    text = cli("drill", "run", *[str(SCENARIO)] * 4, "--out", str(out), "--db", f"sqlite:///{tmp_path / 'd.db'}").output
+    lines = [ln for ln in text.splitlines() if ln.startswith("#")]
+    assert len(lines) == 4 and "Timeline" not in text and "Tasks" not in text
+    card = json.loads((out / "medical-dispute-viral-2" / "scorecard.json").read_text("utf-8"))
+    m = card["metrics"]
+    assert lines[1] == (f"#2 {card['incident']['title']} · medical_dispute · grade {card['incident']['severity']} · "
+                        f"final stage {m['final_stage']} · tasks on time {m['tasks_on_time']}, late {m['tasks_late']}, "
+                        f"missed {m['tasks_missed']}, open {m['tasks_open']} · escalations {m['escalations_fired']} · "
+                        "medical-dispute-viral-2/")
+    assert "## Timeline" in (out / "medical-dispute-viral-2" / "after_action.en.md").read_text("utf-8")
+    where = f"4 incidents: full timelines, task tables, scorecards and reports written to {out}"
+    assert where in " ".join(text.split())
+    few = cli("drill", "run", *[str(SCENARIO)] * 3, "--out", str(tmp_path / "o3"), "--db",
+              f"sqlite:///{tmp_path / 'd3.db'}").output
+    assert few.count("Timeline") == 3 and few.count("reports written to") == 3 and "incidents: full" not in few
+
+
 def test_drill_run_paced_shows_events_as_they_happen(cli, tmp_path):
     result = cli("drill", "run", str(SCENARIO), "--speed", "1e7", "--out", str(tmp_path / "out"), "--db",
                  f"sqlite:///{tmp_path / 'd.db'}")

@@ -28,6 +28,8 @@ from crisis.playbook import PlaybookSet, check_roster, load_playbooks
 from crisis.roster import Roster, load_roster
 from crisis.store.db import make_engine, sqlite_path
 
+FULL_SUMMARY_MAX = 3  # up to this many incidents each prints its timeline and tables; more, one line each
+
 
 def load_checked(scenario_path: Path, settings: Settings) -> tuple[LoadedScenario, PlaybookSet, Roster]:
     """The scenario with the playbooks and roster it runs on, every name cross-checked before anything runs."""
@@ -117,7 +119,8 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
 
     started = wall.monotonic()
     by_result: dict[int, dict[str, Any]] = {}
-    several = sum(len(ls.scenario.specs()) for ls, _ in tracks) > 1
+    count = sum(len(ls.scenario.specs()) for ls, _ in tracks)
+    several, brief = count > 1, count > FULL_SUMMARY_MAX
     folders: set[str] = set()
 
     def write(result: DrillResult) -> None:  # at the incident's scenario end: its record as the drill left it
@@ -125,11 +128,14 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
         folder.mkdir(parents=True, exist_ok=True)
         by_result[id(result)] = _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
                                            elapsed=wall.monotonic() - started, as_json=as_json, console=console,
-                                           formats=formats)
+                                           formats=formats, brief=brief)
 
     results = run_drills(tracks, engine=drill_engine(db_url, scratch), playbooks=playbooks, roster=roster, speed=speed,
                          on_event=live if (speed and not as_json) else None, on_finish=write)
     cards = [by_result[id(r)] for r in results]  # in scenario order, whenever each ended
+    if brief and not as_json:
+        console.print(f"{count} incidents: full timelines, task tables, scorecards and reports written to "
+                      f"[bold]{escape(str(out_dir))}[/] (one folder per incident)", soft_wrap=True)
     if as_json:
         print(jsonout.dumps(cards[0] if not several else cards))
     return cards[0] if not several else cards
@@ -163,7 +169,8 @@ def _folder_name(result: DrillResult, taken: set[str]) -> str:
 
 
 def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,
-               elapsed: float, as_json: bool, console: Console, formats: tuple[str, ...] = ("md",)) -> dict[str, Any]:
+               elapsed: float, as_json: bool, console: Console, formats: tuple[str, ...] = ("md",),
+               brief: bool = False) -> dict[str, Any]:
     from crisis import reports
 
     assert result.loaded is not None and result.service is not None
@@ -182,12 +189,18 @@ def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, 
         "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
     card = reports.document(ctx)  # the same keys as scorecard.json and `crisis report --json`
     if not as_json:
-        print_summary(console, card, [*written, out_dir / "notifications.jsonl"], zone(tz))
+        print_summary(console, card, [*written, out_dir / "notifications.jsonl"], zone(tz), brief=brief)
     return card
 
 
-def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo) -> None:
+def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo, *,
+                  brief: bool = False) -> None:
+    """The incident's timeline, tasks, expectations and figures; `brief` (a replay of many incidents, where a
+    hundred full timelines would be thousands of lines) one line instead, its full record being in its folder."""
     sc, run, m = card["scenario"], card["run"], card["metrics"]
+    if brief:
+        console.print(_brief_line(card), soft_wrap=True, highlight=False, markup=False)
+        return
     console.rule()
     console.print(f"{sc['title_zh']} / {sc['title_en']}", style="bold", markup=False)
     # local clock time next to the drill offset; task titles and names instead of keys (crisis.narrative)
@@ -227,6 +240,15 @@ def print_summary(console: Console, card: dict[str, Any], written: list[Path], t
     console.print(f"reports written to [bold]{escape(run['reports_dir'])}[/]:", soft_wrap=True)
     for p in written:
         console.print(f"  {escape(str(p))}", soft_wrap=True, highlight=False)
+
+
+def _brief_line(card: dict[str, Any]) -> str:
+    """One incident of a large replay: what it was, how it ended, how its tasks went, and its reports folder."""
+    inc, m = card["incident"], card["metrics"]
+    return (f"#{inc['id']} {inc['title']} · {inc['category']} · grade {inc['severity']} · "
+            f"final stage {m['final_stage']} · tasks on time {m['tasks_on_time']}, late {m['tasks_late']}, "
+            f"missed {m['tasks_missed']}, open {m['tasks_open']} · escalations {m['escalations_fired']} · "
+            f"{Path(card['run']['reports_dir']).name}/")
 
 
 def _hm(iso: str | None, tz: tzinfo) -> str:
