@@ -86,3 +86,24 @@ def test_a_store_behind_is_upgraded_through_the_full_path(store, tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == migrate.head()
     con.close()
+
+
+# What a write command never needs: the web and API stack, report rendering, drills, the scheduler, Alembic on a
+# store at this code's revision, and a notification channel this deployment did not configure (SMTP, chat robots).
+NOT_FOR_WRITES = ["fastapi", "starlette", "uvicorn", "httpx", "jinja2", "apscheduler", "alembic", "crisis.http",
+                  "crisis.web", "crisis.reports", "crisis.report_pdf", "crisis.drill", "crisis.scheduler",
+                  "crisis.notify.chat", "crisis.notify.email", "smtplib"]
+
+
+def test_write_commands_load_only_the_write_path(tmp_path):
+    """open, task done and fire commit, deliver to the file channel in the same process, and load nothing more."""
+    env = {**os.environ, **crisis_env(tmp_path), "COLUMNS": "160"}
+    notes = tmp_path / "notifications.jsonl"
+    for args in (["open", "--title", "t", "--category", CATEGORY, "--by", "duty_officer"],
+                 ["task", "done", "1", "--by", "duty_officer"], ["task", "done", "2", "--by", "duty_officer"],
+                 ["fire", "1", "report", "--by", "duty_officer"]):
+        before = notes.read_text(encoding="utf-8").count("\n") if notes.exists() else 0
+        loaded, code, printed = probe(args, NOT_FOR_WRITES, env)
+        assert (loaded, code) == ([], 0), (args, printed)
+        if args[0] == "open":
+            assert "opened incident" in printed and notes.read_text(encoding="utf-8").count("\n") > before

@@ -53,21 +53,25 @@ class NotifySettings:
     lease: Annotated[float, Field(gt=0, validation_alias="CRISIS_NOTIFY_LEASE")] = 120.0
 
     def personal_channels(self) -> dict[str, Channel]:
-        from crisis.notify.chat import DingTalkRobot, FeishuBot, JsonWebhook, WeComRobot
-        from crisis.notify.email import SmtpChannel
-
+        """The personal channels this deployment configured; a channel's module (SMTP, chat robots) loads only
+        when it is configured, so a write command on a deployment without them never imports smtplib or ssl."""
         t = self.timeout
         out: dict[str, Channel] = {}
         if self.smtp_url:
+            from crisis.notify.email import SmtpChannel
+
             out["email"] = SmtpChannel(self.smtp_url, timeout=t)
-        if self.wecom_url:
-            out["wecom"] = WeComRobot(self.wecom_url, timeout=t)
-        if self.dingtalk_url:
-            out["dingtalk"] = DingTalkRobot(self.dingtalk_url, self.dingtalk_secret, timeout=t)
-        if self.feishu_url:
-            out["feishu"] = FeishuBot(self.feishu_url, self.feishu_secret, timeout=t)
-        if self.webhook_url:
-            out["webhook"] = JsonWebhook(self.webhook_url, self.webhook_secret, timeout=t)
+        if self.wecom_url or self.dingtalk_url or self.feishu_url or self.webhook_url:
+            from crisis.notify.chat import DingTalkRobot, FeishuBot, JsonWebhook, WeComRobot
+
+            if self.wecom_url:
+                out["wecom"] = WeComRobot(self.wecom_url, timeout=t)
+            if self.dingtalk_url:
+                out["dingtalk"] = DingTalkRobot(self.dingtalk_url, self.dingtalk_secret, timeout=t)
+            if self.feishu_url:
+                out["feishu"] = FeishuBot(self.feishu_url, self.feishu_secret, timeout=t)
+            if self.webhook_url:
+                out["webhook"] = JsonWebhook(self.webhook_url, self.webhook_secret, timeout=t)
         return out
 
     def personal(self) -> frozenset[str]:
