@@ -16,11 +16,26 @@ ROOT = Path(__file__).resolve().parents[1]
 CRISIS = [sys.executable, "-m", "crisis"]
 
 
+def _hwm_kib(pid: int) -> int:
+    """The process's own peak RSS so far (VmHWM, per address space: it restarts at exec), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("VmHWM:")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def timed(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, int | None]:
-    """(wall seconds, peak RSS MiB, exit status or None when killed at `timeout`)."""
+    """(wall seconds, peak RSS MiB, exit status or None when killed at `timeout`).
+
+    The peak is the command's own VmHWM, polled while it runs: wait4's ru_maxrss also counts the memory of this
+    (large, history-building) process the child was forked from before its exec, which made every command
+    look like ≈ 100 MiB whatever it did."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
     while True:
+        peak = max(peak, _hwm_kib(proc.pid))
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             wall = time.perf_counter() - t0
@@ -28,11 +43,11 @@ def timed(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, 
             if proc.returncode:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 print(f"  ! {' '.join(argv[2:])} exited {proc.returncode}: {err.strip()[-300:]}", flush=True)
-            return wall, usage.ru_maxrss / 1024, proc.returncode
+            return wall, (peak or usage.ru_maxrss) / 1024, proc.returncode
         if time.perf_counter() - t0 > timeout:
             proc.kill()
             _, _, usage = os.wait4(proc.pid, 0)
-            return time.perf_counter() - t0, usage.ru_maxrss / 1024, None
+            return time.perf_counter() - t0, (peak or usage.ru_maxrss) / 1024, None
         time.sleep(0.005)
 
 
