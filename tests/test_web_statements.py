@@ -115,3 +115,64 @@ def test_report_downloads_md_and_pdf(client, svc):
     client.cookies.clear()  # signed out: a preview slot gets a bare 401, a page the way to sign in
     assert client.get(f"/incidents/{inc.id}/report", headers={"HX-Request": "true"}).status_code == 401
     assert client.get(f"/incidents/{inc.id}/report", follow_redirects=False).status_code == 303
+
+
+# --------------------------------------------------------------------------- release over personal data
+def _approved_with_phone(svc):
+    """A statement with a mobile number through all three review levels (drafted by the duty officer)."""
+    inc = open_incident(svc)
+    st = svc.draft_statement(inc.id, title="情况通报", body=f"家属电话 {PHONE}，后续进展将及时通报。", principal=DO,
+                             major=True)
+    roster = svc.roster
+    for pid in (roster.roles["info_staff"], roster.roles["info_dept_head"], roster.leadership_head()):
+        st = svc.review_statement(st.id, principal=Principal(person=pid, auth="cli"), approve=True)
+    assert st.status == "approved"
+    return inc, st
+
+
+def _release(client, csrf, inc_id, st_id, version, **form):
+    data = {"csrf_token": csrf, "incident": inc_id, "version": version, **form}
+    return client.post(f"/statements/{st_id}/release", data=data, follow_redirects=False)
+
+
+def test_release_override_is_offered_to_leadership_only_and_needs_a_reason(client, svc):
+    inc, st = _approved_with_phone(svc)
+    csrf = login(client, "duty_officer")  # drafted it, but is not leadership
+    page = client.get(f"/incidents/{inc.id}").text
+    assert f'action="/statements/{st.id}/release"' not in page
+    version = svc.incident(inc.id).version
+    refused = _release(client, csrf, inc.id, st.id, version, override="yes", reason="家属同意")
+    assert refused.status_code == 403 and svc.statements(inc.id)[0].status == "approved"
+
+    lead = svc.roster.leadership_head()
+    csrf = login(client, lead)
+    page = client.get(f"/incidents/{inc.id}").text
+    form = re.findall(r'<form[^>]*release-override.*?</form>', page, re.S)[0]
+    assert 'name="override" value="yes"' in form and 'name="reason" required' in form
+    assert f'name="version" value="{version}"' in form and f'value="{csrf}"' in form
+    no_reason = _release(client, csrf, inc.id, st.id, version, override="yes", reason=" ")
+    assert no_reason.status_code == 422 and svc.statements(inc.id)[0].status == "approved"
+    no_override = _release(client, csrf, inc.id, st.id, version)
+    assert no_override.status_code == 409 and svc.statements(inc.id)[0].status == "approved"
+    no_csrf = client.post(f"/statements/{st.id}/release", data={"incident": inc.id, "version": version,
+                                                                 "override": "yes", "reason": "x"})
+    assert no_csrf.status_code == 403 and svc.statements(inc.id)[0].status == "approved"
+
+    reason = "家属书面同意<script>alert(1)</script>"
+    done = _release(client, csrf, inc.id, st.id, version, override="yes", reason=reason)
+    assert done.status_code == 303 and svc.statements(inc.id)[0].status == "released"
+    (ov,) = [e for e in svc.timeline(inc.id) if e.kind == "statement_release_override"]
+    assert ov.actor == lead and ov.data["reason"] == reason
+    shown = client.get(f"/incidents/{inc.id}").text
+    assert "<script>alert(1)</script>" not in shown
+
+
+def test_release_from_a_stale_page_is_a_conflict_page(client, svc):
+    inc, st = _approved_with_phone(svc)
+    csrf = login(client, svc.roster.leadership_head())
+    version = svc.incident(inc.id).version
+    svc.update_signals(inc.id, {"reposts": 99}, principal=DO)  # someone else acts: the page is stale
+    assert svc.incident(inc.id).version != version
+    stale = _release(client, csrf, inc.id, st.id, version, override="yes", reason="家属同意")
+    assert stale.status_code == 409 and "他人已修改此事件" in stale.text
+    assert svc.statements(inc.id)[0].status == "approved"

@@ -260,7 +260,9 @@ def task_actions(p: Principal, task: TaskFacts) -> dict[str, Decision]:
 
 
 def statement_actions(p: Principal, st: StatementFacts) -> dict[str, Decision]:
-    return {"review": may_review(p, st), "release": may_release(p, st)}
+    return {"review": may_review(p, st), "release": may_release(p, st),
+            "release_override": may_release(p, st, override=True) if st.personal_data else _no(
+                "release", "release.personal_data", f"statement #{st.id} has no personal data to override")}
 
 
 def refusals(decisions: Mapping[str, Decision]) -> dict[str, str]:

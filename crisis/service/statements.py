@@ -76,9 +76,11 @@ class StatementCommands(ServiceBase):
         return st
 
     def release_statement(self, statement_id: int, *, principal: Principal, override: bool = False,
-                          reason: str | None = None, now: datetime | None = None) -> Statement:
+                          reason: str | None = None, expected_version: int | None = None,
+                          now: datetime | None = None) -> Statement:
         """Release an approved statement. One containing personal data needs `override` by leadership with a
-        `reason` (audited as statement_release_override)."""
+        `reason` (audited as statement_release_override). `expected_version`, the incident version the caller
+        saw, makes a release from a stale page a conflict."""
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
@@ -87,6 +89,8 @@ class StatementCommands(ServiceBase):
             raise InputError("releasing over a personal-data finding needs a reason", field="reason")
         with self._write(who) as (s, tx):
             st = self._statement_locked(s, statement_id)
+            if expected_version is not None:
+                self._incident(s, st.incident_id, expected_version=expected_version)
             policy.enforce(policy.may_release(who, statement_facts(st), override=override))
             found = personal_data(st.title, st.body, st.next_update)
             if found:

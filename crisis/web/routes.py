@@ -235,13 +235,17 @@ async def review(statement_id: int, request: Request, incident: int = Form(...),
 
 
 @router.post("/statements/{statement_id}/release")
-async def release(statement_id: int, request: Request, incident: int = Form(...)) -> Response:
+async def release(statement_id: int, request: Request, incident: int = Form(...), version: int = Form(...),
+                  override: str = Form(""), reason: str = Form("")) -> Response:
+    """Release from the page's version; over a personal-data finding only as leadership's override with a
+    reason (the service asks the policy and audits it)."""
     ident = await signed_in(request, write=True)
     if isinstance(ident, Response):
         return ident
     svc = svc_of(request)
-    return await act(request, ident, lambda: svc.release_statement(statement_id, principal=principal(ident)),
-                     f"/incidents/{incident}")
+    return await act(request, ident, lambda: svc.release_statement(
+        statement_id, principal=principal(ident), override=override == "yes", reason=reason or None,
+        expected_version=version), f"/incidents/{incident}")
 
 
 @router.post("/incidents/{incident_id}/statements")
