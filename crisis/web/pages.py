@@ -115,6 +115,15 @@ def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity 
     return res
 
 
+# The headline of a refused action per HTTP status (a gettext msgid): the detail below it says what exactly.
+HEADLINES = {403: "Not allowed", 404: "Not found", 409: "Someone changed this — reload the page",
+             422: "Check what you entered"}
+
+
+def headline(status: int) -> str:
+    return HEADLINES.get(status, "Not done")
+
+
 def problem(request: Request, title: str, detail: str, status: int, ident: Identity | None = None,
             back: str | None = None) -> HTMLResponse:
     """One clear page for every refusal (stale page, not allowed, bad link); nothing was changed."""

@@ -23,7 +23,7 @@ from crisis.http.errors import crisis_status
 from crisis.principal import Principal
 from crisis.service import CrisisService
 from crisis.web import incident_view
-from crisis.web.pages import now_of, pager, problem, render, signed_in
+from crisis.web.pages import headline, now_of, pager, problem, render, signed_in
 
 router = APIRouter(include_in_schema=False)
 BOARD_LIMIT = 200
@@ -44,7 +44,8 @@ async def act(request: Request, ident: Identity, fn: Callable[[], Any], back: st
     except Conflict as exc:
         return problem(request, "Someone changed this — reload the page", str(exc), 409, ident, back)
     except CrisisError as exc:
-        return problem(request, "Not done", str(exc), crisis_status(exc), ident, back)
+        status = crisis_status(exc)
+        return problem(request, headline(status), str(exc), status, ident, back)
     request.app.state.deliver()
     return RedirectResponse(back, status_code=303)
 
@@ -180,7 +181,7 @@ async def incident_page(incident_id: int, request: Request) -> Response:
         ctx = await run_in_threadpool(incident_view.build, svc_of(request), ident.person, incident_id,
                                       now_of(request))
     except CrisisError as exc:
-        return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/")
+        return problem(request, headline(crisis_status(exc)), str(exc), crisis_status(exc), ident, "/")
     drafted = request.query_params.get("drafted", "")
     return render(request, "incident.html", {**ctx, "drafted": int(drafted) if drafted.isdigit() else None},
                   ident=ident)
