@@ -31,7 +31,7 @@ from crisis.engine.plan import due_steps, step_time
 from crisis.notify.outbox import messages
 from crisis.rota import BACKUP_TARGET, OnCall, on_call
 from crisis.service.base import SYSTEM, ServiceBase, _Tx
-from crisis.store.db import read_session
+from crisis.store.db import read_connection
 from crisis.store.models import Escalation, Incident, Task
 from crisis.store.types import UTCDateTime
 
@@ -39,6 +39,7 @@ BATCH = 500  # due tasks per transaction: the first pages still go out within a 
 T = Task.__table__  # type: ignore[attr-defined]
 I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
 E = Escalation.__table__  # type: ignore[attr-defined]
+_NEXT_DUE = select(func.min(T.c.next_escalation_at)).where(T.c.status == "open")
 _DUE_COLUMNS = (T.c.id, T.c.incident_id, T.c.key, T.c.group, T.c.title_zh, T.c.title_en, T.c.assignee, T.c.due_at,
                 T.c.escalation_plan, T.c.escalation_level, T.c.next_escalation_at,
                 I.c.title.label("inc_title"), I.c.severity, I.c.stage)
@@ -272,7 +273,7 @@ class EscalationCommands(ServiceBase):
 
     def next_due(self) -> datetime | None:
         """The earliest pending escalation step: when the scheduler should wake next."""
-        with read_session(self.engine) as s:
-            value = s.execute(select(func.min(T.c.next_escalation_at)).where(T.c.status == "open")).scalar()
+        with read_connection(self.engine) as conn:  # Core, prebuilt: asked at every scheduler and drill wake
+            value = conn.execute(_NEXT_DUE).scalar()
         return value  # min() keeps the column's type, so the value comes back aware UTC
 
