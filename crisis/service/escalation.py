@@ -33,6 +33,7 @@ from crisis.rota import BACKUP_TARGET, OnCall, on_call
 from crisis.service.base import SYSTEM, ServiceBase, _Tx
 from crisis.store.db import read_connection
 from crisis.store.models import Escalation, Incident, Task
+from crisis.store.records import Escalation as Fired  # one record type for an escalation row, read or fired
 from crisis.store.types import UTCDateTime
 
 BATCH = 500  # due tasks per transaction: the first pages still go out within a second of a restart (measured)
@@ -55,24 +56,6 @@ _ADVANCE = (update(T)
 class _CasLost(Exception):
     """A batch's compare-and-set advanced fewer tasks than it read (someone else changed one): re-run it task by
     task."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fired:
-    """An escalation step as `tick` fired it: the `escalation` row it inserted (the same fields, in the same
-    order, so JSON output is the row's), without building an ORM object per row in the hot path."""
-
-    id: int
-    task_id: int
-    incident_id: int
-    level: int
-    target: str
-    recipient: str
-    scheduled_at: datetime
-    fired_at: datetime
-    late_seconds: float
-    acked_at: datetime | None = None
-    acked_by: str | None = None
 
 
 @dataclass(frozen=True)

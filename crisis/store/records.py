@@ -81,8 +81,8 @@ class Escalation:
     scheduled_at: datetime
     fired_at: datetime
     late_seconds: float
-    acked_at: datetime | None
-    acked_by: str | None
+    acked_at: datetime | None = None  # defaults: `tick` builds a just-fired step's record
+    acked_by: str | None = None
 
 
 @dataclass(slots=True)
