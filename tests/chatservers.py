@@ -10,6 +10,8 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -127,3 +129,16 @@ def serve(state: Platforms) -> ThreadingHTTPServer:
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+@contextmanager
+def running() -> Iterator[Platforms]:
+    """The stand-in platforms serving on 127.0.0.1 for the block; a held (hanging) request is released at the
+    end so shutdown does not wait for it."""
+    state = Platforms()
+    server = serve(state)
+    try:
+        yield state
+    finally:
+        state.release.set()
+        server.shutdown()

@@ -39,11 +39,8 @@ def delivery(person: Person | None = ALICE, key: str = "esc:1:1:x") -> Delivery:
 
 @pytest.fixture(scope="module")
 def _server():
-    state = cs.Platforms()
-    server = cs.serve(state)
-    yield state
-    state.release.set()
-    server.shutdown()
+    with cs.running() as state:
+        yield state
 
 
 @pytest.fixture()

@@ -12,11 +12,8 @@ from crisis.roster import load_roster
 
 @pytest.fixture()
 def platforms():
-    state = cs.Platforms()
-    server = cs.serve(state)
-    yield state
-    state.release.set()
-    server.shutdown()
+    with cs.running() as state:
+        yield state
 
 
 @pytest.fixture()

@@ -44,11 +44,8 @@ def with_people(roster: Roster, **prefs: list[str]) -> Roster:
 
 @pytest.fixture()
 def platforms():
-    state = cs.Platforms()
-    server = cs.serve(state)
-    yield state
-    state.release.set()
-    server.shutdown()
+    with cs.running() as state:
+        yield state
 
 
 def queue(engine, roster, routing, now, *, recipient, key, kind="escalation", severity="II"):
