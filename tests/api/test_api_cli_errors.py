@@ -4,7 +4,7 @@ the types for both): same code, message, field and details, so a script can swit
 from __future__ import annotations
 
 import pytest
-from conftest import API, error, sign_in
+from apihelpers import API, error, sign_in
 from helpers import Cli, crisis_env
 
 from crisis.errors import (

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from conftest import API, FAST_HASH, PW, sign_in
+from apihelpers import API, FAST_HASH, PW, sign_in
 from fastapi.testclient import TestClient
 from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import API, error, sign_in, token
+from apihelpers import API, error, sign_in, token
 
 
 def _open(client, **kw) -> dict:

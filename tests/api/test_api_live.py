@@ -10,7 +10,7 @@ import sys
 import time
 
 import httpx2
-from conftest import API, PW
+from apihelpers import API, PW
 from helpers import crisis_env
 
 CRISIS = [sys.executable, "-m", "crisis"]

@@ -4,7 +4,7 @@ changes nothing; the right one succeeds. Callers authenticate with bearer tokens
 from __future__ import annotations
 
 import pytest
-from conftest import API, error, token
+from apihelpers import API, error, token
 from helpers import drive_to, finish_stage, open_incident, stage_tasks
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import API, sign_in
+from apihelpers import API, sign_in
 
 from crisis import reports
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import API, PW, SECRET, error, sign_in, token
+from apihelpers import API, PW, SECRET, error, sign_in, token
 from fastapi.testclient import TestClient
 
 from crisis.accounts import PER_ACCOUNT
