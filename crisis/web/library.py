@@ -9,9 +9,8 @@ from fastapi.responses import Response
 
 from crisis import views
 from crisis.durations import format_duration
-from crisis.errors import CrisisError
-from crisis.http.errors import crisis_status
-from crisis.web.pages import problem, render, signed_in
+from crisis.errors import CrisisError, InputError
+from crisis.web.pages import Reader, refused, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,17 +23,15 @@ def outline(svc: Any, category: str, grade: str) -> views.PlaybookOutline:
 
 
 @router.get("/playbooks")
-async def playbooks(request: Request) -> Response:
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+async def playbooks(request: Request, ident: Reader) -> Response:
     svc = request.app.state.svc
     category = request.query_params.get("category") or sorted(svc.playbooks.categories)[0]
     try:
         book = outline(svc, category, request.query_params.get("grade", "II"))
-    except (CrisisError, ValueError) as exc:
-        status = crisis_status(exc) if isinstance(exc, CrisisError) else 422
-        return problem(request, "Not found", str(exc), status, ident, "/playbooks")
+    except ValueError as exc:  # an unknown grade
+        return refused(request, InputError(str(exc), field="grade"), ident, "/playbooks")
+    except CrisisError as exc:
+        return refused(request, exc, ident, "/playbooks")
     return render(request, "playbooks.html", {"book": book, "categories": sorted(svc.playbooks.categories),
                                               "grades": ("I", "II", "III", "IV"), "dur": format_duration},
                   ident=ident)

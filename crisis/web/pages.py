@@ -6,18 +6,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from crisis import labels
 from crisis.engine import policy
+from crisis.errors import CrisisError
 from crisis.http.auth import Identity, authenticate, check_csrf
-from crisis.http.errors import ApiError
+from crisis.http.errors import ApiError, crisis_status
 from crisis.principal import for_person
 from crisis.web.i18n import LANG_COOKIE, gettext_for, pick_lang
 
@@ -131,14 +132,44 @@ def problem(request: Request, title: str, detail: str, status: int, ident: Ident
                   ident=ident, status=status)
 
 
-async def signed_in(request: Request, *, write: bool = False) -> Identity | Response:
-    """The session's identity, or a redirect to the login page (a write also checks the CSRF token)."""
+class PageRefused(Exception):
+    """What to send instead of the page (the login redirect, a problem page, a bare 401 for a live fragment).
+    Raised by the sign-in dependencies below or by a handler; `crisis.web.install` sends its response as is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def _identity(request: Request, *, write: bool) -> Identity:
+    """The session's identity (a write also checks the CSRF token). Signed out: the login page, except for an
+    htmx fragment (the board's live part, a report preview), whose slot must not fill with the login page."""
     try:
         ident = await authenticate(request)
         if ident is None:
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            if request.headers.get("hx-request"):
+                raise PageRefused(Response(status_code=401))
+            raise PageRefused(RedirectResponse(f"/login?next={request.url.path}", status_code=303))
         if write:
             await check_csrf(request, ident)
     except ApiError as exc:
-        return problem(request, "Not allowed", exc.message, exc.status)
+        raise PageRefused(problem(request, "Not allowed", exc.message, exc.status)) from None
     return ident
+
+
+async def reader(request: Request) -> Identity:
+    return await _identity(request, write=False)
+
+
+async def writer(request: Request) -> Identity:
+    return await _identity(request, write=True)
+
+
+Reader = Annotated[Identity, Depends(reader)]  # a page: whoever is signed in
+Writer = Annotated[Identity, Depends(writer)]  # an action: signed in, with the session's CSRF token
+
+
+def refused(request: Request, exc: CrisisError, ident: Identity | None, back: str | None) -> HTMLResponse:
+    """The page for a command or read the service refused: the headline for its status, its detail under it."""
+    status = crisis_status(exc)
+    return problem(request, headline(status), str(exc), status, ident, back)

@@ -6,9 +6,9 @@ user text inside it stays text. Who may see drill results is `policy.may_view_dr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from markdown_it import MarkdownIt
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +18,8 @@ from crisis.durations import format_duration
 from crisis.engine import policy
 from crisis.errors import CrisisError, InputError
 from crisis.http.auth import Identity
-from crisis.http.errors import crisis_status
 from crisis.principal import for_person
-from crisis.web.pages import now_of, problem, render, signed_in
+from crisis.web.pages import PageRefused, Reader, now_of, refused, render
 
 router = APIRouter(include_in_schema=False)
 LANGS = ("zh-CN", "en")
@@ -42,40 +41,42 @@ def _may_see_drills(request: Request, ident: Identity) -> None:
     policy.enforce(policy.may_view_drills(for_person(svc.roster, ident.person, "session", now_of(request))))
 
 
-async def _drill_ident(request: Request) -> Identity | Response:
-    """The signed-in person if the policy lets them see drill results, else the page saying why."""
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+async def drill_viewer(request: Request, ident: Reader) -> Identity:
+    """The signed-in person if the policy lets them see drill results (else the page saying why)."""
+    svc = request.app.state.svc
     try:
-        _may_see_drills(request, ident)
+        policy.enforce(policy.may_view_drills(for_person(svc.roster, ident.person, "session", now_of(request))))
     except CrisisError as exc:
-        return problem(request, "Not allowed", str(exc), crisis_status(exc), ident, "/")
+        raise PageRefused(refused(request, exc, ident, "/")) from None
     return ident
 
 
+DrillViewer = Annotated[Identity, Depends(drill_viewer)]
+
+
+async def _drill_path(request: Request, ident: Identity, relative: str) -> Path:
+    """A file of a drill run, by its path under the drills folder (path tricks and missing files refused)."""
+    try:
+        path: Path = await run_in_threadpool(views.drill_file, drills_folder(request), relative)
+    except CrisisError as exc:
+        raise PageRefused(refused(request, exc, ident, "/drills")) from None
+    return path
+
+
 @router.get("/drills")
-async def drills(request: Request) -> Response:
-    ident = await _drill_ident(request)
-    if isinstance(ident, Response):
-        return ident
+async def drills(request: Request, ident: DrillViewer) -> Response:
     runs = await run_in_threadpool(views.drill_runs, drills_folder(request))
     return render(request, "drills.html", {"runs": runs, "dur": _dur}, ident=ident)
 
 
 @router.get("/drills/view/{relative:path}")
-async def drill_report(relative: str, request: Request) -> Response:
+async def drill_report(relative: str, request: Request, ident: DrillViewer) -> Response:
     """One drill report (Markdown) shown as a page, with its downloads."""
-    ident = await _drill_ident(request)
-    if isinstance(ident, Response):
-        return ident
-    try:
-        path = await run_in_threadpool(views.drill_file, drills_folder(request), relative)
-        if path.suffix != ".md":
-            raise InputError("only Markdown reports are shown as a page", field="path")
-        text = await run_in_threadpool(path.read_text, "utf-8")
-    except CrisisError as exc:
-        return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/drills")
+    path = await _drill_path(request, ident, relative)
+    if path.suffix != ".md":
+        exc = InputError("only Markdown reports are shown as a page", field="path")
+        return refused(request, exc, ident, "/drills")
+    text = await run_in_threadpool(path.read_text, "utf-8")
     stem = relative.rsplit(".", 1)[0]
     pdf = f"{stem}.pdf" if path.with_suffix(".pdf").is_file() else None
     return render(request, "report.html", {"html": markdown_html(text), "title": path.name, "back": "/drills",
@@ -84,14 +85,8 @@ async def drill_report(relative: str, request: Request) -> Response:
 
 
 @router.get("/drills/files/{relative:path}")
-async def drill_download(relative: str, request: Request) -> Response:
-    ident = await _drill_ident(request)
-    if isinstance(ident, Response):
-        return ident
-    try:
-        path = await run_in_threadpool(views.drill_file, drills_folder(request), relative)
-    except CrisisError as exc:
-        return problem(request, "Not found", str(exc), crisis_status(exc), ident, "/drills")
+async def drill_download(relative: str, request: Request, ident: DrillViewer) -> Response:
+    path = await _drill_path(request, ident, relative)
     fmt = path.suffix.lstrip(".")
     return FileResponse(path, media_type=MEDIA[fmt], filename=relative.replace("/", "_"),
                         content_disposition_type="inline" if fmt == "pdf" else "attachment")
@@ -114,17 +109,14 @@ def _incident_markdown(request: Request, incident_id: int, kind: str, lang: str)
 
 @router.get("/incidents/{incident_id}/report")
 async def incident_report(incident_id: int, request: Request, rlang: str = "zh-CN",
-                          kind: str = "incident_report") -> Response:
+                          kind: str = "incident_report", *, ident: Reader) -> Response:
     """The report as HTML: a fragment for the incident page's inline preview (htmx), a page otherwise.
     `rlang` is the report's language, independent of the page's own (`lang`)."""
-    ident = await signed_in(request)
-    if isinstance(ident, Response):  # signed out: a preview slot must not fill with the login page
-        return Response(status_code=401) if request.headers.get("hx-request") else ident
     back = f"/incidents/{incident_id}"
     try:
         text, _ctx = await run_in_threadpool(_incident_markdown, request, incident_id, kind, rlang)
     except CrisisError as exc:
-        return problem(request, "Not found", str(exc), crisis_status(exc), ident, back)
+        return refused(request, exc, ident, back)
     links = [(fmt, f"/incidents/{incident_id}/report/{kind}.{rlang}.{fmt}") for fmt in ("md", "pdf")]
     name = "report_fragment.html" if request.headers.get("hx-request") else "report.html"
     return render(request, name, {"html": markdown_html(text), "title": f"#{incident_id}", "back": back,
@@ -132,11 +124,9 @@ async def incident_report(incident_id: int, request: Request, rlang: str = "zh-C
 
 
 @router.get("/incidents/{incident_id}/report/{kind}.{rlang}.{fmt}")
-async def incident_report_download(incident_id: int, kind: str, rlang: str, fmt: str, request: Request) -> Response:
+async def incident_report_download(incident_id: int, kind: str, rlang: str, fmt: str, request: Request,
+                                   ident: Reader) -> Response:
     """The report as a file: Markdown, or the PDF laid out from the same Markdown."""
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
     try:
         if fmt not in ("md", "pdf"):
             raise InputError(f"unknown format {fmt!r} (use md, pdf)", field="format")
@@ -148,7 +138,7 @@ async def incident_report_download(incident_id: int, kind: str, rlang: str, fmt:
         else:
             body = text.encode("utf-8")
     except CrisisError as exc:
-        return problem(request, "Not found", str(exc), crisis_status(exc), ident, f"/incidents/{incident_id}")
+        return refused(request, exc, ident, f"/incidents/{incident_id}")
     filename = f"incident-{incident_id}-{kind}.{rlang}.{fmt}"
     return Response(body, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

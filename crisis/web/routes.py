@@ -17,13 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from crisis import views
 from crisis.engine.fsm import FINAL, STAGES
-from crisis.errors import Conflict, CrisisError
+from crisis.errors import CrisisError
 from crisis.http.auth import Identity, change_password, sign_in, sign_out
 from crisis.http.errors import crisis_status
 from crisis.principal import Principal
 from crisis.service import CrisisService
 from crisis.web import incident_view
-from crisis.web.pages import headline, now_of, pager, problem, render, signed_in
+from crisis.web.pages import Reader, Writer, now_of, pager, refused, render
 
 router = APIRouter(include_in_schema=False)
 BOARD_LIMIT = 200
@@ -41,11 +41,8 @@ async def act(request: Request, ident: Identity, fn: Callable[[], Any], back: st
     """Run a service command in the thread pool; on success go back (303), on refusal show why."""
     try:
         await run_in_threadpool(fn)
-    except Conflict as exc:
-        return problem(request, "Someone changed this — reload the page", str(exc), 409, ident, back)
-    except CrisisError as exc:
-        status = crisis_status(exc)
-        return problem(request, headline(status), str(exc), status, ident, back)
+    except CrisisError as exc:  # a conflict (409) says "someone changed this — reload the page"
+        return refused(request, exc, ident, back)
     request.app.state.deliver()
     return RedirectResponse(back, status_code=303)
 
@@ -73,29 +70,20 @@ async def login(request: Request, person: str = Form(...), password: str = Form(
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
+async def logout(request: Request, ident: Writer) -> Response:
     res = RedirectResponse("/login", status_code=303)
     await sign_out(request, res)
     return res
 
 
 @router.get("/password")
-async def password_page(request: Request) -> Response:
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+async def password_page(request: Request, ident: Reader) -> Response:
     return render(request, "password.html", {"done": False, "error": None}, ident=ident)
 
 
 @router.post("/password")
-async def password_change(request: Request, current: str = Form(...), new: str = Form(...)) -> Response:
+async def password_change(request: Request, ident: Writer, current: str = Form(...), new: str = Form(...)) -> Response:
     """The same change as the API's (`crisis.http.auth.change_password`): this browser stays signed in."""
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
     try:
         await change_password(request, ident, current, new)
     except CrisisError as exc:
@@ -144,56 +132,41 @@ def _board_ctx(request: Request) -> dict[str, Any]:
 
 
 @router.get("/")
-async def board_page(request: Request) -> Response:
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+async def board_page(request: Request, ident: Reader) -> Response:
     ctx = await run_in_threadpool(_board_ctx, request)
     return render(request, "board.html", ctx, ident=ident)
 
 
 @router.get("/board/rows")
-async def board_rows(request: Request) -> Response:
-    """The board's live part, polled by htmx every few seconds."""
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return Response(status_code=401)
+async def board_rows(request: Request, ident: Reader) -> Response:
+    """The board's live part, polled by htmx every few seconds (signed out: 401, see pages.reader)."""
     ctx = await run_in_threadpool(_board_ctx, request)
     return render(request, "board_rows.html", ctx, ident=ident)
 
 
 @router.get("/my")
-async def my_work(request: Request) -> Response:
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+async def my_work(request: Request, ident: Reader) -> Response:
     work = await run_in_threadpool(views.my_work, svc_of(request), ident.person)
     return render(request, "my.html", {"work": work}, ident=ident)
 
 
 # ------------------------------------------------------------------ incident page and its actions
 @router.get("/incidents/{incident_id}")
-async def incident_page(incident_id: int, request: Request) -> Response:
-    ident = await signed_in(request)
-    if isinstance(ident, Response):
-        return ident
+async def incident_page(incident_id: int, request: Request, ident: Reader) -> Response:
     try:
         ctx = await run_in_threadpool(incident_view.build, svc_of(request), ident.person, incident_id,
                                       now_of(request))
     except CrisisError as exc:
-        return problem(request, headline(crisis_status(exc)), str(exc), crisis_status(exc), ident, "/")
+        return refused(request, exc, ident, "/")
     drafted = request.query_params.get("drafted", "")
     return render(request, "incident.html", {**ctx, "drafted": int(drafted) if drafted.isdigit() else None},
                   ident=ident)
 
 
 @router.post("/incidents/{incident_id}/fire")
-async def fire(incident_id: int, request: Request, trigger: str = Form(...), version: int = Form(...),
+async def fire(incident_id: int, request: Request, ident: Writer, trigger: str = Form(...), version: int = Form(...),
                decision: str = Form(""), severity: str = Form(""), override: str = Form(""),
                reason: str = Form(""), note: str = Form("")) -> Response:
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.fire(
         incident_id, trigger, principal=principal(ident), decision=decision or None, severity=severity or None,
@@ -202,32 +175,23 @@ async def fire(incident_id: int, request: Request, trigger: str = Form(...), ver
 
 
 @router.post("/tasks/{task_id}/done")
-async def task_done(task_id: int, request: Request, incident: int = Form(...), version: int = Form(...),
+async def task_done(task_id: int, request: Request, ident: Writer, incident: int = Form(...), version: int = Form(...),
                     note: str = Form("")) -> Response:
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.complete_task(
         task_id, principal=principal(ident), note=note or None, expected_version=version), f"/incidents/{incident}")
 
 
 @router.post("/escalations/{escalation_id}/ack")
-async def ack(escalation_id: int, request: Request, incident: int = Form(...)) -> Response:
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
+async def ack(escalation_id: int, request: Request, ident: Writer, incident: int = Form(...)) -> Response:
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.acknowledge(escalation_id=escalation_id, principal=principal(ident)),
                      f"/incidents/{incident}")
 
 
 @router.post("/statements/{statement_id}/review")
-async def review(statement_id: int, request: Request, incident: int = Form(...), level: int = Form(...),
+async def review(statement_id: int, request: Request, ident: Writer, incident: int = Form(...), level: int = Form(...),
                  approve: str = Form(...), comment: str = Form("")) -> Response:
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.review_statement(
         statement_id, approve=approve == "yes", comment=comment or None, expected_level=level,
@@ -236,13 +200,10 @@ async def review(statement_id: int, request: Request, incident: int = Form(...),
 
 
 @router.post("/statements/{statement_id}/release")
-async def release(statement_id: int, request: Request, incident: int = Form(...), version: int = Form(...),
-                  override: str = Form(""), reason: str = Form("")) -> Response:
+async def release(statement_id: int, request: Request, ident: Writer, incident: int = Form(...),
+                  version: int = Form(...), override: str = Form(""), reason: str = Form("")) -> Response:
     """Release from the page's version; over a personal-data finding only as leadership's override with a
     reason (the service asks the policy and audits it)."""
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.release_statement(
         statement_id, principal=principal(ident), override=override == "yes", reason=reason or None,
@@ -250,13 +211,11 @@ async def release(statement_id: int, request: Request, incident: int = Form(...)
 
 
 @router.post("/incidents/{incident_id}/statements")
-async def draft_statement(incident_id: int, request: Request, title: str = Form(...), body: str = Form(...),
-                          version: int = Form(...), next_update: str = Form(""), major: str = Form("")) -> Response:
+async def draft_statement(incident_id: int, request: Request, ident: Writer, title: str = Form(...),
+                          body: str = Form(...), version: int = Form(...), next_update: str = Form(""),
+                          major: str = Form("")) -> Response:
     """Draft a statement for review from the version of the incident the page showed; back on the incident page
     with the new statement and the writing rules' warnings about it."""
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
     svc = svc_of(request)
     made: list[Any] = []
 
@@ -273,10 +232,7 @@ async def draft_statement(incident_id: int, request: Request, title: str = Form(
 
 
 @router.post("/incidents/{incident_id}/note")
-async def add_note(incident_id: int, request: Request, text: str = Form(...)) -> Response:
-    ident = await signed_in(request, write=True)
-    if isinstance(ident, Response):
-        return ident
+async def add_note(incident_id: int, request: Request, ident: Writer, text: str = Form(...)) -> Response:
     svc = svc_of(request)
     return await act(request, ident, lambda: svc.note(incident_id, "note", text, principal=principal(ident)),
                      f"/incidents/{incident_id}")
