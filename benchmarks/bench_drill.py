@@ -85,7 +85,7 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
     where = [(runner, "create_db", "database set-up"), (runner, "build", "scorecards"),
              (drill_cli, "_write_one", "reports + files"), (drill_cli, "print_summary", "terminal summary (Rich)"),
              (runner, "_apply", "loop: scripted steps (service commands)"),
-             (Dispatcher, "drain", "loop: notification delivery (Dispatcher.drain)"),
+             (Dispatcher, "drain_inline", "loop: notification delivery (drain_inline)"),
              (CrisisService, "tick", "loop: escalations fired (tick)"),
              (CrisisService, "next_due", "loop: next escalation due (next_due)")]
     tracks = [(loaded, STAGGER * i) for i in range(incidents)]

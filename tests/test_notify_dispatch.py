@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,13 +18,14 @@ from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from crisis.clock import VirtualClock
-from crisis.notify.channels import FileChannel, MemoryChannel
+from crisis.notify.channels import DeliveryError, FileChannel, MemoryChannel
 from crisis.notify.chat import DingTalkRobot, JsonWebhook, WeComRobot
 from crisis.notify.dispatch import Dispatcher, Policy
 from crisis.notify.messages import Renderer
 from crisis.notify.outbox import Routing, messages
 from crisis.roster import Roster
 from crisis.service import CrisisService
+from crisis.store.db import make_engine
 from crisis.store.models import OutboxMessage
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -247,3 +249,45 @@ def test_a_plain_channel_gets_no_markdown_rendered(engine, roster):
     assert file.text == chat.text and "核实" in file.text
     assert file.markdown == "" and chat.markdown.startswith("**")
     assert rows_undelivered(engine) == []
+
+
+class _Refusing(MemoryChannel):
+    """A local channel whose far end refuses one person."""
+
+    def deliver(self, message):
+        if message.recipient == "legal":
+            raise DeliveryError("mailbox full")
+        return super().deliver(message)
+
+
+def test_inline_drain_delivers_and_marks_exactly_what_drain_does(tmp_path, migrated_db, roster):
+    """A drill drains in its own thread (`drain_inline`): rounds larger than a batch, quiet-hour digests,
+    a refused recipient retried then failed over to a page: the same messages in the same
+    order, and the same outbox rows, as the threaded `drain`."""
+    outcomes = []
+    for name in ("drain", "drain_inline"):
+        shutil.copyfile(migrated_db, tmp_path / f"{name}.db")
+        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+        clock = VirtualClock(local(2026, 11, 26, 22, 30))
+        routing = Routing(channels=("memory",), tz=SH)
+        for i, who in enumerate(["liaison", "commentator", "info_staff"] * 3 + ["legal"]):
+            queue(engine, roster, routing, clock.now(), recipient=who, key=f"esc:{i}")
+            queue(engine, roster, routing, clock.now(), recipient=who, key=f"task:{i}", kind="task_assigned",
+                  severity="IV")  # held for the morning: one digest per person
+        channel = _Refusing("memory")
+        d = Dispatcher(engine, {"memory": channel}, Renderer(roster, SH), clock, routing=routing,
+                       policy=Policy(batch=4, max_attempts=2, backoff=60), on_call=lambda _now: "oncall_admin")
+        stats = []
+        for at in (clock.now(), clock.now() + timedelta(minutes=1), local(2026, 11, 27, 7)):
+            clock.advance_to(at)
+            s = getattr(d, name)()
+            stats.append((s.delivered, s.retrying, s.failed))
+        with engine.connect() as conn:
+            table = [tuple(r) for r in conn.execute(select(OutboxMessage.__table__).order_by(OutboxMessage.id))]
+        outcomes.append((channel.delivered, stats, table))
+        engine.dispose()
+    (delivered, stats, table), inline = outcomes
+    assert stats == [(9, 1, 0), (1, 0, 1), (9, 1, 0)]  # legal is refused, retried, then paged about
+    assert [m.kind for m in delivered].count("delivery_failed") == 1
+    assert [m.ids for m in delivered if m.kind == "digest"] == [(2, 8, 14), (4, 10, 16), (6, 12, 18)]
+    assert inline == outcomes[0]

@@ -128,9 +128,9 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
     end = max(t.end for t in runs)
     wakeups = 0
     agenda = _Agenda(runs)
+    due = svc.next_due()
     while agenda.ends:
-        candidates = [x for x in (agenda.next_event(), agenda.ends[0][0], svc.next_due())
-                      if x is not None and x <= end]
+        candidates = [x for x in (agenda.next_event(), agenda.ends[0][0], due) if x is not None and x <= end]
         when = max(min(candidates), clock.now())
         if speed:
             sleep((when - clock.now()).total_seconds() / speed)
@@ -140,17 +140,27 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
             busy |= _open_due(svc, t, when)
             busy |= _steps_due(svc, t, when, clock, on_event)
             agenda.reschedule(t)
-        for esc in svc.tick():
-            busy = True
-            if on_event:
-                on_event(esc.fired_at, f"#{esc.incident_id} escalation L{esc.level} → {esc.recipient} "
-                                       f"(task #{esc.task_id})")
+        if busy:  # a step may have moved the earliest escalation step (a new stage's tasks, a regrade)
+            due = svc.next_due()
+        if due is not None and due <= when:  # else `tick` would fire nothing (a third of a surge's wakes)
+            busy |= _tick(svc, on_event)
+            due = svc.next_due()
         wakeups += 1
         if busy:  # only a step or an escalation queues notifications
-            delivery.drain()
+            delivery.drain_inline()  # the drill channel answers at once: no worker thread to wait for
         for t in agenda.ended(clock.now()):
             _finish(svc, t, channel, wakeups, on_finish)
     return [t.result for t in runs if t.result is not None]
+
+
+def _tick(svc: CrisisService, on_event: Callable[[datetime, str], None] | None) -> bool:
+    """Fire the escalation steps due; whether any fired."""
+    fired = svc.tick()
+    if on_event:
+        for esc in fired:
+            on_event(esc.fired_at, f"#{esc.incident_id} escalation L{esc.level} → {esc.recipient} "
+                                   f"(task #{esc.task_id})")
+    return bool(fired)
 
 
 class _Agenda:
