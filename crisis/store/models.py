@@ -39,14 +39,21 @@ class Incident(SQLModel, table=True):
         return self.cycle_started_at or self.opened_at
 
 
+_OPEN = "status = 'open'"
+_STEP = _OPEN + " AND next_escalation_at IS NOT NULL"
+
+
 class Task(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("incident_id", "cycle", "stage", "key", name="uq_task_stage_key"),
-        Index("ix_task_next_escalation", "status", "next_escalation_at"),
-        Index("ix_task_status_due", "status", "due_at"),  # pending escalations, most overdue first
+        # partial (migration 0007): only open tasks are indexed, so a task that ends leaves the index
+        Index("ix_task_next_step", "status", "next_escalation_at", sqlite_where=text(_STEP),
+              postgresql_where=text(_STEP)),  # the escalation clock: next due step first
+        Index("ix_task_open_due", "status", "due_at", sqlite_where=text(_OPEN),
+              postgresql_where=text(_OPEN)),  # pending escalations, most overdue first; a person's open tasks
     )
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(foreign_key="incident.id", index=True)
+    incident_id: int = Field(foreign_key="incident.id")  # indexed by uq_task_stage_key, which leads with it
     cycle: int = 1
     stage: str
     key: str
@@ -73,7 +80,7 @@ class Escalation(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("task_id", "level", name="uq_escalation_step"),
                       Index("ix_escalation_fired", "fired_at", "id"))  # escalations, newest first
     id: int | None = Field(default=None, primary_key=True)
-    task_id: int = Field(foreign_key="task.id", index=True)
+    task_id: int = Field(foreign_key="task.id")  # indexed by uq_escalation_step, which leads with it
     incident_id: int = Field(foreign_key="incident.id", index=True)
     level: int
     target: str
@@ -90,7 +97,7 @@ class Event(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
-    at: datetime = _ts(nullable=False, index=True)
+    at: datetime = _ts(nullable=False)
     actor: str
     auth: str | None = None  # how the actor authenticated (crisis.principal.AuthMethod); None: the engine
     kind: str
@@ -144,7 +151,7 @@ class OutboxMessage(SQLModel, table=True):
     recipient: str
     kind: str = ""
     urgent: bool = False
-    incident_id: int | None = Field(default=None, index=True)
+    incident_id: int | None = None
     subject: str = ""
     body: str = ""
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -152,7 +159,7 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts()
     held_until: datetime | None = _ts()
     claimed_until: datetime | None = _ts()
-    delivered_at: datetime | None = _ts(index=True)
+    delivered_at: datetime | None = _ts()  # indexed by ix_outbox_due, which leads with it
     failed_at: datetime | None = _ts()
     attempts: int = 0
     last_error: str | None = None
