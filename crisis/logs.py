@@ -13,7 +13,18 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-import structlog
+# structlog looks for rich when it is imported, for its console renderer's tracebacks; with rich installed (the
+# CLI's tables) that loads rich.traceback, rich.pretty and pygments (~15 ms of every command's start-up) although
+# these JSON lines never use them (format_exc_info renders tracebacks as plain text). Hide those two modules
+# while structlog loads, unless something already imported them; the lines written are the same.
+_HIDDEN = [name for name in ("rich.traceback", "rich.pretty") if name not in sys.modules]
+sys.modules.update(dict.fromkeys(_HIDDEN))  # type: ignore[arg-type]  # None: "import fails" (ImportError)
+try:
+    import structlog
+finally:
+    for _name in _HIDDEN:
+        if sys.modules.get(_name, 0) is None:
+            del sys.modules[_name]
 
 _configured_stream: IO[str] | None = None
 

@@ -1,4 +1,4 @@
-"""The deployment's settings: the one place that reads the environment (pydantic-settings).
+"""The deployment's settings: the one place that reads the environment (pydantic models).
 
 CRISIS_HOME (the folder whose store/ holds the default database, log and notification file, and whose
 reports/ gets drill reports: the source checkout when running from one, else the current directory),
@@ -10,28 +10,30 @@ CRISIS_USER (who acts at the shell by default); notification channels: CRISIS_SM
 CRISIS_DINGTALK_URL/_SECRET, CRISIS_FEISHU_URL/_SECRET, CRISIS_WEBHOOK_URL/_SECRET, CRISIS_PUBLIC_URL,
 CRISIS_ACK_SECRET, CRISIS_NOTIFY_TIMEOUT/_ATTEMPTS/_BACKOFF/_LEASE (see crisis.notify.setup).
 
-pydantic-settings beats the hand-written `os.environ.get` + `float(...)` it replaces: every variable is typed
-and validated in one declaration, and a bad value is reported with the variable's name (an InputError, exit 2).
-An empty variable counts as unset.
+Every variable is typed and validated by pydantic in one declaration (a field: its type, default and
+constraints), and a bad value is reported with the variable's name (an InputError, exit 2). An empty variable
+counts as unset. `_Env` reads the variables itself (what pydantic-settings did here, in a dozen lines): importing
+pydantic-settings cost ~30 ms of every command's start-up (its sources for dotenv, cloud vaults, argparse and
+asyncio), a tenth of `crisis open`, for the one thing used from it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, create_model, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from crisis.errors import InputError
 from crisis.notify.setup import NotifySettings
 from crisis.resources import data_path
 
 SOURCE = Path(__file__).resolve().parents[1]  # the checkout, or site-packages for an installed wheel
-_T = TypeVar("_T", bound=BaseSettings)
-_COMMON = SettingsConfigDict(env_prefix="CRISIS_", env_ignore_empty=True, extra="ignore", populate_by_name=True)
+PREFIX = "CRISIS_"
+_T = TypeVar("_T", bound="_Env")
 
 
 def default_home() -> Path:
@@ -50,8 +52,30 @@ def zone(name: str) -> ZoneInfo:
                          field="CRISIS_TZ") from None
 
 
-class _Env(BaseSettings):
-    model_config = _COMMON
+def env_name(name: str, alias: object) -> str:
+    """The variable a field is read from: its alias when it has one (CRISIS_PLAYBOOKS), else CRISIS_<NAME>."""
+    return alias if isinstance(alias, str) else f"{PREFIX}{name.upper()}"
+
+
+class _Env(BaseModel):
+    """A model whose fields come from the environment; values given to the constructor win over it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, given: Any) -> Any:
+        """The fields' variables that are set and not empty (names are not case-sensitive), under the key
+        pydantic validates them by (so an error's location names the variable), then what was given."""
+        if not isinstance(given, dict):
+            return given
+        env = {k.upper(): v for k, v in os.environ.items() if v and k[:len(PREFIX)].upper() == PREFIX}
+        found: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            var = env_name(name, info.validation_alias)
+            if var in env and name not in given and var not in given:
+                found[var if isinstance(info.validation_alias, str) else name] = env[var]
+        return {**found, **given}
 
 
 # The notification part of the environment, made from NotifySettings' own fields (types, defaults, Field
@@ -65,10 +89,10 @@ def _notify_from_env() -> NotifySettings:
     return NotifySettings(**_checked(NotifyEnv).model_dump())
 
 
-class Settings(BaseSettings):
+class Settings(_Env):
     """Where things are and how this deployment talks; keyword arguments override the environment."""
 
-    model_config = SettingsConfigDict(**_COMMON, frozen=True)
+    model_config = ConfigDict(frozen=True)
     home: Path = Field(default_factory=default_home)
     db_url: str = Field(default_factory=lambda v: f"sqlite:///{v['home'] / 'store' / 'crisis.db'}")
     playbooks_dir: Path = Field(data_path("playbooks"), validation_alias="CRISIS_PLAYBOOKS")
@@ -93,12 +117,10 @@ class Settings(BaseSettings):
         return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
 
 
-def _env_name(cls: type[BaseSettings], loc: tuple[Any, ...]) -> str:
+def _env_name(cls: type[_Env], loc: tuple[Any, ...]) -> str:
     name = str(loc[0]) if loc else "?"
     info = cls.model_fields.get(name)
-    if info is not None and isinstance(info.validation_alias, str):
-        return info.validation_alias
-    return name if name.startswith("CRISIS_") else f"CRISIS_{name.upper()}"
+    return name if name.startswith(PREFIX) else env_name(name, info.validation_alias if info else None)
 
 
 def _checked(cls: type[_T], **overrides: Any) -> _T:
