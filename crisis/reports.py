@@ -34,13 +34,30 @@ TEMPLATES = data_path("templates")  # shipped in the package (crisis.resources)
 _QUIET = {"task_assigned", "task_cancelled", "task_regraded"}
 
 
+_DICT_ATTRS = frozenset(dir(dict))
+
+
+class _Environment(Environment):
+    """Jinja reads `x.key` as attribute `key`, else item `key`; on a plain dict the attribute only exists under a
+    dict method's name, so the item is looked up first there: the same answer without raising and catching an
+    AttributeError for each of the ~400 fields a report prints."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRS:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass  # undefined: Jinja's own lookup says so
+        return super().getattr(obj, attribute)
+
+
 @functools.lru_cache(maxsize=8)
 def environment(templates: Path = TEMPLATES) -> Environment:
     """Markdown output: every printed value is Markdown-escaped by `finalize` (user text is data, and a
     hospital's re-worded template cannot forget a filter), a strict undefined so a typo fails loudly.
     One per templates folder, kept: compiling a template costs ~70 ms and a drill renders six reports per
     incident (Jinja still checks each file's mtime, so an edited template is picked up)."""
-    env = Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined, autoescape=False,
+    env = _Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined, autoescape=False,
                       finalize=_finalize, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["cell"] = cell
     env.filters["dur"] = format_duration

@@ -139,6 +139,17 @@ def test_a_template_typo_fails_loudly(svc, incident, tmp_path: Path):
         reports.render("incident_report", reports.report_context(svc, incident), "en", templates=tmp_path)
 
 
+def test_template_field_lookup_is_jinjas(tmp_path: Path):
+    """`x.name` on a dict: the item, except under a dict method's name (the method, as in Jinja), and a missing
+    one is still a loud error."""
+    env = reports.environment(tmp_path)
+    data = {"title": "a*b", "items": "shadowed", "n": 3}
+    assert env.from_string("{{ d.title }} {{ d.n }} {{ d['items'] }} {{ d.items is callable }}").render(d=data) == (
+        "a\\*b 3 shadowed True")
+    with pytest.raises(UndefinedError):
+        env.from_string("{{ d.titel }}").render(d=data)
+
+
 def test_a_reworded_template_is_used_after_it_was_rendered_once(svc, incident, tmp_path: Path):
     """The compiled templates are kept between reports; a hospital editing one still sees its edit."""
     (tmp_path / "en").mkdir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 from crisis.clock import VirtualClock
 from crisis.drill.scenario import MAIN, IncidentSpec, LoadedScenario, Step
 from crisis.errors import CrisisError, InputError
-from crisis.notify.channels import MemoryChannel
+from crisis.notify.channels import Delivery, MemoryChannel
 from crisis.notify.dispatch import Dispatcher
 from crisis.notify.messages import Renderer
 from crisis.playbook import PlaybookSet
@@ -44,6 +45,16 @@ class _DrillChannel(MemoryChannel):
     its chat Markdown, so (like the file and log channels) it asks the dispatcher to render none."""
 
     plain = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.of_incident: dict[int | None, list[Delivery]] = defaultdict(list)  # each incident's, kept in order
+
+    def deliver(self, message: Delivery) -> str:
+        said = super().deliver(message)
+        if said == "kept":
+            self.of_incident[message.incident_id].append(message)
+        return said
 
 
 @dataclass
@@ -197,14 +208,14 @@ class _Agenda:
         return [self.runs[i] for i in sorted(found)]
 
 
-def _finish(svc: CrisisService, t: _Track, channel: MemoryChannel, wakeups: int,
+def _finish(svc: CrisisService, t: _Track, channel: _DrillChannel, wakeups: int,
             on_finish: Callable[[DrillResult], None] | None) -> None:
     """Score one incident at its scenario's end."""
     assert t.result is not None
     t.result.wakeups = wakeups
     t.result.notifications = [
         {"key": m.dedupe_key, "to": m.recipient, "subject": m.subject, "at": m.created_at.isoformat()}
-        for m in channel.delivered if m.incident_id == t.incident_id]
+        for m in channel.of_incident.get(t.incident_id, ())]  # not a scan of the whole drill's, per incident
     t.result.scorecard = build(svc, t.incident_id, expectations=t.loaded.scenario.expectations(t.name),
                                finished=True)
     if on_finish:
