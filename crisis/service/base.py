@@ -10,7 +10,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert
+from sqlalchemy import Row, Table, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import configure_mappers
@@ -26,21 +26,41 @@ from crisis.roster import Roster
 from crisis.rota import OnCall, Shift, on_call, with_backup
 from crisis.store.db import read_session, write_session
 from crisis.store.models import Event, Incident, OnCallShift, OutboxMessage, Statement, Task
+from crisis.store.prepared import Prepared
 
 SYSTEM = "system"  # the engine's own actions (escalations, regrading): never a caller's principal
 DRILL = "drill"  # the drill facilitator's injects, recorded by the drill runner's own path
 INC = Incident.__table__  # type: ignore[attr-defined]
 TASK = Task.__table__  # type: ignore[attr-defined]
 EVT = Event.__table__  # type: ignore[attr-defined]
-# Hot-path statements, built once with bound parameters: building a statement costs more than running it.
-_INSERT_EVENTS = insert(EVT)
-_INSERT_OUTBOX = insert(OutboxMessage.__table__)  # type: ignore[attr-defined]
-_INCIDENT = sa_select(INC).where(INC.c.id == bindparam("b_id"))
-_INCIDENT_LOCKED = _INCIDENT.with_for_update()
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+
+def insert_of(table: Table, columns: tuple[str, ...]) -> Prepared:
+    """An INSERT of these columns, each bound by its own name (rows are dicts with exactly these keys)."""
+    return Prepared(insert(table).values({k: bindparam(k, type_=table.c[k].type) for k in columns}))
+
+
+# Hot-path statements, built once with bound parameters and compiled once per dialect (crisis.store.prepared):
+# building a statement costs more than running it, and so does SQLAlchemy's per-execute path.
+EVENT_COLUMNS = ("incident_id", "at", "actor", "kind", "auth", "from_state", "to_state", "task_id", "data")
+OUTBOX_COLUMNS = ("dedupe_key", "channel", "kind", "recipient", "urgent", "incident_id", "subject", "body", "payload",
+                  "created_at", "next_attempt_at", "held_until", "attempts")
+_INSERT_EVENTS = insert_of(EVT, EVENT_COLUMNS)
+_INSERT_OUTBOX = insert_of(OUTBOX, OUTBOX_COLUMNS)
+_INCIDENT = Prepared(sa_select(INC).where(INC.c.id == bindparam("b_id")))
+_INCIDENT_LOCKED = Prepared(sa_select(INC).where(INC.c.id == bindparam("b_id")).with_for_update())
 # a task's incident, row-locked: the task is then read under that lock
-_TASK_INCIDENT_LOCKED = sa_select(INC).where(
-    INC.c.id == sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id")).scalar_subquery()).with_for_update()
-_TASK = sa_select(TASK).where(TASK.c.id == bindparam("b_id"))
+_TASK_INCIDENT_LOCKED = Prepared(sa_select(INC).where(
+    INC.c.id == sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id")).scalar_subquery())
+    .with_for_update())
+_TASK = Prepared(sa_select(TASK).where(TASK.c.id == bindparam("b_id")))
+
+
+def recs(stmt: Prepared, conn: Connection, params: dict[str, Any] | None = None) -> list[Rec]:
+    """A prepared read's rows as records."""
+    names = stmt.names(conn)
+    return [Rec(**dict(zip(names, row, strict=True))) for row in stmt.rows(conn, params)]
 
 
 class Rec(SimpleNamespace):
@@ -68,11 +88,9 @@ class _Tx:
     auth: str | None = None  # how the command's principal authenticated, recorded on each of its events
 
     def flush(self, s: Session | Connection) -> None:
-        conn = s.connection() if isinstance(s, Session) else s  # Core executemany: the ORM bulk path costs more
-        if self.events:
-            conn.execute(_INSERT_EVENTS, self.events)
-        if self.outbox:
-            conn.execute(_INSERT_OUTBOX, self.outbox)
+        conn = s.connection() if isinstance(s, Session) else s  # one executemany each: the ORM bulk path costs more
+        _INSERT_EVENTS.many(conn, self.events)
+        _INSERT_OUTBOX.many(conn, self.outbox)
 
 
 class ServiceBase:
@@ -160,10 +178,10 @@ class ServiceBase:
     def _incident_row(self, conn: Connection, incident_id: int, *, lock: bool = False,
                       expected_version: int | None = None) -> Rec:
         """`_incident` for the Core hot paths: the incident's row (locked for the command when `lock`)."""
-        row = conn.execute(_INCIDENT_LOCKED if lock else _INCIDENT, {"b_id": incident_id}).first()
-        if row is None:
+        found = recs(_INCIDENT_LOCKED if lock else _INCIDENT, conn, {"b_id": incident_id})
+        if not found:
             raise NotFound(f"no incident #{incident_id}")
-        return self._checked(conn, row, incident_id, expected_version)
+        return self._checked(conn, found[0], incident_id, expected_version)
 
     def _checked(self, conn: Connection, row: Row[Any] | Rec, incident_id: int,
                  expected_version: int | None) -> Rec:
@@ -200,12 +218,11 @@ class ServiceBase:
                          expected_version: int | None = None) -> tuple[Rec, Rec]:
         """`_task_locked` for the Core hot paths: the incident found through the task and row-locked in one
         statement, then the task read under that lock."""
-        row = conn.execute(_TASK_INCIDENT_LOCKED, {"b_id": task_id}).first()
-        if row is None:
+        found = recs(_TASK_INCIDENT_LOCKED, conn, {"b_id": task_id})
+        if not found:
             raise NotFound(f"no task #{task_id}")
-        inc = self._checked(conn, row, row.id, expected_version)
-        task = conn.execute(_TASK, {"b_id": task_id}).one()
-        return Rec(**task._mapping), inc
+        inc = self._checked(conn, found[0], found[0].id, expected_version)
+        return recs(_TASK, conn, {"b_id": task_id})[0], inc
 
     def _statement_locked(self, s: Session, statement_id: int) -> Statement:
         st = s.exec(select(Statement).where(Statement.id == statement_id).with_for_update()

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from crisis import textinput
@@ -25,30 +25,35 @@ from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_
 from crisis.errors import Conflict, InputError, NotFound
 from crisis.playbook import Playbook
 from crisis.principal import Principal
-from crisis.service.base import DRILL, EVT, INC, SYSTEM, TASK, Rec, ServiceBase, _Tx
+from crisis.service.base import DRILL, EVT, INC, SYSTEM, TASK, Rec, ServiceBase, _Tx, recs
 from crisis.severity import Severity
 from crisis.store.models import Incident
+from crisis.store.prepared import InsertMany, Prepared
 
 _NAMED = ("stage", "incident")  # deadline anchors that need no stage-entry times
 _MOVABLE = ("stage", "stage_entered_at", "decision", "cycle", "cycle_started_at", "closed_at", "severity")
 # one statement shape for every stop of a stage exit: the ids, statuses and notes are bound per row
-_STOP = (update(TASK).where(TASK.c.id == bindparam("b_id"))
-         .values(status=bindparam("b_status"), note=bindparam("b_note"), next_escalation_at=None))
-_INSERT_INCIDENT = insert(INC)
-_INSERT_TASKS = insert(TASK).returning(TASK.c.key, TASK.c.id)
-_EXISTS = select(INC.c.id).where(INC.c.id == bindparam("b_id"))
-_OPEN_WORK = (select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required)
-              .where(TASK.c.incident_id == bindparam("b_id"), TASK.c.cycle == bindparam("b_cycle"),
-                     TASK.c.status == "open"))  # sorted by id in Python: the index walk needs no sorter
-_WITH_WORK = (select(INC, TASK.c.id.label("w_id"), TASK.c.stage.label("w_stage"), TASK.c.key.label("w_key"),
-                     TASK.c.required.label("w_required"))
-              .select_from(INC.outerjoin(TASK, and_(TASK.c.incident_id == INC.c.id, TASK.c.cycle == INC.c.cycle,
-                                                    TASK.c.status == "open")))
-              .where(INC.c.id == bindparam("b_id")))  # (the work sorted by id in Python, as _OPEN_WORK)
-_REPLAN = (update(TASK).where(TASK.c.id == bindparam("b_id"))
-           .values(due_at=bindparam("b_due", type_=TASK.c.due_at.type),
-                   escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
-                   next_escalation_at=bindparam("b_next", type_=TASK.c.next_escalation_at.type)))
+_STOP = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
+                 .values(status=bindparam("b_status"), note=bindparam("b_note"), next_escalation_at=None))
+_INSERT_INCIDENT = Prepared(insert(INC).values({c.key: bindparam(c.key, type_=c.type) for c in INC.columns
+                                                if c.key != "id"}).returning(INC.c.id))
+_TASK_COLUMNS = tuple(c.key for c in TASK.columns if c.key != "id")
+_INSERT_TASKS = InsertMany(TASK, _TASK_COLUMNS, ("key", "id"))
+_EXISTS = Prepared(select(INC.c.id).where(INC.c.id == bindparam("b_id")))
+_OPEN_WORK = Prepared(select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required)
+                      .where(TASK.c.incident_id == bindparam("b_id"), TASK.c.cycle == bindparam("b_cycle"),
+                             TASK.c.status == "open"))  # sorted by id in Python: the index walk needs no sorter
+_WITH_WORK = Prepared(
+    select(INC, TASK.c.id.label("w_id"), TASK.c.stage.label("w_stage"), TASK.c.key.label("w_key"),
+           TASK.c.required.label("w_required"))
+    .select_from(INC.outerjoin(TASK, and_(TASK.c.incident_id == INC.c.id, TASK.c.cycle == INC.c.cycle,
+                                          TASK.c.status == "open")))
+    .where(INC.c.id == bindparam("b_id")))  # (the work sorted by id in Python, as _OPEN_WORK)
+_INC_COLUMNS = tuple(c.key for c in INC.columns)
+_REPLAN = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
+                   .values(due_at=bindparam("b_due", type_=TASK.c.due_at.type),
+                           escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
+                           next_escalation_at=bindparam("b_next", type_=TASK.c.next_escalation_at.type)))
 
 
 def _by_id(rec: Rec) -> int:
@@ -56,11 +61,11 @@ def _by_id(rec: Rec) -> int:
 
 
 @cache
-def _save_statement(fields: tuple[str, ...]) -> Update:
+def _save_statement(fields: tuple[str, ...]) -> Prepared:
     """The incident's guarded update of `fields` (one statement per set of fields, built once)."""
     values = {k: bindparam(f"b_{k}", type_=INC.c[k].type) for k in fields}
-    return (update(INC).where(INC.c.id == bindparam("b_id"), INC.c.version == bindparam("b_version"))
-            .values(version=bindparam("b_version") + 1, **values))
+    return Prepared(update(INC).where(INC.c.id == bindparam("b_id"), INC.c.version == bindparam("b_version"))
+                    .values(version=bindparam("b_version") + 1, **values))
 
 
 class IncidentCommands(ServiceBase):
@@ -83,7 +88,7 @@ class IncidentCommands(ServiceBase):
                       severity=sev.value, decision=None, cycle=1, opened_by=actor, opened_at=now,
                       stage_entered_at=now, closed_at=None, playbook_version=playbook.version, version=0,
                       cycle_started_at=None)
-            inc.id = conn.execute(_INSERT_INCIDENT, vars(inc)).inserted_primary_key[0]
+            inc.id = _INSERT_INCIDENT.rows(conn, vars(inc))[0][0]
             self._event(conn, tx, at=now, actor=actor, kind="incident_opened", incident_id=inc.id,
                         to_state="monitoring", title=inc.title, category=category, severity=sev.value,
                         source_url=source_url, signals=sig)
@@ -123,11 +128,11 @@ class IncidentCommands(ServiceBase):
         if conn.dialect.name != "sqlite":
             inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
             return inc, self._open_work(conn, inc)
-        rows = conn.execute(_WITH_WORK, {"b_id": incident_id}).all()
+        rows = recs(_WITH_WORK, conn, {"b_id": incident_id})
         if not rows:
             raise NotFound(f"no incident #{incident_id}")
-        first = rows[0]._mapping
-        inc = self._checked(conn, Rec(**{c.name: first[c] for c in INC.columns}), incident_id, expected_version)
+        first = vars(rows[0])
+        inc = self._checked(conn, Rec(**{k: first[k] for k in _INC_COLUMNS}), incident_id, expected_version)
         return inc, sorted((Rec(id=r.w_id, stage=r.w_stage, key=r.w_key, required=r.w_required) for r in rows
                             if r.w_id is not None), key=_by_id)
 
@@ -176,9 +181,9 @@ class IncidentCommands(ServiceBase):
                        fields: tuple[str, ...] = _MOVABLE) -> None:
         """The incident's one guarded update: its version must still be the one read (the row lock makes that
         so; the compare-and-set keeps it so for any writer that skipped the lock), and it moves on by one."""
-        done = conn.execute(_save_statement(fields), {"b_id": inc.id, "b_version": read_version,
-                                                       **{f"b_{k}": getattr(inc, k) for k in fields}})
-        if done.rowcount != 1:
+        done = _save_statement(fields).run(conn, {"b_id": inc.id, "b_version": read_version,
+                                                  **{f"b_{k}": getattr(inc, k) for k in fields}})
+        if done != 1:
             self._incident_row(conn, inc.id, expected_version=read_version)  # raises StaleVersion, naming why
             raise Conflict(f"incident #{inc.id} changed during the command")
         inc.version = read_version + 1
@@ -254,7 +259,7 @@ class IncidentCommands(ServiceBase):
               data: dict[str, Any]) -> None:
         text = textinput.block(text, "text", max_len=textinput.NOTE_MAX)
         with self._core(who) as (conn, tx):
-            if conn.execute(_EXISTS, {"b_id": incident_id}).first() is None:
+            if _EXISTS.first(conn, {"b_id": incident_id}) is None:
                 raise NotFound(f"no incident #{incident_id}")
             self._event(conn, tx, at=now, actor=actor, kind=kind, incident_id=incident_id, text=text, **data)
 
@@ -281,7 +286,7 @@ class IncidentCommands(ServiceBase):
                  "next_escalation_at": step_time(p.due_at, p.escalation_plan, 0) if p.due_at else None}
                 for p in planned]
         # one multi-row INSERT … RETURNING: ids come back by key (unique in the stage), in whatever order
-        ids = dict(conn.execute(_INSERT_TASKS, rows).all())
+        ids = dict(_INSERT_TASKS.rows(conn, rows))
         for p, row in zip(planned, rows, strict=True):
             task_id = ids[p.key]
             self._event(conn, tx, at=now, actor=actor, kind="task_assigned", incident_id=inc.id, task_id=task_id,
@@ -308,13 +313,11 @@ class IncidentCommands(ServiceBase):
                 stops.append({"b_id": task.id, "b_status": status, "b_note": note})
                 self._event(conn, tx, at=now, actor=actor, kind=f"task_{status}", incident_id=inc.id,
                             task_id=task.id, key=task.key, reason=note)
-        if stops:
-            conn.execute(_STOP, stops)
+        _STOP.many(conn, stops)
 
     def _open_work(self, conn: Connection, inc: Rec) -> list[Rec]:
         """The current stage's open tasks and those carried into it from earlier stages of this cycle."""
-        rows = conn.execute(_OPEN_WORK, {"b_id": inc.id, "b_cycle": inc.cycle})
-        return sorted((Rec(**r._mapping) for r in rows), key=_by_id)
+        return sorted(recs(_OPEN_WORK, conn, {"b_id": inc.id, "b_cycle": inc.cycle}), key=_by_id)
 
     def _stage_entries(self, conn: Connection, inc: Rec, playbook: Playbook | None = None,
                        stage: str | None = None) -> dict[str, datetime]:
@@ -358,5 +361,4 @@ class IncidentCommands(ServiceBase):
                         new_due=new_due.isoformat() if new_due else None)
             replans.append({"b_id": task.id, "b_due": new_due, "b_plan": [list(x) for x in plan],
                             "b_next": step_time(new_due, plan, 0) if new_due else None})
-        if replans:
-            conn.execute(_REPLAN, replans)
+        _REPLAN.many(conn, replans)

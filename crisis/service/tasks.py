@@ -15,10 +15,11 @@ from crisis.principal import Principal
 from crisis.service.base import TASK, Rec, ServiceBase
 from crisis.severity import Severity
 from crisis.store.models import Escalation, Incident, Task
+from crisis.store.prepared import Prepared
 
-_DONE = (update(TASK).where(TASK.c.id == bindparam("b_id"))
-         .values(status="done", done_at=bindparam("b_at", type_=TASK.c.done_at.type), done_by=bindparam("b_by"),
-                 note=bindparam("b_note"), next_escalation_at=None))
+_DONE = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
+                 .values(status="done", done_at=bindparam("b_at", type_=TASK.c.done_at.type),
+                         done_by=bindparam("b_by"), note=bindparam("b_note"), next_escalation_at=None))
 
 
 class TaskCommands(ServiceBase):
@@ -33,7 +34,7 @@ class TaskCommands(ServiceBase):
             policy.enforce(policy.may_complete(who, task_facts(task)))
             task.status, task.done_at, task.done_by, task.note = "done", now, actor, note
             task.next_escalation_at = None
-            conn.execute(_DONE, {"b_id": task.id, "b_at": now, "b_by": actor, "b_note": note})
+            _DONE.run(conn, {"b_id": task.id, "b_at": now, "b_by": actor, "b_note": note})
             late = (now - task.due_at).total_seconds() if task.due_at else None
             self._event(conn, tx, at=now, actor=actor, kind="task_done", incident_id=inc.id, task_id=task.id,
                         key=task.key, late_seconds=max(0.0, late) if late is not None else None, note=note)

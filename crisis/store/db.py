@@ -116,7 +116,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("crisis_read") else "BEGIN IMMEDIATE")
+        from crisis.store.prepared import driver_sql  # (one driver call: exec_driver_sql's path costs more)
+
+        driver_sql(conn, "BEGIN" if conn.get_execution_options().get("crisis_read") else "BEGIN IMMEDIATE")
 
 
 def has_schema(engine: Engine) -> bool:
