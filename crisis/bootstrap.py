@@ -40,8 +40,8 @@ def build_service(settings: Settings, clock: Clock, *, engine: Engine | None = N
     (crisis.service.base `after_commit`); `on_failure` hears one line per notification that failed (it stays
     queued for the scheduler's retry). Without it (the scheduler, which delivers on its own thread) nothing
     is sent after commands."""
-    playbooks = load_playbooks(settings.playbooks_dir)
-    roster = load_roster(settings.roster_path)
+    playbooks = load_playbooks(settings.playbooks_dir, settings.cache_dir)
+    roster = load_roster(settings.roster_path, settings.cache_dir)
     check_roster(playbooks, roster)
     if engine is None:
         engine = open_db(settings.db_url)

@@ -239,7 +239,8 @@ def load_playbook(path: str | Path) -> Playbook:
     return parse_playbook(load_yaml(path))
 
 
-def load_playbooks(folder: str | Path) -> PlaybookSet:
+def load_playbooks(folder: str | Path, cache: Path | None = None) -> PlaybookSet:
+    """Every playbook of the folder (`cache`: crisis.yamlsrc's parse cache folder)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("playbook folder not found", file=str(folder))
@@ -249,7 +250,7 @@ def load_playbooks(folder: str | Path) -> PlaybookSet:
     found: dict[str, Playbook] = {}
     sources: dict[str, str] = {}
     for f in files:
-        doc = load_yaml(f)
+        doc = load_yaml(f, cache)
         pb = parse_playbook(doc)
         if pb.category in found:
             raise doc.error(("category",), f"category '{pb.category}' is already defined in "

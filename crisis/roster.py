@@ -183,8 +183,9 @@ class Roster(_Strict):
         raise ValueError(f"unknown escalation target {target!r}")
 
 
-def load_roster(path: str | Path) -> Roster:
-    doc = load_yaml(path)
+def load_roster(path: str | Path, cache: Path | None = None) -> Roster:
+    """The roster file (`cache`: crisis.yamlsrc's parse cache folder)."""
+    doc = load_yaml(path, cache)
     if not isinstance(doc.data, dict):
         raise InputError("a roster must be a mapping", file=str(path), line=1)
     return doc.validate(Roster)

@@ -4,8 +4,9 @@ CRISIS_HOME (the folder whose store/ holds the default database, log and notific
 reports/ gets drill reports: the source checkout when running from one, else the current directory),
 CRISIS_DB_URL, CRISIS_PLAYBOOKS, CRISIS_ROSTER (default: the copies shipped in the package, see
 crisis.resources), CRISIS_NOTIFY_FILE, CRISIS_LOG, CRISIS_DRILLS_DIR (drill run reports; default
-CRISIS_HOME/reports/drills), CRISIS_TZ (the hospital's
-time zone: display, quiet hours, rota hand-overs), CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals),
+CRISIS_HOME/reports/drills), CRISIS_CACHE_DIR (parsed playbooks and roster, see crisis.yamlsrc; default
+CRISIS_HOME/store/cache), CRISIS_TZ (the hospital's time zone: display, quiet hours, rota hand-overs),
+CRISIS_SIGNALS_SECRET (HMAC secret of inbound signals),
 CRISIS_USER (who acts at the shell by default); notification channels: CRISIS_SMTP_URL, CRISIS_WECOM_URL,
 CRISIS_DINGTALK_URL/_SECRET, CRISIS_FEISHU_URL/_SECRET, CRISIS_WEBHOOK_URL/_SECRET, CRISIS_PUBLIC_URL,
 CRISIS_ACK_SECRET, CRISIS_NOTIFY_TIMEOUT/_ATTEMPTS/_BACKOFF/_LEASE (see crisis.notify.setup).
@@ -101,6 +102,8 @@ class Settings(_Env):
     log_path: Path = Field(default_factory=lambda v: v["home"] / "store" / "crisis.log", validation_alias="CRISIS_LOG")
     # where `crisis drill run` writes each run's reports and the web's drills page reads them
     drills_dir: Path = Field(default_factory=lambda v: v["home"] / "reports" / "drills")
+    # what the playbooks and the roster parsed into, for the next process (crisis.yamlsrc: a cache, never a source)
+    cache_dir: Path = Field(default_factory=lambda v: v["home"] / "store" / "cache")
     tz: str = "Asia/Shanghai"
     signals_secret: str | None = None
     user: str | None = None

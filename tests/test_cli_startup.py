@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
-from helpers import CATEGORY, ROOT, crisis_env
+from helpers import CATEGORY, PLAYBOOKS_DIR, ROOT, ROSTER_PATH, crisis_env
 
 HEAVY = ["sqlalchemy", "sqlmodel", "alembic", "crisis.service", "crisis.store.models", "crisis.store.db",
          "crisis.config", "crisis.bootstrap", "crisis.notify.dispatch", "crisis.notify.channels", "structlog"]
@@ -99,14 +100,22 @@ NOT_FOR_WRITES = ["fastapi", "starlette", "uvicorn", "httpx", "jinja2", "apsched
 
 
 def test_write_commands_load_only_the_write_path(tmp_path):
-    """open, task done and fire commit, deliver to the file channel in the same process, and load nothing more."""
-    env = {**os.environ, **crisis_env(tmp_path), "COLUMNS": "160"}
+    """open, task done and fire commit, deliver to the file channel in the same process, and load nothing more;
+    once a command has parsed the playbooks and the roster, the next ones read them from the parse cache
+    (crisis.yamlsrc) without loading PyYAML."""
+    shutil.copytree(PLAYBOOKS_DIR, tmp_path / "playbooks")
+    shutil.copy(ROSTER_PATH, tmp_path / "roster.yaml")
+    for f in [*(tmp_path / "playbooks").iterdir(), tmp_path / "roster.yaml"]:
+        os.utime(f, (0, 0))  # as deployed files are: not changed within the last seconds
+    env = {**os.environ, **crisis_env(tmp_path, tmp_path / "playbooks"), "COLUMNS": "160",
+           "CRISIS_ROSTER": str(tmp_path / "roster.yaml")}
     notes = tmp_path / "notifications.jsonl"
-    for args in (["open", "--title", "t", "--category", CATEGORY, "--by", "duty_officer"],
-                 ["task", "done", "1", "--by", "duty_officer"], ["task", "done", "2", "--by", "duty_officer"],
-                 ["fire", "1", "report", "--by", "duty_officer"]):
+    for n, args in enumerate((["open", "--title", "t", "--category", CATEGORY, "--by", "duty_officer"],
+                              ["task", "done", "1", "--by", "duty_officer"],
+                              ["task", "done", "2", "--by", "duty_officer"],
+                              ["fire", "1", "report", "--by", "duty_officer"])):
         before = notes.read_text(encoding="utf-8").count("\n") if notes.exists() else 0
-        loaded, code, printed = probe(args, NOT_FOR_WRITES, env)
+        loaded, code, printed = probe(args, [*NOT_FOR_WRITES, *(["yaml"] if n else [])], env)
         assert (loaded, code) == ([], 0), (args, printed)
         if args[0] == "open":
             assert "opened incident" in printed and notes.read_text(encoding="utf-8").count("\n") > before

@@ -147,7 +147,7 @@ class _Reader:
         if self._roster is None:
             from crisis.roster import load_roster
 
-            self._roster = load_roster(settings().roster_path)
+            self._roster = load_roster(settings().roster_path, settings().cache_dir)
         return self._roster
 
 
