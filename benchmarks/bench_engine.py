@@ -1,4 +1,5 @@
-"""Benchmarks: persisted transitions per second, raw SQLite commit rate (the drill: bench_drill.py).
+"""Benchmarks: persisted transitions per second, raw SQLite commit rate, and the CPU time of each service command
+in a drill of the shipped scenarios (the drill's own figure: bench_drill.py).
 
 Run: python3 dev.py bench   (or .venv/bin/python benchmarks/bench_engine.py)
 Prints its figures; nothing here is asserted (timing targets don't belong in unit tests).
@@ -11,6 +12,8 @@ import io
 import sqlite3
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from crisis import logs
 from crisis.clock import VirtualClock
+from crisis.drill.runner import run_drills
 from crisis.drill.scenario import load_scenario
 from crisis.playbook import load_playbooks
 from crisis.principal import Principal as P
@@ -30,6 +34,9 @@ from crisis.store.migrate import create_db
 
 SCENARIO = ROOT / "examples" / "drills" / "medical-dispute-viral.yaml"
 PATH = ["report", "assess", "respond", "media", "skip_onsite", "close"]
+# the service commands a drill issues (tick: each call fires every escalation due, batch by batch)
+COMMANDS = ("open_incident", "fire", "complete_task", "acknowledge", "mark_applicable", "update_signals", "note",
+            "drill_inject", "draft_statement", "review_statement", "release_statement", "tick")
 
 
 def bench_transitions(tmp: Path, incidents: int) -> float:
@@ -101,6 +108,39 @@ def _replay_raw(db: Path, calls: list[tuple[str, Any, bool]], opening: int) -> f
     return wall
 
 
+def bench_commands(tmp: Path, copies: int) -> None:
+    """CPU time per call of each service command while the shipped scenarios are replayed together, `copies`
+    times over (staggered by 7 minutes): what the drill spends in the service, command by command."""
+    spent: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time() - t0
+                calls[name] += 1
+        return run
+
+    originals = {name: getattr(CrisisService, name) for name in COMMANDS}
+    for name, fn in originals.items():
+        setattr(CrisisService, name, timed(name, fn))
+    try:
+        scenarios = sorted((ROOT / "examples" / "drills").glob("*.yaml"))
+        tracks = [(load_scenario(p), timedelta(minutes=7 * i)) for i in range(copies) for p in scenarios]
+        run_drills(tracks, engine=make_engine(f"sqlite:///{tmp / 'commands.db'}"),
+                   playbooks=load_playbooks(ROOT / "playbooks"), roster=load_roster(ROOT / "examples" / "roster.yaml"))
+    finally:
+        for name, fn in originals.items():
+            setattr(CrisisService, name, fn)
+    print(f"service commands in a drill of the {len(scenarios)} shipped scenarios × {copies} (CPU per call):")
+    for name in sorted(calls, key=lambda n: -spent[n]):
+        print(f"  {name:18} {calls[name]:6} calls  {spent[name] / calls[name] * 1e6:8.0f} us  "
+              f"{spent[name]:6.2f} s in all")
+
+
 def bench_raw_sqlite(tmp: Path, rows: int) -> float:
     con = sqlite3.connect(tmp / "raw.db", isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
@@ -122,6 +162,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fsm-incidents", type=int, default=100, help="incidents driven through all stages")
     ap.add_argument("--raw-rows", type=int, default=5000)
+    ap.add_argument("--drill-copies", type=int, default=10, help="copies of the shipped scenarios (command costs)")
     args = ap.parse_args()
     logs.configure(io.StringIO())
     with tempfile.TemporaryDirectory() as d:
@@ -129,6 +170,7 @@ def main() -> None:
         fsm = bench_transitions(tmp, args.fsm_incidents)
         raw = bench_raw_sqlite(tmp, args.raw_rows)
         print(f"ratio transitions / raw commits: {fsm / raw:.3f}")
+        bench_commands(tmp, args.drill_copies)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from crisis.principal import ENGINE_ACTORS, Principal, for_person
 from crisis.roster import Roster
 from crisis.rota import OnCall, Shift, on_call, with_backup
 from crisis.store.db import read_session, write_session
-from crisis.store.models import Event, Incident, OnCallShift, OutboxMessage, Statement, Task
+from crisis.store.models import Event, Incident, OnCallShift, OutboxMessage, Task
 from crisis.store.prepared import Prepared
 
 SYSTEM = "system"  # the engine's own actions (escalations, regrading): never a caller's principal
@@ -55,6 +55,12 @@ _TASK_INCIDENT_LOCKED = Prepared(sa_select(INC).where(
     INC.c.id == sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id")).scalar_subquery())
     .with_for_update())
 _TASK = Prepared(sa_select(TASK).where(TASK.c.id == bindparam("b_id")))
+
+
+_SHIFT = OnCallShift.__table__  # type: ignore[attr-defined]
+_SHIFTS_AT = Prepared(sa_select(_SHIFT.c.person, _SHIFT.c.start, _SHIFT.c.until, _SHIFT.c.source)
+                      .where(_SHIFT.c.start <= bindparam("b_now", type_=_SHIFT.c.start.type),
+                             _SHIFT.c.until > bindparam("b_now", type_=_SHIFT.c.until.type)).order_by(_SHIFT.c.id))
 
 
 def recs(stmt: Prepared, conn: Connection, params: dict[str, Any] | None = None) -> list[Rec]:
@@ -199,37 +205,17 @@ class ServiceBase:
         return [f"{e.kind} by {e.actor} at {e.at.isoformat().replace('+00:00', 'Z')}"
                 + (f" ({e.from_state} → {e.to_state})" if e.to_state else "") for e in reversed(rows)]
 
-    def _task(self, s: Session, task_id: int) -> Task:
-        task = s.get(Task, task_id)
-        if task is None:
-            raise NotFound(f"no task #{task_id}")
-        return task
-
-    def _task_locked(self, s: Session, task_id: int, expected_version: int | None = None) -> tuple[Task, Incident]:
-        """A task read under its incident's row lock: commands on one incident take turns, and each decides
-        on the task as the previous one left it (PostgreSQL's READ COMMITTED would otherwise let two
-        commands both see it open)."""
-        task = self._task(s, task_id)
-        inc = self._incident(s, task.incident_id, lock=True, expected_version=expected_version)
-        s.refresh(task)
-        return task, inc
-
     def _task_row_locked(self, conn: Connection, task_id: int,
                          expected_version: int | None = None) -> tuple[Rec, Rec]:
-        """`_task_locked` for the Core hot paths: the incident found through the task and row-locked in one
-        statement, then the task read under that lock."""
+        """A task read under its incident's row lock: commands on one incident take turns, and each decides on
+        the task as the previous one left it (PostgreSQL's READ COMMITTED would otherwise let two commands both
+        see it open). The incident is found through the task and row-locked in one statement, then the task is
+        read under that lock."""
         found = recs(_TASK_INCIDENT_LOCKED, conn, {"b_id": task_id})
         if not found:
             raise NotFound(f"no task #{task_id}")
         inc = self._checked(conn, found[0], found[0].id, expected_version)
         return recs(_TASK, conn, {"b_id": task_id})[0], inc
-
-    def _statement_locked(self, s: Session, statement_id: int) -> Statement:
-        st = s.exec(select(Statement).where(Statement.id == statement_id).with_for_update()
-                    .execution_options(populate_existing=True)).first()
-        if st is None:
-            raise NotFound(f"no statement #{statement_id}")
-        return st
 
     def _chain(self, stored: list[Any]) -> list[tuple[str, int]]:
         """A task's escalation steps; with a rota, one more for the backup after the last on-call step."""
@@ -238,11 +224,9 @@ class ServiceBase:
 
     def _on_call(self, s: Session | Connection, now: datetime) -> OnCall:
         """Who is on call at `now` (and the backup): stored shifts, else the rota, else the roster."""
-        t = OnCallShift.__table__  # type: ignore[attr-defined]
-        rows = s.execute(sa_select(t.c.person, t.c.start, t.c.until, t.c.source)
-                         .where(t.c.start <= now, t.c.until > now).order_by(t.c.id)).all()
+        rows = _SHIFTS_AT.rows(s.connection() if isinstance(s, Session) else s, {"b_now": now})
         return on_call(now, self.routing.tz, rotation=self.roster.rota, roster_windows=self.roster.on_call_windows(),
-                       shifts=[Shift(r.person, r.start, r.until, r.source) for r in rows])
+                       shifts=[Shift(*r) for r in rows])
 
     def find_task(self, incident_id: int, key: str) -> Task:
         """The current-cycle task of an incident by its playbook key (latest if re-entered)."""

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import bindparam, update
+
 from crisis.engine import policy
 from crisis.engine.plan import chase_plan, overdue_by, step_time
 from crisis.errors import InputError
 from crisis.principal import Principal
-from crisis.service.base import ServiceBase
+from crisis.service.base import TASK, ServiceBase
 from crisis.service.tasks import task_facts
 from crisis.severity import Severity
 from crisis.store.models import Task
+from crisis.store.prepared import Prepared
+
+_APPLICABLE = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
+                       .values(required=True, escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
+                               next_escalation_at=bindparam("b_next", type_=TASK.c.next_escalation_at.type)))
 
 
 class DutyCommands(ServiceBase):
@@ -24,8 +31,8 @@ class DutyCommands(ServiceBase):
         who = self._principal(principal, now)
         if not reason or not reason.strip():
             raise InputError("say why the task applies to this incident", field="reason")
-        with self._write(who) as (s, tx):
-            task, inc = self._task_locked(s, task_id)
+        with self._core(who) as (conn, tx):  # Core statements on one connection, as the other hot paths
+            task, inc = self._task_row_locked(conn, task_id)
             policy.enforce(policy.may_mark_applicable(who, task_facts(task)))
             if task.required:
                 raise InputError(f"task #{task.id} '{task.key}' is already required", field="task")
@@ -36,7 +43,8 @@ class DutyCommands(ServiceBase):
                     playbook.escalation_for(task.stage), Severity(inc.severity), group=task.group,
                     assignee=task.assignee, roster=self.roster, overdue=overdue_by(task.due_at, now))]
                 task.next_escalation_at = step_time(task.due_at, task.escalation_plan, 0)
-            s.add(task)
-            self._event(s, tx, at=now, actor=who.person, kind="task_applicable", incident_id=inc.id, task_id=task.id,
-                        key=task.key, reason=reason.strip(), chased=bool(task.escalation_plan))
-        return task
+            _APPLICABLE.run(conn, {"b_id": task.id, "b_plan": task.escalation_plan,
+                                   "b_next": task.next_escalation_at})
+            self._event(conn, tx, at=now, actor=who.person, kind="task_applicable", incident_id=inc.id,
+                        task_id=task.id, key=task.key, reason=reason.strip(), chased=bool(task.escalation_plan))
+        return task.as_model(Task)

@@ -21,18 +21,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
 
-from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from crisis.engine.plan import due_steps, step_time
 from crisis.notify.outbox import messages
 from crisis.rota import BACKUP_TARGET, OnCall, on_call
-from crisis.service.base import SYSTEM, ServiceBase, _Tx
+from crisis.service.base import SYSTEM, Rec, ServiceBase, _Tx, recs
 from crisis.store.db import read_connection
 from crisis.store.models import Escalation, Incident, Task
+from crisis.store.prepared import InsertMany, Prepared
 from crisis.store.records import Escalation as Fired  # one record type for an escalation row, read or fired
 from crisis.store.types import UTCDateTime
 
@@ -47,11 +48,34 @@ _DUE_COLUMNS = (T.c.id, T.c.incident_id, T.c.key, T.c.group, T.c.title_zh, T.c.t
                 I.c.title.label("inc_title"), I.c.severity, I.c.stage)
 
 
-_ADVANCE = (update(T)
-            .where(T.c.id == bindparam("_id"), T.c.status == "open", T.c.escalation_level == bindparam("_level"),
-                   T.c.next_escalation_at == bindparam("_next", type_=UTCDateTime()))
-            .values(escalation_level=bindparam("_new_level"),
-                    next_escalation_at=bindparam("_new_next", type_=UTCDateTime())))
+_ADVANCE = Prepared(update(T)
+                    .where(T.c.id == bindparam("_id"), T.c.status == "open",
+                           T.c.escalation_level == bindparam("_level"),
+                           T.c.next_escalation_at == bindparam("_next", type_=UTCDateTime()))
+                    .values(escalation_level=bindparam("_new_level"),
+                            next_escalation_at=bindparam("_new_next", type_=UTCDateTime())))
+# the due tasks with their incidents, next step first (PostgreSQL: concurrent tickers take disjoint tasks)
+_DUE = (select(*_DUE_COLUMNS).join(I, I.c.id == T.c.incident_id)
+        .where(T.c.status == "open", T.c.next_escalation_at.is_not(None),
+               T.c.next_escalation_at <= bindparam("b_now", type_=UTCDateTime()))
+        .order_by(T.c.next_escalation_at, T.c.id).limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True, of=T))
+_DUE_ALL, _DUE_ONE = Prepared(_DUE), Prepared(_DUE.where(T.c.id == bindparam("b_only")))
+_ESC_COLUMNS = ("task_id", "incident_id", "level", "target", "recipient", "scheduled_at", "fired_at", "late_seconds",
+                "acked_at", "acked_by")
+_INSERT_ESCALATIONS = InsertMany(E, _ESC_COLUMNS, ("id", "task_id", "level"))
+
+
+def _bucket(n: int) -> int:
+    """The IN-list size for `n` ids: the next power of two, so a few prebuilt statements serve every batch."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+@cache
+def _paged(size: int) -> Prepared:
+    """Who the tasks' earlier escalations paged, in level order: `size` ids (the last repeated to fill it)."""
+    ids = [bindparam(f"t{i}", type_=E.c.task_id.type) for i in range(size)]
+    return Prepared(select(E.c.task_id, E.c.recipient).where(E.c.task_id.in_(ids)).order_by(E.c.task_id, E.c.level))
 
 
 class _CasLost(Exception):
@@ -63,7 +87,7 @@ class _CasLost(Exception):
 class _Step:
     """One escalation step to fire, decided from a due task's row (pure: no database)."""
 
-    row: Row[Any]
+    row: Rec
     level: int  # 0-based step index (the level before firing)
     target: str
     recipient: str
@@ -93,7 +117,7 @@ class EscalationCommands(ServiceBase):
         fired and how many due tasks were selected (fewer than BATCH: nothing more is due)."""
         tx = _Tx()
         faults: list[tuple[int, Exception]] = []
-        rows: Sequence[Row[Any]] = []
+        rows: Sequence[Rec] = []
         try:
             with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so `now` is read holding the write lock
                 now = fixed or self.clock.now()
@@ -131,16 +155,12 @@ class EscalationCommands(ServiceBase):
                 self._escalation_fault(task_id, fixed or self.clock.now(), exc)
         return fired, len(task_ids)
 
-    def _due(self, conn: Connection, now: datetime, only: int | None) -> Sequence[Row[Any]]:
-        stmt = (select(*_DUE_COLUMNS).join(I, I.c.id == T.c.incident_id)
-                .where(T.c.status == "open", T.c.next_escalation_at.is_not(None), T.c.next_escalation_at <= now)
-                .order_by(T.c.next_escalation_at, T.c.id).limit(BATCH)
-                .with_for_update(skip_locked=True, of=T))  # PostgreSQL: concurrent tickers take disjoint tasks
-        if only is not None:
-            stmt = stmt.where(T.c.id == only)
-        return conn.execute(stmt).all()
+    def _due(self, conn: Connection, now: datetime, only: int | None) -> Sequence[Rec]:
+        if only is None:
+            return recs(_DUE_ALL, conn, {"b_now": now, "b_limit": BATCH})
+        return recs(_DUE_ONE, conn, {"b_now": now, "b_only": only, "b_limit": BATCH})
 
-    def _recipient(self, target: str, row: Row[Any], duty: OnCall | None) -> str:
+    def _recipient(self, target: str, row: Rec, duty: OnCall | None) -> str:
         """The person a step pages; the on-call pair comes from the rota and its stored shifts."""
         if target == "on_call" and duty is not None:
             return duty.primary
@@ -151,7 +171,7 @@ class EscalationCommands(ServiceBase):
             raise ValueError(f"escalation target {target!r} names nobody")
         return person
 
-    def _steps(self, row: Row[Any], now: datetime, duty: OnCall | None = None) -> list[_Step]:
+    def _steps(self, row: Rec, now: datetime, duty: OnCall | None = None) -> list[_Step]:
         """The steps of one due task that fire at `now`, with their recipients (`duty`: who is on call, read
         with the batch; without it, the rota or roster alone decide)."""
         if duty is None:
@@ -186,12 +206,13 @@ class EscalationCommands(ServiceBase):
                  "late_seconds": (now - st.scheduled).total_seconds(), "acked_at": None, "acked_by": None}
                 for st in steps]
         paged: dict[int, list[str]] = {}
-        for task_id, person in conn.execute(select(E.c.task_id, E.c.recipient).where(
-                E.c.task_id.in_(list(advanced))).order_by(E.c.task_id, E.c.level)):
+        ids = sorted(advanced)
+        size = _bucket(len(ids))
+        for task_id, person in _paged(size).rows(conn, {f"t{i}": ids[min(i, len(ids) - 1)] for i in range(size)}):
             paged.setdefault(task_id, []).append(person)
         # ids matched by (task, level), unique per escalation: unordered RETURNING lets SQLite insert the batch
         # in multi-row statements (asking for parameter order makes it insert one row per statement)
-        by_step = {(t, lv): i for i, t, lv in conn.execute(insert(E).returning(E.c.id, E.c.task_id, E.c.level), rows)}
+        by_step = {(t, lv): i for i, t, lv in _INSERT_ESCALATIONS.rows(conn, rows)}
         fired = []
         for st, values in zip(steps, rows, strict=True):
             esc_id = by_step[(values["task_id"], values["level"])]
@@ -213,7 +234,7 @@ class EscalationCommands(ServiceBase):
             params.append({"_id": tid, "_level": st.row.escalation_level, "_next": st.row.next_escalation_at,
                            "_new_level": st.level + 1,
                            "_new_next": step_time(st.row.due_at, self._chain(st.row.escalation_plan), st.level + 1)})
-        count = conn.execute(_ADVANCE, params).rowcount
+        count = _ADVANCE.many(conn, params)
         if count == len(params):
             return set(last)
         if len(params) == 1 and count == 0:

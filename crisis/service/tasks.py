@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, update
-from sqlmodel import col, select
+from sqlalchemy import bindparam, select, update
 
 from crisis import textinput
 from crisis.engine import policy
 from crisis.engine.plan import hold_plan, step_time
 from crisis.errors import Conflict, InputError, NotFound
 from crisis.principal import Principal
-from crisis.service.base import TASK, Rec, ServiceBase
+from crisis.service.base import TASK, Rec, ServiceBase, recs
 from crisis.severity import Severity
 from crisis.store.models import Escalation, Incident, Task
 from crisis.store.prepared import Prepared
@@ -20,6 +19,16 @@ from crisis.store.prepared import Prepared
 _DONE = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
                  .values(status="done", done_at=bindparam("b_at", type_=TASK.c.done_at.type),
                          done_by=bindparam("b_by"), note=bindparam("b_note"), next_escalation_at=None))
+E = Escalation.__table__  # type: ignore[attr-defined]
+_ESCALATION_TASK = Prepared(select(E.c.task_id).where(E.c.id == bindparam("b_id")))
+_TASK_LOCKED = Prepared(select(TASK).where(TASK.c.id == bindparam("b_id")).with_for_update())
+_FIRED = Prepared(select(E).where(E.c.task_id == bindparam("b_id")).order_by(E.c.level))
+_ACK_ESCALATION = Prepared(update(E).where(E.c.id == bindparam("b_id"))
+                           .values(acked_at=bindparam("b_at", type_=E.c.acked_at.type), acked_by=bindparam("b_by")))
+_ACK_TASK = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
+                     .values(escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
+                             next_escalation_at=bindparam("b_next", type_=TASK.c.next_escalation_at.type),
+                             acked_at=bindparam("b_at", type_=TASK.c.acked_at.type), acked_by=bindparam("b_by")))
 
 
 class TaskCommands(ServiceBase):
@@ -51,20 +60,18 @@ class TaskCommands(ServiceBase):
         actor = who.person
         if (escalation_id is None) == (task_id is None):
             raise InputError("give exactly one of an escalation id or a task id")
-        with self._write(who) as (s, tx):
+        with self._core(who) as (conn, tx):  # Core statements on one connection, as the other hot paths
             if escalation_id is not None:
-                esc = s.get(Escalation, escalation_id)
-                if esc is None:
+                found = _ESCALATION_TASK.first(conn, {"b_id": escalation_id})
+                if found is None:
                     raise NotFound(f"no escalation #{escalation_id}")
-                task_id = esc.task_id
+                task_id = found[0]
             assert task_id is not None
-            _, inc = self._task_locked(s, task_id)
+            _, inc = self._task_row_locked(conn, task_id)
             # the task's own row lock too: the tick advances it under that lock, and the hold below is computed
             # from the level it left
-            task = s.exec(select(Task).where(Task.id == task_id).with_for_update()
-                          .execution_options(populate_existing=True)).one()
-            fired = list(s.exec(select(Escalation).where(Escalation.task_id == task.id)
-                                .order_by(col(Escalation.level))).all())
+            task = recs(_TASK_LOCKED, conn, {"b_id": task_id})[0]
+            fired = recs(_FIRED, conn, {"b_id": task.id})
             policy.enforce(policy.may_ack(who, task_facts(task, fired)))
             esc = next(e for e in fired if e.id == escalation_id) if escalation_id is not None else fired[-1]
             if esc.acked_at is not None:
@@ -72,17 +79,18 @@ class TaskCommands(ServiceBase):
             until = self._hold(task, inc, now)
             esc.acked_at, esc.acked_by = now, actor
             task.acked_at, task.acked_by = now, actor
-            s.add(esc)
-            s.add(task)
-            self._event(s, tx, at=now, actor=actor, kind="escalation_acknowledged", incident_id=inc.id,
+            _ACK_ESCALATION.run(conn, {"b_id": esc.id, "b_at": now, "b_by": actor})
+            _ACK_TASK.run(conn, {"b_id": task.id, "b_plan": task.escalation_plan, "b_next": task.next_escalation_at,
+                                 "b_at": now, "b_by": actor})
+            self._event(conn, tx, at=now, actor=actor, kind="escalation_acknowledged", incident_id=inc.id,
                         task_id=task.id, key=task.key, level=esc.level, escalation=esc.id,
                         after_seconds=(now - esc.fired_at).total_seconds(), holds_until=until.isoformat())
             for person in sorted({e.recipient for e in fired} - {actor}):
                 self._notify(tx, inc, kind="acknowledged", key=f"ack:{task.id}:{esc.id}:{person}", recipient=person,
                              now=now, task=task, by=actor, escalation=esc.id, holds_until=until.isoformat())
-        return esc
+        return esc.as_model(Escalation)
 
-    def _hold(self, task: Task, inc: Incident, now: datetime) -> datetime:
+    def _hold(self, task: Task | Rec, inc: Incident | Rec, now: datetime) -> datetime:
         """Hold the task's chain for the acknowledgement timeout: its next step moves to then (never earlier)."""
         assert task.due_at is not None  # it has fired, so it has a deadline
         spec = self.playbooks.get(inc.category).escalation_for(task.stage)
@@ -95,13 +103,13 @@ class TaskCommands(ServiceBase):
 
 
 
-def live_ack(task: Task | Rec, fired: list[Escalation]) -> bool:
+def live_ack(task: Task | Rec, fired: list[Escalation] | list[Rec]) -> bool:
     """An acknowledgement still holds the chain: no step has fired since it (a step fired after the hold
     expired means the chain resumed, and a new acknowledgement is due)."""
     return task.acked_at is not None and all(e.fired_at <= task.acked_at for e in fired)
 
 
-def task_facts(task: Task | Rec, fired: list[Escalation] | None = None) -> policy.TaskFacts:
+def task_facts(task: Task | Rec, fired: list[Escalation] | list[Rec] | None = None) -> policy.TaskFacts:
     """What the policy rules read about a task (`fired`: its escalations so far)."""
     fired = fired or []
     return policy.TaskFacts(id=task.id or 0, group=task.group, assignee=task.assignee, status=task.status,

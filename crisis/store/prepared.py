@@ -28,7 +28,7 @@ class _Plan:
     """A statement compiled for one dialect: its SQL, how named values become the driver's parameters (in
     order for a positional driver such as sqlite3, by name for psycopg), and the result columns' converters."""
 
-    __slots__ = ("sql", "positional", "binds", "names", "convert")
+    __slots__ = ("sql", "positional", "binds", "names", "convert", "_columns", "_dialect")
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect)
@@ -45,10 +45,19 @@ class _Plan:
             value = _NO_VALUE if bp.required else bp.effective_value
             binds.append((name, bp.key, value, bp.type.dialect_impl(dialect).bind_processor(dialect)))
         self.binds: tuple[tuple[str, str, Any, Callable[[Any], Any] | None], ...] = tuple(binds)
-        columns = list(getattr(stmt, "exported_columns", ()) or ())
-        self.names = tuple(c.key for c in columns)
-        self.convert = tuple((i, p) for i, c in enumerate(columns)
-                             if (p := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
+        self._columns = list(getattr(stmt, "exported_columns", ()) or ())
+        self._dialect = dialect
+        self.names = tuple(c.key for c in self._columns)
+        self.convert: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None  # known once a cursor describes it
+
+    def converters(self, description: Sequence[Sequence[Any]] | None) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        """The result columns' processors, given the driver's column types (psycopg's numeric ones need them)."""
+        if self.convert is None:
+            dialect = self._dialect
+            types = [d[1] for d in description or ()] or [None] * len(self._columns)
+            self.convert = tuple((i, p) for i, (c, code) in enumerate(zip(self._columns, types, strict=True))
+                                 if (p := c.type.dialect_impl(dialect).result_processor(dialect, code)) is not None)
+        return self.convert
 
     def args(self, params: Params) -> list[Any] | dict[str, Any]:
         """The driver's parameters for one set of named values: in order, or by name."""
@@ -58,13 +67,14 @@ class _Plan:
             values.append(v if proc is None else proc(v))
         return values if self.positional else {b[0]: v for b, v in zip(self.binds, values, strict=True)}
 
-    def rows(self, raw: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        if not self.convert:
+    def rows(self, raw: Iterable[Sequence[Any]], description: Sequence[Sequence[Any]] | None) -> list[tuple[Any, ...]]:
+        convert = self.converters(description)
+        if not convert:
             return [tuple(r) for r in raw]
         out = []
         for r in raw:
             row = list(r)
-            for i, proc in self.convert:
+            for i, proc in convert:
                 row[i] = proc(row[i])
             out.append(tuple(row))
         return out
@@ -95,7 +105,7 @@ class Prepared:
         plan = self.plan(conn)
         cursor = _execute(conn, plan.sql, plan.args(params or {}), many=False)
         try:
-            return plan.rows(cursor.fetchall())
+            return plan.rows(cursor.fetchall(), cursor.description)
         finally:
             cursor.close()
 
@@ -127,16 +137,21 @@ class InsertMany:
     count): what executemany cannot do on SQLite, where it returns no rows."""
 
     __slots__ = ("table", "columns", "returning", "_by_count")
+    CHUNK = 100  # rows per statement at most: a long catch-up's batch takes a few statements, not 500 shapes
 
     def __init__(self, table: Table, columns: Sequence[str], returning: Sequence[str]) -> None:
         self.table, self.columns, self.returning = table, tuple(columns), tuple(returning)
         self._by_count: dict[int, Prepared] = {}
 
     def rows(self, conn: Connection, rows: Sequence[Params]) -> list[tuple[Any, ...]]:
-        """Insert `rows` (each with every column of `columns`); the returned columns of each, in row order on
-        SQLite and PostgreSQL alike is not promised: match them by a returned key."""
-        if not rows:
-            return []
+        """Insert `rows` (each with every column of `columns`); the returned columns of each. Their order is not
+        promised (SQLite's RETURNING): match them by a returned key."""
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(rows), self.CHUNK):
+            out += self._chunk(conn, rows[start:start + self.CHUNK])
+        return out
+
+    def _chunk(self, conn: Connection, rows: Sequence[Params]) -> list[tuple[Any, ...]]:
         stmt = self._by_count.get(len(rows))
         if stmt is None:
             c = self.table.c
