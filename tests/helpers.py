@@ -78,7 +78,12 @@ class Cli:
         from crisis.cli import common
 
         common._state.clear()
-        result = self.runner.invoke(cli.app, list(args))
+        before = cli.only(cli.invoked(list(args)))  # as `crisis` runs: only the invoked command is built
+        try:
+            result = self.runner.invoke(cli.app, list(args))
+        finally:
+            if before is not None:
+                cli.app.registered_commands, cli.app.registered_groups = before
         assert result.exit_code == code, (result.output, result.exception)
         return result
 

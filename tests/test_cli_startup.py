@@ -119,3 +119,54 @@ def test_write_commands_load_only_the_write_path(tmp_path):
         assert (loaded, code) == ([], 0), (args, printed)
         if args[0] == "open":
             assert "opened incident" in printed and notes.read_text(encoding="utf-8").count("\n") > before
+
+
+BUILT = """
+import json, sys
+import typer.main
+built = []
+real = typer.main.get_command_from_info
+def counted(command_info, **kw):
+    command = real(command_info, **kw)
+    built.append(command.name)
+    return command
+typer.main.get_command_from_info = counted
+sys.argv = ["crisis", *json.loads(sys.argv[1])]
+from crisis.cli import app, main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"built": built, "code": code, "left": len(app.registered_commands)}))
+"""
+
+
+@pytest.mark.parametrize(("args", "built"), [
+    (["show", "--help"], ["show"]), (["--db", "sqlite:///nowhere.db", "list", "--help"], ["list"]),
+    (["--playbooks=x", "escalations", "--help"], ["escalations"]), (["task", "--help"], ["done", "applicable", "list"]),
+    (["--help"], None), (["shw"], None), ([], None), (["--db"], None)])
+def test_a_run_builds_only_the_command_it_invokes(args, built):
+    """`crisis` turns only the invoked command (or group) into a click command; --help, a name that matches none
+    (click's "did you mean") and anything unusual get the whole tree, as before."""
+    res = subprocess.run([sys.executable, "-c", BUILT, json.dumps(args)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    if built is None:
+        assert len(got["built"]) > 30 and got["code"] in (0, 2)
+    else:
+        assert sorted(got["built"]) == sorted(built) and got["code"] == 0
+    assert got["left"] > 10  # the app is whole again afterwards
+
+
+def test_the_top_level_options_that_take_a_value_are_known():
+    """crisis.cli.invoked skips these with their values to find the command name: the callback's own list."""
+    from typer.main import get_command
+
+    from crisis.cli import GLOBAL_VALUE_OPTIONS, app, invoked
+
+    group = get_command(app)
+    takes_value = {o for p in group.params if not getattr(p, "is_flag", False) for o in p.opts}
+    assert set(GLOBAL_VALUE_OPTIONS) == takes_value - {"--help"}
+    assert invoked(["--db", "open", "list"]) == "list" and invoked(["--roster=x", "open"]) == "open"
+    assert invoked(["--help"]) is invoked(["--", "open"]) is invoked(["--db"]) is invoked([]) is None
