@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, and_, bindparam, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine
 
 from crisis.clock import Clock
 from crisis.errors import NotFound
@@ -36,6 +36,7 @@ from crisis.notify.outbox import Routing, messages
 from crisis.store.models import OutboxMessage
 
 T = OutboxMessage.__table__  # type: ignore[attr-defined]
+Row = Mapping[str, Any]  # an outbox row as claimed (a RowMapping, or drain_inline's copy with the attempt counted)
 SERIAL = frozenset({"file", "log", "drill", "memory"})  # local: one worker each keeps their order
 
 # The claim's statements, built once with bound parameters: rebuilding them every round was ~a fifth of a drill
@@ -54,11 +55,10 @@ _DUE_URGENT, _DUE_OTHER = (select(T.c.id).where(_OF_CHANNEL, T.c.held_until.is_(
 _LEASE = (update(T).where(T.c.id.in_(bindparam("b_ids", expanding=True)))
           .values(claimed_until=bindparam("b_until", type_=T.c.claimed_until.type), attempts=T.c.attempts + 1)
           .returning(*T.c))
-_ALL_DUE = (select(T.c.id, T.c.held_until).where(_OF_CHANNEL).order_by(T.c.id).limit(_LIMIT)
-            .with_for_update(skip_locked=True))
+_ALL_DUE = select(T).where(_OF_CHANNEL).order_by(T.c.id).limit(_LIMIT).with_for_update(skip_locked=True)
 _MARK = update(T).where(T.c.id == bindparam("_id")).values(
     delivered_at=bindparam("_now", type_=T.c.delivered_at.type), claimed_until=None, last_error=None,
-    subject=bindparam("_subject"), receipt=bindparam("_receipt"))
+    subject=bindparam("_subject"), receipt=bindparam("_receipt"), attempts=bindparam("_attempts"))
 _ANY_DUE = select(T.c.id).where(T.c.channel.in_(bindparam("b_channels", expanding=True)), _DUE).limit(1)
 
 
@@ -79,7 +79,7 @@ class Policy:
 @dataclass
 class _Job:
     delivery: Delivery
-    rows: list[RowMapping]
+    rows: list[Row]
     started: float | None
     future: Future[Any] | None = None  # in a batch (local channels): the call delivering the whole batch
     batched: bool = False
@@ -239,7 +239,7 @@ class Dispatcher:
         return max(0, self.policy.workers * 2 - busy)
 
     # ------------------------------------------------------------------ claim
-    def _claim(self, conn: Connection, channel: str, now: datetime, room: int) -> list[RowMapping]:
+    def _claim(self, conn: Connection, channel: str, now: datetime, room: int) -> list[Row]:
         """Lease up to `room` due rows of one channel (and every due held row of it, for whole digests)."""
         ids = list(conn.execute(_HELD, {"b_channel": channel, "b_now": now, "b_limit": self.policy.batch * 10})
                    .scalars())
@@ -249,17 +249,19 @@ class Dispatcher:
                 due += conn.execute(stmt, {"b_channel": channel, "b_now": now, "b_limit": room - len(due)}).scalars()
         return self._lease(conn, ids + due, now)
 
-    def _claim_all(self, conn: Connection, channel: str, now: datetime, room: int) -> tuple[list[RowMapping], bool]:
-        """`_claim` by one read when every due row fits in it (what a drill's rounds have): the same rows in the
-        same order. Also whether they were all, so no further round is needed."""
+    def _claim_all(self, conn: Connection, channel: str, now: datetime,
+                   room: int) -> tuple[list[Row], bool]:
+        """`_claim` for `drain_inline` by one read when every due row fits in it (what a drill's rounds have):
+        the same rows in the same order, and whether they were all (no further round needed). Not leased: they
+        are delivered and marked before this transaction ends, the attempt counted by the marks."""
         cap = self.policy.batch * 10  # the held rows `_claim` takes
-        found = conn.execute(_ALL_DUE, {"b_channel": channel, "b_now": now, "b_limit": room + cap}).all()
-        held = sum(1 for r in found if r.held_until is not None)
+        found = conn.execute(_ALL_DUE, {"b_channel": channel, "b_now": now, "b_limit": room + cap}).mappings().all()
+        held = sum(1 for r in found if r["held_until"] is not None)
         if held >= cap or len(found) - held > room:
             return self._claim(conn, channel, now, room), False
-        return self._lease(conn, [r.id for r in found], now), True
+        return [{**r, "attempts": r["attempts"] + 1} for r in found], True
 
-    def _lease(self, conn: Connection, ids: list[int], now: datetime) -> list[RowMapping]:
+    def _lease(self, conn: Connection, ids: list[int], now: datetime) -> list[Row]:
         if not ids:
             return []
         until = now + timedelta(seconds=self.policy.lease)
@@ -271,9 +273,9 @@ class Dispatcher:
             return conn.execute(_ANY_DUE, {"b_channels": list(self.channels), "b_now": now}).first() is not None
 
     # ------------------------------------------------------------------ deliver
-    def _start(self, rows: list[RowMapping]) -> None:
-        held: dict[str, list[RowMapping]] = defaultdict(list)
-        groups: list[list[RowMapping]] = []
+    def _start(self, rows: list[Row]) -> None:
+        held: dict[str, list[Row]] = defaultdict(list)
+        groups: list[list[Row]] = []
         for r in rows:
             if r["held_until"] is not None:
                 held[r["recipient"]].append(r)
@@ -292,7 +294,7 @@ class Dispatcher:
         for name, jobs in batch.items():
             self._submit_batch(name, jobs)
 
-    def _prepare(self, rows: list[RowMapping]) -> _Job | None:
+    def _prepare(self, rows: list[Row]) -> _Job | None:
         """Render one message; a message that cannot be rendered fails like a refused delivery (retried, then
         visible as failed) instead of stopping every other message of the round (then None: nothing to send)."""
         try:
@@ -308,7 +310,7 @@ class Dispatcher:
             self._jobs.append(_Job(stub, rows, None, future))
             return None
 
-    def _delivery(self, rows: list[RowMapping]) -> Delivery:
+    def _delivery(self, rows: list[Row]) -> Delivery:
         first = rows[0]
         items = [Item(r["kind"], r["recipient"], dict(r["payload"]), r["created_at"], r["channel"]) for r in rows]
         digest = len(rows) > 1 or first["held_until"] is not None
@@ -400,8 +402,8 @@ class Dispatcher:
             stats.receipts.append((job.delivery.channel, ok, said))
             if ok:
                 stats.delivered += len(job.rows)
-                delivered += [{"_id": i, "_now": now, "_subject": job.delivery.subject, "_receipt": said[:500]}
-                              for i in job.delivery.ids]
+                delivered += [{"_id": r["id"], "_now": now, "_subject": job.delivery.subject, "_receipt": said[:500],
+                               "_attempts": r["attempts"]} for r in job.rows]
             else:
                 stats.failures.append((job.delivery.channel, job.delivery.recipient, said))
                 self._failed(conn, job, said, now, stats)
@@ -414,20 +416,21 @@ class Dispatcher:
     def _failed(self, conn: Any, job: _Job, error: str, now: datetime, stats: Stats) -> None:
         self.log.warning("notify_failed", channel=job.delivery.channel, to=job.delivery.recipient, error=error)
         for r in job.rows:
-            attempts = r["attempts"]  # counted when claimed
+            attempts = r["attempts"]  # counted when claimed (and written, for drain_inline's unleased rows)
             if attempts < self.policy.max_attempts:
                 stats.retrying += 1
                 conn.execute(update(T).where(T.c.id == r["id"]).values(
-                    next_attempt_at=self.policy.retry_at(now, attempts), claimed_until=None, last_error=error[:500]))
+                    next_attempt_at=self.policy.retry_at(now, attempts), claimed_until=None, last_error=error[:500],
+                    attempts=attempts))
                 continue
             stats.failed += 1
             conn.execute(update(T).where(T.c.id == r["id"]).values(failed_at=now, claimed_until=None,
-                                                                    last_error=error[:500]))
+                                                                    last_error=error[:500], attempts=attempts))
             follow = self._follow_up(r, error, now)
             if follow:
                 _insert_new(conn, follow)
 
-    def _follow_up(self, r: RowMapping, error: str, now: datetime) -> list[dict[str, Any]]:
+    def _follow_up(self, r: Row, error: str, now: datetime) -> list[dict[str, Any]]:
         """After the last attempt: the recipient's next own channel, else a page to the on-call admin."""
         facts = dict(r["payload"])
         then = list(facts.pop("_then", []) or [])
@@ -468,7 +471,7 @@ def _insert_new(conn: Any, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(T).prefix_with("OR IGNORE"), rows)
 
 
-def _copy(r: RowMapping) -> dict[str, Any]:
+def _copy(r: Row) -> dict[str, Any]:
     return {k: r[k] for k in ("recipient", "kind", "urgent", "incident_id", "created_at")} | {
         "subject": "", "body": "", "attempts": 0}
 
