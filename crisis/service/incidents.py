@@ -43,11 +43,12 @@ _EXISTS = Prepared(select(INC.c.id).where(INC.c.id == bindparam("b_id")))
 _OPEN_WORK = Prepared(select(TASK.c.id, TASK.c.stage, TASK.c.key, TASK.c.required)
                       .where(TASK.c.incident_id == bindparam("b_id"), TASK.c.cycle == bindparam("b_cycle"),
                              TASK.c.status == "open"))  # sorted by id in Python: the index walk needs no sorter
+# The incident with every task of its cycle, the open ones kept in Python: with `status = 'open'` in the join,
+# SQLite walked the open-task index over every incident's open tasks instead of this incident's few tasks.
 _WITH_WORK = Prepared(
     select(INC, TASK.c.id.label("w_id"), TASK.c.stage.label("w_stage"), TASK.c.key.label("w_key"),
-           TASK.c.required.label("w_required"))
-    .select_from(INC.outerjoin(TASK, and_(TASK.c.incident_id == INC.c.id, TASK.c.cycle == INC.c.cycle,
-                                          TASK.c.status == "open")))
+           TASK.c.required.label("w_required"), TASK.c.status.label("w_status"))
+    .select_from(INC.outerjoin(TASK, and_(TASK.c.incident_id == INC.c.id, TASK.c.cycle == INC.c.cycle)))
     .where(INC.c.id == bindparam("b_id")))  # (the work sorted by id in Python, as _OPEN_WORK)
 _INC_COLUMNS = tuple(c.key for c in INC.columns)
 _REPLAN = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
@@ -134,7 +135,7 @@ class IncidentCommands(ServiceBase):
         first = vars(rows[0])
         inc = self._checked(conn, Rec(**{k: first[k] for k in _INC_COLUMNS}), incident_id, expected_version)
         return inc, sorted((Rec(id=r.w_id, stage=r.w_stage, key=r.w_key, required=r.w_required) for r in rows
-                            if r.w_id is not None), key=_by_id)
+                            if r.w_status == "open"), key=_by_id)
 
     def _move(self, conn: Connection, tx: _Tx, inc: Rec, work: list[Rec], trigger: str, who: Principal, *,
               decision: str | None, sev: Severity | None, override: bool, reason: str | None, note: str | None,
