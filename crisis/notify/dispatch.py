@@ -34,6 +34,7 @@ from crisis.notify.channels import Channel, Delivery
 from crisis.notify.messages import Item, Rendered, Renderer
 from crisis.notify.outbox import Routing, messages
 from crisis.store.models import OutboxMessage
+from crisis.store.prepared import Prepared
 
 T = OutboxMessage.__table__  # type: ignore[attr-defined]
 Row = Mapping[str, Any]  # an outbox row as claimed (a RowMapping, or drain_inline's copy with the attempt counted)
@@ -55,10 +56,11 @@ _DUE_URGENT, _DUE_OTHER = (select(T.c.id).where(_OF_CHANNEL, T.c.held_until.is_(
 _LEASE = (update(T).where(T.c.id.in_(bindparam("b_ids", expanding=True)))
           .values(claimed_until=bindparam("b_until", type_=T.c.claimed_until.type), attempts=T.c.attempts + 1)
           .returning(*T.c))
-_ALL_DUE = select(T).where(_OF_CHANNEL).order_by(T.c.id).limit(_LIMIT).with_for_update(skip_locked=True)
-_MARK = update(T).where(T.c.id == bindparam("_id")).values(
+# Run on the cursor (crisis.store.prepared): SQLAlchemy's per-execute path cost more than these statements.
+_ALL_DUE = Prepared(select(T).where(_OF_CHANNEL).order_by(T.c.id).limit(_LIMIT).with_for_update(skip_locked=True))
+_MARK = Prepared(update(T).where(T.c.id == bindparam("_id")).values(
     delivered_at=bindparam("_now", type_=T.c.delivered_at.type), claimed_until=None, last_error=None,
-    subject=bindparam("_subject"), receipt=bindparam("_receipt"), attempts=bindparam("_attempts"))
+    subject=bindparam("_subject"), receipt=bindparam("_receipt"), attempts=bindparam("_attempts")))
 _ANY_DUE = select(T.c.id).where(T.c.channel.in_(bindparam("b_channels", expanding=True)), _DUE).limit(1)
 
 
@@ -255,11 +257,15 @@ class Dispatcher:
         the same rows in the same order, and whether they were all (no further round needed). Not leased: they
         are delivered and marked before this transaction ends, the attempt counted by the marks."""
         cap = self.policy.batch * 10  # the held rows `_claim` takes
-        found = conn.execute(_ALL_DUE, {"b_channel": channel, "b_now": now, "b_limit": room + cap}).mappings().all()
+        names = _ALL_DUE.names(conn)
+        found = [dict(zip(names, r, strict=True))
+                 for r in _ALL_DUE.rows(conn, {"b_channel": channel, "b_now": now, "b_limit": room + cap})]
         held = sum(1 for r in found if r["held_until"] is not None)
         if held >= cap or len(found) - held > room:
             return self._claim(conn, channel, now, room), False
-        return [{**r, "attempts": r["attempts"] + 1} for r in found], True
+        for r in found:
+            r["attempts"] += 1
+        return found, True
 
     def _lease(self, conn: Connection, ids: list[int], now: datetime) -> list[Row]:
         if not ids:
@@ -408,7 +414,7 @@ class Dispatcher:
                 stats.failures.append((job.delivery.channel, job.delivery.recipient, said))
                 self._failed(conn, job, said, now, stats)
         if delivered:  # one executemany for the whole round
-            conn.execute(_MARK, delivered)
+            _MARK.many(conn, delivered)
 
     def _unstick(self, name: str) -> None:
         self._stuck[name] -= 1
