@@ -219,6 +219,12 @@ def escalation_page(svc: Any, incident_id: int | None = None, *, pending: bool =
     return Page(items, total, limit, offset)
 
 
+def incident_tasks(svc: Any, incident_id: int) -> list[Task]:
+    """An incident's tasks, every cycle, in creation order (none for an unknown incident)."""
+    with snapshot(svc.engine) as snap:
+        return _select(snap, Task, "WHERE incident_id = :i ORDER BY id", {"i": incident_id})
+
+
 def tasks_by_id(svc: Any, task_ids: list[int]) -> dict[int, Task]:
     """The tasks with these ids (a page's worth), by id."""
     p: dict[str, Any] = {}

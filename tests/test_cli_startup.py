@@ -58,7 +58,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("args", [["show", "1"], ["show", "1", "--json"], ["list"], ["list", "--json", "--all"],
-                                  ["escalations", "--pending"], ["escalations", "--json"], ["show", "2"]])
+                                  ["escalations", "--pending"], ["escalations", "--json"], ["show", "2"],
+                                  ["task", "list", "1"], ["task", "list", "1", "--json"]])
 def test_read_commands_load_no_orm_models_or_delivery(store, args):
     loaded, code, printed = probe(args, [*HEAVY, *NEVER], store)
     assert loaded == []

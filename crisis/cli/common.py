@@ -265,11 +265,12 @@ def parse_kv(pairs: list[str], what: str) -> dict[str, float]:
 
 def _task_table(svc: CrisisService | _Reader, incident_id: int, tasks: list[Any] | None = None) -> None:
     """The incident's tasks (those given: a view's snapshot; else read now), cancelled ones left out."""
+    from crisis import views
     from crisis.roster import GROUP_NAMES
 
     t = table("task", "stage", "group", "title", "assignee", "due", "status", "esc", wrap=("group", "title"))
     now = svc.clock.now()
-    for task in tasks if tasks is not None else svc.tasks(incident_id):  # type: ignore[union-attr]
+    for task in tasks if tasks is not None else views.incident_tasks(svc, incident_id):
         if task.status in ("cancelled",):
             continue
         status: str | Text = task.status

@@ -53,11 +53,13 @@ def open_cmd(
 ) -> None:
     """Open an incident: it starts in monitoring with the playbook's first tasks."""
     def body() -> None:
+        from crisis import views
+
         svc = service()
         inc = svc.open_incident(title=title, category=category, source_url=source_url,
                                 signals=parse_kv(signal or [], "--signal"), severity=severity, principal=principal(by))
         if as_json:
-            emit({"incident": dump(inc), "tasks": [dump(t) for t in svc.tasks(inc.id or 0)]})
+            emit({"incident": dump(inc), "tasks": [dump(t) for t in views.incident_tasks(svc, inc.id or 0)]})
         else:
             out.print(f"opened incident [bold]#{inc.id}[/] ({inc.severity}) in stage {inc.stage}")
             _task_table(svc, inc.id or 0)
@@ -198,9 +200,11 @@ def fire_cmd(
 
 def _stage_exit_summary(svc: CrisisService, incident_id: int) -> dict[str, list[dict[str, object]]]:
     """What the last stage change did to open work (from its timeline entry), with task titles."""
+    from crisis import views
+
     ev = next((e for e in reversed(svc.timeline(incident_id)) if e.kind == "stage_changed"), None)
     cycle = ev.data.get("cycle") if ev else None
-    tasks = {(t.cycle, t.key): t for t in svc.tasks(incident_id)}
+    tasks = {(t.cycle, t.key): t for t in views.incident_tasks(svc, incident_id)}
     out: dict[str, list[dict[str, object]]] = {}
     for what in ("waived", "carried", "lapsed"):
         keys = ev.data.get(what, []) if ev else []

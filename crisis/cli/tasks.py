@@ -15,6 +15,7 @@ from crisis.cli.common import (
     esc,
     out,
     principal,
+    reader,
     run,
     service,
 )
@@ -39,9 +40,11 @@ def task_done(task_id: int, note: str | None = None, by: ByOpt = None, as_json: 
 def task_list(incident_id: int, as_json: JsonOpt = False) -> None:
     """Tasks of an incident."""
     def body() -> None:
-        svc = service()
+        from crisis import views
+
+        svc = reader()
         if as_json:
-            emit([dump(t) for t in svc.tasks(incident_id)])
+            emit([dump(t) for t in views.incident_tasks(svc, incident_id)])
         else:
             _task_table(svc, incident_id)
     run(body, as_json)
