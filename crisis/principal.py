@@ -47,6 +47,12 @@ def roles_of(roster: Roster, person: str, now: datetime | None = None) -> frozen
     `group:<g>` (member of a group), `head:<g>` (its head), `leadership`, `leadership_head`,
     `role:<name>` (named role; `role:info_dept_head` falls back to the monitoring head),
     `on_call` (listed on the on-call rotation; `on_call_now` when their window covers `now`)."""
+    return roles_at(standing_roles(roster, person), roster, person, now)
+
+
+def standing_roles(roster: Roster, person: str) -> frozenset[str]:
+    """The roles a person holds whatever the time (all of `roles_of` but `on_call_now`): a service computes
+    them once per person."""
     roles: set[str] = set()
     for g in GROUPS:
         grp = roster.groups[g]
@@ -63,9 +69,14 @@ def roles_of(roster: Roster, person: str, now: datetime | None = None) -> frozen
         roles.add("role:info_dept_head")
     if person in roster.on_call_people():  # the rota's people too
         roles.add("on_call")
-        if now is not None and roster.on_call_at(now) == person:
-            roles.add("on_call_now")
     return frozenset(roles)
+
+
+def roles_at(standing: frozenset[str], roster: Roster, person: str, now: datetime | None) -> frozenset[str]:
+    """The standing roles, with `on_call_now` when the person's on-call window covers `now`."""
+    if now is not None and "on_call" in standing and roster.on_call_at(now) == person:
+        return standing | {"on_call_now"}
+    return standing
 
 
 def for_person(roster: Roster, person: str, auth: AuthMethod = "cli", now: datetime | None = None) -> Principal:

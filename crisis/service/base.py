@@ -21,7 +21,7 @@ from crisis.errors import Forbidden, NotFound, StaleVersion
 from crisis.logs import get_logger
 from crisis.notify.outbox import DEFAULT_CHANNELS, Routing, messages
 from crisis.playbook import PlaybookSet
-from crisis.principal import ENGINE_ACTORS, Principal, for_person
+from crisis.principal import ENGINE_ACTORS, Principal, roles_at, standing_roles
 from crisis.roster import Roster
 from crisis.rota import OnCall, Shift, on_call, with_backup
 from crisis.store.db import read_session, write_session
@@ -111,6 +111,8 @@ class ServiceBase:
         # What runs after each committed command: notification delivery, set by crisis.bootstrap (or by
         # `crisis serve`: wake the in-process scheduler). Commands stand whatever it does.
         self.after_commit: Callable[[], None] | None = None
+        self._roles: dict[str, frozenset[str] | None] = {}  # person -> standing roles (None: not on the roster)
+        self._roles_of: Roster | None = None  # the roster they were read from
 
     # ------------------------------------------------------------------ helpers
     def _now(self, now: datetime | None) -> datetime:
@@ -121,9 +123,20 @@ class ServiceBase:
         An unknown person, or one naming the engine's own actors, is forbidden (not "not found")."""
         if not isinstance(principal, Principal):
             raise Forbidden(f"expected a Principal, got {type(principal).__name__}", rule="team")
-        if principal.person in ENGINE_ACTORS or principal.person not in self.roster.person_ids:
+        standing = None if principal.person in ENGINE_ACTORS else self._standing_roles(principal.person)
+        if standing is None:
             raise Forbidden(f"unknown person '{principal.person}': only members of the roster may act", rule="team")
-        return for_person(self.roster, principal.person, principal.auth, now)
+        return Principal(person=principal.person, auth=principal.auth,
+                         roles=roles_at(standing, self.roster, principal.person, now))
+
+    def _standing_roles(self, person: str) -> frozenset[str] | None:
+        """A person's roles that do not change with time, read from the roster once per person (None: not on
+        the roster); every command starts with them."""
+        if self._roles_of is not self.roster:
+            self._roles, self._roles_of = {}, self.roster
+        if person not in self._roles:
+            self._roles[person] = standing_roles(self.roster, person) if person in self.roster.person_ids else None
+        return self._roles[person]
 
     @contextmanager
     def _write(self, principal: Principal | None = None) -> Iterator[tuple[Session, _Tx]]:
