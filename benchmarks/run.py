@@ -57,11 +57,13 @@ def summary(r: dict[str, Any], scale: float) -> None:
               f"({r['transitions']['per_s']:,.0f} / {r['transitions']['raw_per_s']:,.0f}) | ≥ 0.05 |")
     if "commands" in r:
         for name, x in r["commands"].items():
-            t = _fmt(x["seconds"]) if x["seconds"] is not None else f"> {x['timeout']:.0f} s"
+            t = (f"{_fmt(x['seconds'])} (CPU {_fmt(x.get('cpu_seconds'))})" if x["seconds"] is not None
+                 else f"> {x['timeout']:.0f} s")
             print(f"| `{name}`, {r['incidents']:,} incidents | {t}, {x['peak_mib']:,.0f} MiB | ≤ 0.5 s |")
     if "startup" in r:
-        print(f"| start-up `--help` / `show 1` | {r['startup']['--help']:.3f} s / {r['startup']['show 1']:.3f} s "
-              f"| ≤ 0.3 s |")
+        x = r["startup"]
+        print(f"| start-up `--help` / `show 1` | {x['--help']:.3f} s / {x['show 1']:.3f} s (CPU {x['--help cpu']:.3f} "
+              f"/ {x['show 1 cpu']:.3f} s) | ≤ 0.3 s |")
     if "drill" in r:
         x = r["drill"]
         print(f"| drill replay, {x['incidents']} concurrent incidents, reports included | {x['x_real']:,.0f}× "
