@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from helpers import by, drive_to, leader, non_leader, open_incident, outsider, stage_tasks
 
 from crisis.engine import policy
 from crisis.errors import Conflict, Forbidden, GuardFailed, IllegalTrigger, InputError
 from crisis.principal import Principal, for_person, roles_of
+from crisis.roster import OnCall
 
 
 def test_roles_come_from_the_roster(roster):
@@ -114,3 +117,15 @@ def test_events_record_how_the_actor_authenticated(svc, roster):
     assert auth["incident_opened"] == (non_leader(roster), "cli")
     assert auth["media_call"] == (non_leader(roster), "token")
     assert auth["inject"] == ("drill", None) and auth["signals_updated"] == ("drill", None)
+
+
+def test_a_service_gives_each_person_the_rosters_roles_at_the_commands_time(svc, roster, clock):
+    """The service reads standing roles once per person and roster; on call now is decided at each command's
+    time."""
+    assert "on_call" in svc._principal(Principal("oncall_backup"), clock.now()).roles  # read from the first roster
+    window = {"person": "oncall_admin", "from": clock.now(), "until": clock.now() + timedelta(hours=1)}
+    svc.roster = roster.model_copy(update={"on_call": [OnCall.model_validate(window)]})  # the backup is off the rota
+    for when in (clock.now(), clock.now() + timedelta(hours=2)):
+        for person in sorted(svc.roster.person_ids):
+            assert svc._principal(Principal(person), when).roles == roles_of(svc.roster, person, when)
+    assert "on_call" not in svc._principal(Principal("oncall_backup"), clock.now()).roles
