@@ -3,7 +3,8 @@
 Run: python3 dev.py bench --only drill   (or .venv/bin/python benchmarks/bench_drill.py [--incidents 100])
 
 What the clock covers, from the start of the replay to the last file written: making the drill's own
-database (schema migrations included), the replay under the virtual clock (scripted steps, escalations,
+database (schema migrations included; an instant replay runs it in memory and writes its file at the end, as
+`crisis drill run` does), the replay under the virtual clock (scripted steps, escalations,
 notification delivery), and for every incident at its scenario's end its scorecard, its six Markdown reports,
 scorecard.json, notifications.jsonl, audit.log and the terminal summary (rendered into a buffer at the
 width `crisis drill run > file` uses).
@@ -82,7 +83,8 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
     roster = load_roster(loaded.roster_path() or ROOT / "examples" / "roster.yaml")
     out, db = tmp / name, tmp / f"{name}.db"
     parts: dict[str, float] = collections.defaultdict(float)
-    where = [(runner, "create_db", "database set-up"), (runner, "build", "scorecards"),
+    where = [(runner, "create_db", "database set-up"), (drill_cli, "keep_database", "database set-up"),
+             (runner, "build", "scorecards"),
              (drill_cli, "_write_one", "reports + files"), (drill_cli, "print_summary", "terminal summary (Rich)"),
              (runner, "_apply", "loop: scripted steps (service commands)"),
              (Dispatcher, "drain_inline", "loop: notification delivery (drain_inline)"),

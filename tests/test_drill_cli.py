@@ -85,8 +85,13 @@ def test_drill_run_default_locations(cli, tmp_path, monkeypatch):
     card = cli.json("drill", "run", str(SCENARIO))
     run_id = card["run"]["id"]
     assert card["run"]["reports_dir"] == str(tmp_path / "reports" / "drills" / run_id)
-    assert (tmp_path / "store" / "drills" / f"{run_id}.db").exists()
     assert (tmp_path / "reports" / "drills" / run_id / "scorecard.json").exists()
+    # replayed in memory, then written once: a WAL file like any crisis database, holding the whole drill
+    db = sqlite3.connect(tmp_path / "store" / "drills" / f"{run_id}.db")
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert db.execute("SELECT count(*) FROM escalation").fetchone() == (card["metrics"]["escalations_fired"],)
+    assert db.execute("SELECT count(*) FROM outboxmessage WHERE delivered_at IS NULL").fetchone() == (0,)
+    db.close()
 
 
 def test_drill_run_as_a_process(tmp_path):
@@ -106,8 +111,10 @@ def test_drill_run_as_a_process(tmp_path):
 def test_the_drills_own_database_does_not_wait_for_the_disk_a_given_one_does(tmp_path):
     from crisis.drill.cli import drill_engine
 
-    own = drill_engine(f"sqlite:///{tmp_path / 'own.db'}", scratch=True)
+    instant = drill_engine(f"sqlite:///{tmp_path / 'instant.db'}", scratch=True)
+    own = drill_engine(f"sqlite:///{tmp_path / 'own.db'}", scratch=True, paced=True)
     given = drill_engine(f"sqlite:///{tmp_path / 'given.db'}", scratch=False)
+    assert instant.url.database in (None, "", ":memory:") and not (tmp_path / "instant.db").exists()
     with own.connect() as conn:  # 0 = OFF; still WAL, so a reader never blocks the replay
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
