@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from crisis import cli
 from crisis.cli import common
 from crisis.errors import Conflict, DatabaseMissing
+from crisis.store import auth_models as _auth_models  # noqa: F401  (the whole schema on SQLModel.metadata)
 from crisis.store import migrate
+from crisis.store import models as _models  # noqa: F401
 from crisis.store.db import make_engine
 
 PG = pytest.mark.skipif(pgserver.unavailable() is not None, reason=f"no PostgreSQL here: {pgserver.unavailable()}")

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine
 
 from sqlmodel.sql.sqltypes import AutoString
 
+from crisis.store import auth_models as _auth_models  # noqa: F401  (the whole schema: accounts' tables too)
 from crisis.store import models
 from crisis.store.types import UTCDateTime
 
