@@ -141,7 +141,7 @@ class InsertMany:
 
     def __init__(self, table: Table, columns: Sequence[str], returning: Sequence[str]) -> None:
         self.table, self.columns, self.returning = table, tuple(columns), tuple(returning)
-        self._by_count: dict[int, Prepared] = {}
+        self._by_count: dict[int, tuple[Prepared, tuple[str, ...]]] = {}  # row count -> statement, bind names
 
     def rows(self, conn: Connection, rows: Sequence[Params]) -> list[tuple[Any, ...]]:
         """Insert `rows` (each with every column of `columns`); the returned columns of each. Their order is not
@@ -152,14 +152,15 @@ class InsertMany:
         return out
 
     def _chunk(self, conn: Connection, rows: Sequence[Params]) -> list[tuple[Any, ...]]:
-        stmt = self._by_count.get(len(rows))
-        if stmt is None:
+        built = self._by_count.get(len(rows))
+        if built is None:
             c = self.table.c
+            names = tuple(f"r{i}_{k}" for i in range(len(rows)) for k in self.columns)  # row by row
             values = [{k: bindparam(f"r{i}_{k}", type_=c[k].type) for k in self.columns} for i in range(len(rows))]
-            stmt = self._by_count[len(rows)] = Prepared(
-                insert(self.table).values(values).returning(*(c[k] for k in self.returning)))
-        flat = {f"r{i}_{k}": row[k] for i, row in enumerate(rows) for k in self.columns}
-        return stmt.rows(conn, flat)
+            built = self._by_count[len(rows)] = (
+                Prepared(insert(self.table).values(values).returning(*(c[k] for k in self.returning))), names)
+        stmt, names = built
+        return stmt.rows(conn, dict(zip(names, (row[k] for row in rows for k in self.columns), strict=True)))
 
 
 def driver_sql(conn: Connection, sql: str) -> None:
