@@ -22,6 +22,7 @@ from crisis.config import Settings, zone
 from crisis.console import styled, table
 from crisis.drill.runner import DrillResult, drill_db_url, run_drills
 from crisis.drill.scenario import MAIN, LoadedScenario, load_scenario
+from crisis.drill.writer import Writer, report_writer
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.labels import label
@@ -129,12 +130,13 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
         folder.mkdir(parents=True, exist_ok=True)
         by_result[id(result)] = _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
                                            elapsed=wall.monotonic() - started, as_json=as_json, console=console,
-                                           formats=formats, brief=brief)
+                                           formats=formats, brief=brief, writer=writer)
 
     engine = drill_engine(db_url, scratch, paced=bool(speed))
-    results = run_drills(tracks, engine=engine, playbooks=playbooks, roster=roster, speed=speed,
-                         on_event=live if (speed and not as_json) else None, on_finish=write)
-    keep_database(engine, db_url)
+    with report_writer(background=brief and not speed) as writer:  # many incidents: files by a second process
+        results = run_drills(tracks, engine=engine, playbooks=playbooks, roster=roster, speed=speed,
+                             on_event=live if (speed and not as_json) else None, on_finish=write)
+        keep_database(engine, db_url)
     cards = [by_result[id(r)] for r in results]  # in scenario order, whenever each ended
     if brief and not as_json:
         console.print(f"{count} incidents: full timelines, task tables, scorecards and reports written to "
@@ -195,7 +197,7 @@ def _folder_name(result: DrillResult, taken: set[str]) -> str:
 
 def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,
                elapsed: float, as_json: bool, console: Console, formats: tuple[str, ...] = ("md",),
-               brief: bool = False) -> dict[str, Any]:
+               brief: bool = False, writer: Writer | None = None) -> dict[str, Any]:
     from crisis import reports
 
     assert result.loaded is not None and result.service is not None
@@ -209,12 +211,11 @@ def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, 
                 "incident": result.name}
     ctx = reports.report_context(result.service, result.incident_id, scenario=scenario, run=run, tz=tz,
                                  expectations=sc.expectations(result.name), card=result.scorecard)
-    written = reports.write_context(ctx, out_dir, formats=formats)
-    (out_dir / "notifications.jsonl").write_text(
-        "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications), encoding="utf-8")
+    notifications = "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications)
+    written = (writer or Writer()).write(ctx, out_dir, formats, notifications)  # none if a worker writes them
     card = reports.document(ctx)  # the same keys as scorecard.json and `crisis report --json`
     if not as_json:
-        print_summary(console, card, [*written, out_dir / "notifications.jsonl"], zone(tz), brief=brief)
+        print_summary(console, card, written, zone(tz), brief=brief)
     return card
 
 

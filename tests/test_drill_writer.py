@@ -1,0 +1,75 @@
+"""A many-incident drill's report files written by a forked worker while the replay goes on: the same bytes as
+written by the replay's own process, and a write that fails still fails the drill and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from helpers import DRILLS_DIR, Cli, crisis_env
+
+from crisis.drill import writer
+
+SCENARIO = DRILLS_DIR / "medical-dispute-viral.yaml"
+
+
+@pytest.fixture()
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    for name, value in crisis_env(tmp_path, db=False).items():
+        monkeypatch.setenv(name, value)
+    return Cli(tmp_path)
+
+
+def _record_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Note which process writes each incident's files (patched before the fork: the worker inherits it)."""
+    real = writer.write_files
+
+    def noted(*args, **kwargs):
+        with log.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "write_files", noted)
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """Every file under the folder, its run-specific text (folder, run id, wall time) made neutral."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            text = p.read_text("utf-8").replace(str(folder), "OUT")
+            text = re.sub(r'"wall_seconds": [0-9.e-]+|(instant|即时)\S* [0-9.]+ |\d{8}-\d{6}-\d{6}', "W", text)
+            out[str(p.relative_to(folder))] = text
+    return out
+
+
+def test_the_worker_writes_what_the_replay_process_writes(cli, tmp_path, monkeypatch):
+    runs = {}
+    for where in ("worker", "here"):
+        if where == "here":  # no fork: the files are written by the replay's process, as for a single incident
+            monkeypatch.setattr(writer.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+        pids = tmp_path / f"{where}.pids"
+        _record_pids(monkeypatch, pids)
+        out = tmp_path / where
+        cli("drill", "run", *[str(SCENARIO)] * 5, "--out", str(out), "--db", f"sqlite:///{tmp_path / where}.db")
+        runs[where] = (_files(out), set(pids.read_text().split()))
+    (worker_files, worker_pids), (here_files, here_pids) = runs["worker"], runs["here"]
+    assert len(worker_files) == 5 * 8 + 1 and worker_files == here_files  # 8 per incident, and audit.log
+    assert here_pids == {str(os.getpid())} and len(worker_pids) == 1 and str(os.getpid()) not in worker_pids
+
+
+def test_a_failed_write_in_the_worker_fails_the_drill_and_leaves_nothing(cli, tmp_path, monkeypatch):
+    real = writer.write_files
+
+    def full_disk(ctx, out_dir, *args):
+        if out_dir.name.endswith("-3"):
+            raise OSError(28, "No space left on device")
+        return real(ctx, out_dir, *args)
+
+    monkeypatch.setattr(writer, "write_files", full_disk)
+    out, db = tmp_path / "out", tmp_path / "store" / "drills"
+    result = cli("drill", "run", *[str(SCENARIO)] * 5, "--out", str(out), code=2)
+    assert "No space left on device" in result.output
+    assert not out.exists() and not list(db.glob("*.db*"))  # as for any failed run: its folder and database go
