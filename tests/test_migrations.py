@@ -158,3 +158,59 @@ def test_a_database_file_without_crisis_tables_is_refused(tmp_path, monkeypatch)
     engine = make_engine(f"sqlite:///{tmp_path / 'crisis.db'}")
     with engine.connect() as conn:
         assert inspect(conn).get_table_names() == []
+
+
+def _plan(conn, stmt) -> str:
+    """SQLite's plan for a prebuilt statement (every parameter bound to 1, status to 'open')."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    args = ["open" if compiled.binds[name].value == "open" else 1 for name in compiled.positiontup]
+    return " ".join(r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, tuple(args)))
+
+
+def test_0007_reads_open_tasks_off_partial_indexes_and_downgrades(tmp_path):
+    from crisis.service import escalation, incidents
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    migrate.create_db(engine)
+    dropped = {"ix_task_incident_id", "ix_escalation_task_id", "ix_event_at", "ix_outboxmessage_incident_id",
+               "ix_outboxmessage_delivered_at", "ix_task_next_escalation", "ix_task_status_due"}
+    with engine.connect() as conn:
+        sql = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")).all())
+        assert not dropped & set(sql)
+        assert sql["ix_task_next_step"].endswith("WHERE status = 'open' AND next_escalation_at IS NOT NULL")
+        assert sql["ix_task_open_due"].endswith("WHERE status = 'open'")
+        # the escalation clock and the pending page walk the partial indexes; a transition reads its incident's
+        # own tasks (the open-task index would walk every incident's open tasks)
+        assert "ix_task_next_step" in _plan(conn, escalation._NEXT_DUE)
+        assert "ix_task_next_step" in _plan(conn, escalation._DUE)
+        assert "sqlite_autoindex_task_1" in _plan(conn, incidents._WITH_WORK.stmt)
+        pending = conn.exec_driver_sql("EXPLAIN QUERY PLAN SELECT e.id FROM escalation e JOIN task t ON t.id = "
+                                       "e.task_id WHERE t.status = 'open' ORDER BY t.due_at, t.id LIMIT 50").all()
+        assert "ix_task_open_due" in " ".join(r[3] for r in pending)
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0006")
+    with engine.connect() as conn:
+        names = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'")).scalars())
+        assert dropped <= names and not {"ix_task_next_step", "ix_task_open_due"} & names
+    migrate.upgrade_db(engine)
+    assert _diffs(engine) == []
+    engine.dispose()
+
+
+@PG
+def test_0007_downgrades_and_upgrades_on_postgresql(pg_url):  # noqa: F811
+    engine = make_engine(pg_url)
+    try:
+        _at(engine, "head")
+        with engine.begin() as conn:
+            command.downgrade(migrate._config(conn), "0006")
+        with engine.connect() as conn:
+            names = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'task'")).scalars())
+        assert {"ix_task_incident_id", "ix_task_status_due"} <= names and "ix_task_open_due" not in names
+        migrate.upgrade_db(engine)
+        assert _diffs(engine) == []
+        with engine.connect() as conn:
+            where = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_task_next_step'")).scalar()
+        assert "WHERE (((status)::text = 'open'::text) AND (next_escalation_at IS NOT NULL))" in where
+    finally:
+        engine.dispose()
