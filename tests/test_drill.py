@@ -272,3 +272,15 @@ def test_public_health_drill_plays_as_documented(tmp_path):
     assert tasks["containment"]["late_seconds"] == 13 * 60
     assert card["metrics"]["final_stage"] == "follow_up"
     assert card["metrics"]["time_to_first_statement_seconds"] == 150 * 60
+
+
+def test_a_replay_collects_garbage_less_often_and_restores_the_collector_after():
+    import gc
+
+    from crisis.drill.runner import rarer_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), rarer_collections():
+        assert gc.get_threshold() == (10_000, *before[1:])
+        raise RuntimeError("a failed replay")
+    assert gc.get_threshold() == before

@@ -20,7 +20,7 @@ from crisis import jsonout, logs
 from crisis.clock import SystemClock
 from crisis.config import Settings, zone
 from crisis.console import styled, table
-from crisis.drill.runner import DrillResult, drill_db_url, run_drills
+from crisis.drill.runner import DrillResult, drill_db_url, rarer_collections, run_drills
 from crisis.drill.scenario import MAIN, LoadedScenario, load_scenario
 from crisis.drill.writer import Writer, report_writer
 from crisis.durations import format_duration
@@ -133,7 +133,7 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
                                            formats=formats, brief=brief, writer=writer)
 
     engine = drill_engine(db_url, scratch, paced=bool(speed))
-    with report_writer(background=brief and not speed) as writer:  # many incidents: files by a second process
+    with report_writer(background=brief and not speed) as writer, rarer_collections():  # many: files by a worker
         results = run_drills(tracks, engine=engine, playbooks=playbooks, roster=roster, speed=speed,
                              on_event=live if (speed and not as_json) else None, on_finish=write)
         keep_database(engine, db_url)

@@ -9,10 +9,12 @@ as `drill_action_rejected` and the drill goes on: that is a finding, not a crash
 
 from __future__ import annotations
 
+import gc
 import heapq
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -161,6 +163,19 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
         for t in agenda.ended(clock.now()):
             _finish(svc, t, channel, wakeups, on_finish)
     return [t.result for t in runs if t.result is not None]
+
+
+@contextmanager
+def rarer_collections(young: int = 10_000) -> Iterator[None]:
+    """Python's cyclic collector less often while a replay runs: by default it scans the youngest objects every
+    700 net allocations, and the service's statements allocate so many that a 100-incident surge spent 0.12 s
+    in 164 collections; with 10,000 it spends 0.03 s in 8 (its memory peak 134 -> 139 MB). Restored after."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(young, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _tick(svc: CrisisService, on_event: Callable[[datetime, str], None] | None) -> bool:
