@@ -35,6 +35,20 @@ def test_regrade_recomputes_open_deadlines_and_records_from_to(svc, roster, cloc
     assert tasks["seal_records"].escalation_plan[:2] == [["assignee", 0], ["leadership_head", 600]]
 
 
+def test_regrade_replans_only_its_own_incidents_tasks_soonest_deadline_first(svc, roster, clock):
+    other = open_incident(svc, severity="III")
+    drive_to(svc, other, "assessing")  # open, not yet escalated work of another incident: left alone
+    before = {t.id: (t.due_at, t.escalation_plan) for t in svc.tasks(other)}
+    iid = open_incident(svc, severity="III")
+    drive_to(svc, iid, "assessing")
+    svc.regrade(iid, severity="I", reason="热度陡升", principal=by(leader(roster)))
+    assert {t.id: (t.due_at, t.escalation_plan) for t in svc.tasks(other)} == before
+    events = [e for e in svc.timeline(iid) if e.kind == "task_regraded"]
+    assert {e.incident_id for e in events} == {iid} and len(events) == 4
+    old_due = [(e.data["old_due"] is not None, e.data["old_due"] or "", e.task_id) for e in events]
+    assert old_due == sorted(old_due)  # the open-task index's order: no deadline first, then due time, then id
+
+
 def test_regrade_is_leadership_only_needs_a_reason_and_a_change(svc, roster):
     iid = open_incident(svc, severity="II")
     with pytest.raises(Forbidden):

@@ -10,7 +10,8 @@ return value is its incident as an unvalidated model (`Rec.as_model`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -59,6 +60,18 @@ _REPLAN = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
 
 def _by_id(rec: Rec) -> int:
     return int(rec.id)
+
+
+# an incident's tasks, read off uq_task_stage_key (its leading column): with status = 'open' in the WHERE, SQLite
+# walks the open-task index over every incident's open tasks instead
+_INCIDENT_TASKS = select(TASK).where(TASK.c.incident_id == bindparam("b_id"))
+
+
+def _not_escalated(tasks: Iterable[Any]) -> list[Any]:
+    """The open tasks no step has fired for yet, in the order regrading always took them (the open-task index's:
+    no deadline first, then due time, then id), so their task_regraded events stay in that order."""
+    found = [t for t in tasks if t.status == "open" and t.escalation_level == 0]
+    return sorted(found, key=lambda t: (t.due_at is not None, t.due_at or datetime.min.replace(tzinfo=UTC), t.id))
 
 
 @cache
@@ -345,8 +358,7 @@ class IncidentCommands(ServiceBase):
         sev = Severity(inc.severity)
         entries = self._stage_entries(conn, inc)
         replans = []
-        for task in conn.execute(select(TASK).where(TASK.c.incident_id == inc.id, TASK.c.status == "open",
-                                                    TASK.c.escalation_level == 0)):  # the order as it always was
+        for task in _not_escalated(conn.execute(_INCIDENT_TASKS, {"b_id": inc.id})):
             spec = next((t for t in playbook.tasks_for(task.stage) if t.key == task.key), None)
             if spec is None or spec.due is None:
                 continue
