@@ -49,7 +49,7 @@ def test_the_worker_writes_what_the_replay_process_writes(cli, tmp_path, monkeyp
     runs = {}
     for where in ("worker", "here"):
         if where == "here":  # no fork: the files are written by the replay's process, as for a single incident
-            monkeypatch.setattr(writer.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+            monkeypatch.setattr(writer.sys, "platform", "win32")
         pids = tmp_path / f"{where}.pids"
         _record_pids(monkeypatch, pids)
         out = tmp_path / where
