@@ -89,6 +89,7 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
              (runner, "build", "scorecards"),
              (drill_cli, "_write_one", "reports + files"), (drill_cli, "print_summary", "terminal summary (Rich)"),
              (runner, "_apply", "loop: scripted steps (service commands)"),
+             (CrisisService, "open_incident", "loop: scripted steps (service commands)"),
              (Dispatcher, "drain_inline", "loop: notification delivery (drain_inline)"),
              (CrisisService, "tick", "loop: escalations fired (tick)"),
              (CrisisService, "next_due", "loop: next escalation due (next_due)")]
