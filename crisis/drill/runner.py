@@ -152,7 +152,7 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
             busy |= _open_due(svc, t, when)
             busy |= _steps_due(svc, t, when, clock, on_event)
             agenda.reschedule(t)
-        if busy:  # a step may have moved the earliest escalation step (a new stage's tasks, a regrade)
+        if busy and (due is None or due > when):  # a step may have brought an escalation step to now (a regrade)
             due = svc.next_due()
         if due is not None and due <= when:  # else `tick` would fire nothing (a third of a surge's wakes)
             busy |= _tick(svc, on_event)
