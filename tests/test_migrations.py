@@ -181,7 +181,7 @@ def test_0007_reads_open_tasks_off_partial_indexes_and_downgrades(tmp_path):
         assert sql["ix_task_open_due"].endswith("WHERE status = 'open'")
         # the escalation clock and the pending page walk the partial indexes; a transition reads its incident's
         # own tasks (the open-task index would walk every incident's open tasks)
-        assert "ix_task_next_step" in _plan(conn, escalation._NEXT_DUE)
+        assert "ix_task_next_step" in _plan(conn, escalation._NEXT_DUE.stmt)
         assert "ix_task_next_step" in _plan(conn, escalation._DUE)
         assert "sqlite_autoindex_task_1" in _plan(conn, incidents._WITH_WORK.stmt)
         assert "sqlite_autoindex_task_1" in _plan(conn, incidents._INCIDENT_TASKS)  # so does a regrade

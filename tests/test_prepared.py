@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pgserver
 import pytest
 from pgserver import pg_cluster, pg_url  # noqa: F401  (fixtures)
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from crisis.store.db import make_engine
@@ -59,6 +59,13 @@ def _check(url: str) -> None:
             assert done.run(conn, {"b_id": 999}) == 0
         with engine.begin() as conn, pytest.raises(IntegrityError):  # uq_task_stage_key, as SQLAlchemy raises it
             InsertMany(T, ("incident_id", *COLUMNS), ("id",)).rows(conn, [_row(0, incident_id=1)])
+        # a read on its own (no command): what was committed, converted as inside a transaction
+        soonest = Prepared(select(func.min(T.c.due_at), func.count()).where(T.c.status == bindparam("b_status")))
+        assert soonest.read(engine, {"b_status": "open"}) == [(AT, 2)]  # k2, k3 done: k0 (due at AT) and k1
+        with engine.begin() as conn:
+            conn.execute(T.update().where(T.c.key == "k0").values(status="done"))
+        assert soonest.read(engine, {"b_status": "open"}) == [(AT + timedelta(hours=1), 1)]
+        assert soonest.read(engine, {"b_status": "waived"}) == [(None, 0)]
     finally:
         engine.dispose()
 

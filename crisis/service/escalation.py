@@ -31,7 +31,6 @@ from crisis.engine.plan import due_steps, step_time
 from crisis.notify.outbox import messages
 from crisis.rota import BACKUP_TARGET, OnCall, on_call
 from crisis.service.base import SYSTEM, Rec, ServiceBase, _Tx, recs
-from crisis.store.db import read_connection
 from crisis.store.models import Escalation, Incident, Task
 from crisis.store.prepared import InsertMany, Prepared
 from crisis.store.records import Escalation as Fired  # one record type for an escalation row, read or fired
@@ -42,7 +41,8 @@ T = Task.__table__  # type: ignore[attr-defined]
 I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
 E = Escalation.__table__  # type: ignore[attr-defined]
 # (IS NOT NULL changes nothing for MIN(): it lets the planner read the partial index ix_task_next_step)
-_NEXT_DUE = select(func.min(T.c.next_escalation_at)).where(T.c.status == "open", T.c.next_escalation_at.is_not(None))
+_NEXT_DUE = Prepared(select(func.min(T.c.next_escalation_at))
+                     .where(T.c.status == "open", T.c.next_escalation_at.is_not(None)))
 _DUE_COLUMNS = (T.c.id, T.c.incident_id, T.c.key, T.c.group, T.c.title_zh, T.c.title_en, T.c.assignee, T.c.due_at,
                 T.c.escalation_plan, T.c.escalation_level, T.c.next_escalation_at,
                 I.c.title.label("inc_title"), I.c.severity, I.c.stage)
@@ -278,7 +278,6 @@ class EscalationCommands(ServiceBase):
 
     def next_due(self) -> datetime | None:
         """The earliest pending escalation step: when the scheduler should wake next."""
-        with read_connection(self.engine) as conn:  # Core, prebuilt: asked at every scheduler and drill wake
-            value = conn.execute(_NEXT_DUE).scalar()
+        ((value,),) = _NEXT_DUE.read(self.engine)  # prebuilt, outside a transaction: asked at every wake
         return value  # min() keeps the column's type, so the value comes back aware UTC
 
