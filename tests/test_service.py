@@ -154,6 +154,9 @@ def test_find_task_unknown_key_lists_keys(svc):
     iid = open_incident(svc)
     with pytest.raises(NotFound, match="compile_report, preserve_evidence"):
         svc.find_task(iid, "nope")
+    with pytest.raises(NotFound, match="compile_report, preserve_evidence"):  # the drill's prebuilt read
+        svc.task_id(iid, "nope")
+    assert svc.task_id(iid, "compile_report") == svc.find_task(iid, "compile_report").id
 
 
 # ------------------------------------------------------------------------- signals and notes

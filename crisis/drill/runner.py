@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from crisis.clock import VirtualClock
@@ -35,7 +34,6 @@ from crisis.roster import Roster
 from crisis.rota import Shift
 from crisis.scorecard import build
 from crisis.service import CrisisService
-from crisis.store.db import read_connection
 from crisis.store.migrate import create_db
 
 DRILL_CHANNEL = "drill"
@@ -291,10 +289,10 @@ def _act(svc: CrisisService, incident_id: int, step: Step) -> None:
     by = _as(step.by)
     if step.do == "complete":
         assert step.task
-        svc.complete_task(_task_id(svc, incident_id, step.task), principal=by, note=step.note)
+        svc.complete_task(svc.task_id(incident_id, step.task), principal=by, note=step.note)
     elif step.do == "ack":
         assert step.task
-        svc.acknowledge(task_id=_task_id(svc, incident_id, step.task), principal=by)
+        svc.acknowledge(task_id=svc.task_id(incident_id, step.task), principal=by)
     elif step.do == "signals":
         svc.update_signals(incident_id, dict(step.signals or {}), principal=by, note=step.note)
     elif step.do == "statement":
@@ -314,7 +312,7 @@ def _act(svc: CrisisService, incident_id: int, step: Step) -> None:
         svc.regrade(incident_id, severity=step.severity, reason=step.reason, principal=by)
     elif step.do == "applicable":
         assert step.task and step.reason
-        svc.mark_applicable(_task_id(svc, incident_id, step.task), reason=step.reason, principal=by)
+        svc.mark_applicable(svc.task_id(incident_id, step.task), reason=step.reason, principal=by)
     else:
         svc.fire(incident_id, step.do, principal=by, decision=step.decision, severity=step.severity,
                  override=step.override, reason=step.reason, note=step.note)
@@ -324,26 +322,3 @@ def drill_db_url(store_dir: Path, run_id: str) -> str:
     path = store_dir / "drills" / f"{run_id}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
-
-
-# find_task's order (current cycle, latest), as SQL text both drivers read (`:name` parameters, as crisis.store.lite)
-_TASK_ID = text("SELECT id FROM task WHERE incident_id = :inc AND key = :key ORDER BY cycle DESC, id DESC LIMIT 1")
-
-
-def _task_id(svc: CrisisService, incident_id: int, key: str) -> int:
-    """The id `find_task` would give, by one prebuilt read before every task step (the ORM read was a tenth of a
-    surge's CPU); an unknown key still fails through `find_task`'s NotFound. On SQLite the read goes to the
-    pooled DBAPI connection itself (autocommit: it sees every commit): a SQLAlchemy read transaction around it
-    (checkout, BEGIN, rollback) cost 100 µs, the read 13 µs."""
-    params = {"inc": incident_id, "key": key}
-    if svc.engine.dialect.name == "sqlite":
-        raw = svc.engine.raw_connection()
-        try:
-            rows = raw.cursor().execute(_TASK_ID.text, params).fetchall()  # read to the end: no snapshot kept
-        finally:
-            raw.close()
-        found = rows[0][0] if rows else None
-    else:
-        with read_connection(svc.engine) as conn:
-            found = conn.execute(_TASK_ID, params).scalar()
-    return found if found is not None else svc.find_task(incident_id, key).id or 0
