@@ -219,6 +219,21 @@ def escalation_page(svc: Any, incident_id: int | None = None, *, pending: bool =
     return Page(items, total, limit, offset)
 
 
+def incident_row(svc: Any, incident_id: int) -> Incident:
+    """One incident as a record (NotFound as `svc.incident`): what a write command's CLI reads around it."""
+    with snapshot(svc.engine) as snap:
+        found = _select(snap, Incident, "WHERE id = :i", {"i": incident_id})
+    if not found:
+        raise NotFound(f"no incident #{incident_id}")
+    return found[0]
+
+
+def timeline(svc: Any, incident_id: int) -> list[Event]:
+    """An incident's audit events, oldest first (`svc.timeline` without the ORM)."""
+    with snapshot(svc.engine) as snap:
+        return _select(snap, Event, "WHERE incident_id = :i ORDER BY at, id", {"i": incident_id})
+
+
 def incident_tasks(svc: Any, incident_id: int) -> list[Task]:
     """An incident's tasks, every cycle, in creation order (none for an unknown incident)."""
     with snapshot(svc.engine) as snap:

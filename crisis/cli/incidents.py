@@ -181,7 +181,7 @@ def fire_cmd(
         from crisis import views
 
         svc = service()
-        before = svc.incident(incident_id).stage
+        before = views.incident_row(svc, incident_id).stage
         inc = svc.fire(incident_id, trig, principal=principal(by), decision=decision, severity=severity,
                        override=override, reason=reason, note=note)
         moved = _stage_exit_summary(svc, incident_id)
@@ -202,7 +202,7 @@ def _stage_exit_summary(svc: CrisisService, incident_id: int) -> dict[str, list[
     """What the last stage change did to open work (from its timeline entry), with task titles."""
     from crisis import views
 
-    ev = next((e for e in reversed(svc.timeline(incident_id)) if e.kind == "stage_changed"), None)
+    ev = next((e for e in reversed(views.timeline(svc, incident_id)) if e.kind == "stage_changed"), None)
     cycle = ev.data.get("cycle") if ev else None
     tasks = {(t.cycle, t.key): t for t in views.incident_tasks(svc, incident_id)}
     out: dict[str, list[dict[str, object]]] = {}

@@ -33,10 +33,9 @@ from crisis.logs import get_logger
 from crisis.notify.channels import Channel, Delivery
 from crisis.notify.messages import Item, Rendered, Renderer
 from crisis.notify.outbox import Routing, messages
-from crisis.store.models import OutboxMessage
 from crisis.store.prepared import Prepared
+from crisis.store.tables import OUTBOXMESSAGE as T
 
-T = OutboxMessage.__table__  # type: ignore[attr-defined]
 Row = Mapping[str, Any]  # an outbox row as claimed (a RowMapping, or drain_inline's copy with the attempt counted)
 SERIAL = frozenset({"file", "log", "drill", "memory"})  # local: one worker each keeps their order
 

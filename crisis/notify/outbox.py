@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from sqlmodel import Session, col, select
 
 from crisis.notify.rules import hold_until, is_urgent, personal_route
 from crisis.roster import Roster
-from crisis.store.models import OutboxMessage
+
+if TYPE_CHECKING:  # the ORM and the models load only in `pending`: building rows needs neither
+    from sqlmodel import Session
+
+    from crisis.store.models import OutboxMessage
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("log", "file")
 
@@ -65,6 +67,10 @@ def messages(*, kind: str, key: str, recipient: str, incident_id: int | None, fa
 
 def pending(s: Session, limit: int = 500, max_attempts: int = 10) -> list[OutboxMessage]:
     """Undelivered, not failed messages, oldest first (row-locked on PostgreSQL: concurrent readers split)."""
+    from sqlmodel import col, select
+
+    from crisis.store.models import OutboxMessage
+
     return list(s.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None),
                                                    col(OutboxMessage.failed_at).is_(None),
                                                    col(OutboxMessage.attempts) < max_attempts)

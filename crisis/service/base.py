@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Row, Table, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import configure_mappers
-from sqlmodel import Session, col, select
 
 from crisis.clock import Clock, ensure_aware
 from crisis.errors import Forbidden, NotFound, StaleVersion
@@ -24,16 +22,23 @@ from crisis.playbook import PlaybookSet
 from crisis.principal import ENGINE_ACTORS, Principal, roles_at, standing_roles
 from crisis.roster import Roster
 from crisis.rota import OnCall, Shift, on_call, with_backup
+from crisis.store import records
 from crisis.store.db import read_session, write_session
-from crisis.store.models import Event, Incident, OnCallShift, OutboxMessage, Task
 from crisis.store.prepared import Prepared
+from crisis.store.tables import EVENT as EVT
+from crisis.store.tables import INCIDENT as INC
+from crisis.store.tables import ONCALLSHIFT as _SHIFT
+from crisis.store.tables import OUTBOXMESSAGE as OUTBOX
+from crisis.store.tables import TASK
+
+if TYPE_CHECKING:  # the ORM and the models load only in the commands that use them (not the Core hot paths)
+    from sqlmodel import Session
+
+    from crisis.store.models import Incident, Task
 
 SYSTEM = "system"  # the engine's own actions (escalations, regrading): never a caller's principal
 DRILL = "drill"  # the drill facilitator's injects, recorded by the drill runner's own path
-INC = Incident.__table__  # type: ignore[attr-defined]
-TASK = Task.__table__  # type: ignore[attr-defined]
-EVT = Event.__table__  # type: ignore[attr-defined]
-OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+R = TypeVar("R")
 
 
 def insert_of(table: Table, columns: tuple[str, ...]) -> Prepared:
@@ -61,7 +66,6 @@ _TASK_ID = Prepared(sa_select(TASK.c.id).where(TASK.c.incident_id == bindparam("
                     .order_by(TASK.c.cycle.desc(), TASK.c.id.desc()).limit(1))
 
 
-_SHIFT = OnCallShift.__table__  # type: ignore[attr-defined]
 _SHIFTS_AT = Prepared(sa_select(_SHIFT.c.person, _SHIFT.c.start, _SHIFT.c.until, _SHIFT.c.source)
                       .where(_SHIFT.c.start <= bindparam("b_now", type_=_SHIFT.c.start.type),
                              _SHIFT.c.until > bindparam("b_now", type_=_SHIFT.c.until.type)).order_by(_SHIFT.c.id))
@@ -75,17 +79,16 @@ def recs(stmt: Prepared, conn: Connection, params: dict[str, Any] | None = None)
 
 class Rec(SimpleNamespace):
     """A row read by a hot-path command with a Core statement: attribute access like the models and mutable,
-    without validation, ORM state, identity map or autoflush. The command turns it into a model only once,
-    for its return value (`as_model`)."""
+    without validation, ORM state, identity map or autoflush. The command turns it into a record
+    (crisis.store.records) only once, for its return value (`as_record`)."""
 
-    cycle_anchor = Incident.cycle_anchor  # the model's own rule, for incident rows (one place)
+    cycle_anchor = records.Incident.cycle_anchor  # the record's own rule, for incident rows (one place)
 
-    def as_model(self, model: Any) -> Any:
-        """The row as an unvalidated instance of `model` (a detached value; it reads like a loaded row). Its
-        attributes are the ORM's descriptors, which read the instance's own values once the mappers are
-        configured (idempotent: a flag check after the first time)."""
-        configure_mappers()
-        return model.model_construct(**vars(self))
+    def as_record(self, cls: type[R]) -> R:
+        """The row as a `cls` record (the read side's dataclasses: the same fields in column order, so adapters
+        and JSON see the same values): no model class, no mapper configuration on a write command's path."""
+        values = vars(self)
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -98,7 +101,7 @@ class _Tx:
     auth: str | None = None  # how the command's principal authenticated, recorded on each of its events
 
     def flush(self, s: Session | Connection) -> None:
-        conn = s.connection() if isinstance(s, Session) else s  # one executemany each: the ORM bulk path costs more
+        conn = s if isinstance(s, Connection) else s.connection()  # one executemany each: the ORM bulk path costs more
         _INSERT_EVENTS.many(conn, self.events)
         _INSERT_OUTBOX.many(conn, self.outbox)
 
@@ -187,6 +190,10 @@ class ServiceBase:
                   expected_version: int | None = None) -> Incident:
         """The incident row (locked for the command when `lock`). With `expected_version` (the version the caller
         saw), a newer one is a conflict naming what changed since: optimistic concurrency for adapters."""
+        from sqlmodel import select
+
+        from crisis.store.models import Incident
+
         stmt = select(Incident).where(Incident.id == incident_id)
         if lock:
             stmt = stmt.with_for_update()
@@ -241,7 +248,7 @@ class ServiceBase:
 
     def _on_call(self, s: Session | Connection, now: datetime) -> OnCall:
         """Who is on call at `now` (and the backup): stored shifts, else the rota, else the roster."""
-        rows = _SHIFTS_AT.rows(s.connection() if isinstance(s, Session) else s, {"b_now": now})
+        rows = _SHIFTS_AT.rows(s if isinstance(s, Connection) else s.connection(), {"b_now": now})
         return on_call(now, self.routing.tz, rotation=self.roster.rota, roster_windows=self.roster.on_call_windows(),
                        shifts=[Shift(*r) for r in rows])
 
@@ -253,6 +260,10 @@ class ServiceBase:
 
     def find_task(self, incident_id: int, key: str) -> Task:
         """The current-cycle task of an incident by its playbook key (latest if re-entered)."""
+        from sqlmodel import col, select
+
+        from crisis.store.models import Task
+
         with read_session(self.engine) as s:
             task = s.exec(select(Task).where(Task.incident_id == incident_id, Task.key == key)
                           .order_by(col(Task.cycle).desc(), col(Task.id).desc())).first()

@@ -13,8 +13,8 @@ from crisis.principal import Principal
 from crisis.service.base import TASK, ServiceBase
 from crisis.service.tasks import task_facts
 from crisis.severity import Severity
-from crisis.store.models import Task
 from crisis.store.prepared import Prepared
+from crisis.store.records import Task
 
 _APPLICABLE = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
                        .values(required=True, escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
@@ -47,4 +47,4 @@ class DutyCommands(ServiceBase):
                                    "b_next": task.next_escalation_at})
             self._event(conn, tx, at=now, actor=who.person, kind="task_applicable", incident_id=inc.id,
                         task_id=task.id, key=task.key, reason=reason.strip(), chased=bool(task.escalation_plan))
-        return task.as_model(Task)
+        return task.as_record(Task)

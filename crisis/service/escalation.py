@@ -31,15 +31,14 @@ from crisis.engine.plan import due_steps, step_time
 from crisis.notify.outbox import messages
 from crisis.rota import BACKUP_TARGET, OnCall, on_call
 from crisis.service.base import SYSTEM, Rec, ServiceBase, _Tx, recs
-from crisis.store.models import Escalation, Incident, Task
 from crisis.store.prepared import InsertMany, Prepared
 from crisis.store.records import Escalation as Fired  # one record type for an escalation row, read or fired
+from crisis.store.tables import ESCALATION as E
+from crisis.store.tables import INCIDENT as I
+from crisis.store.tables import TASK as T
 from crisis.store.types import UTCDateTime
 
 BATCH = 500  # due tasks per transaction: the first pages still go out within a second of a restart (measured)
-T = Task.__table__  # type: ignore[attr-defined]
-I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
-E = Escalation.__table__  # type: ignore[attr-defined]
 # (IS NOT NULL changes nothing for MIN(): it lets the planner read the partial index ix_task_next_step)
 _NEXT_DUE = Prepared(select(func.min(T.c.next_escalation_at))
                      .where(T.c.status == "open", T.c.next_escalation_at.is_not(None)))
@@ -261,6 +260,8 @@ class EscalationCommands(ServiceBase):
         The task's chain is stopped (`next_escalation_at` cleared), so the fault is reported once rather than on
         every sweep, and the scheduler does not spin on a deadline it cannot fire; the task stays open and
         overdue for people to handle."""
+        from crisis.store.models import Task
+
         error = f"{type(exc).__name__}: {exc}"[:500]
         with self._write() as (s, tx):
             task = s.get(Task, task_id, with_for_update=True)

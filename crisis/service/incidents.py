@@ -6,7 +6,7 @@ incident (row-locked) and of its open work, the pure engine decides (crisis.engi
 exit, plan), then batched writes: one executemany per kind of row, task inserts with RETURNING for the ids
 the events and notifications name, and one guarded update of the incident (its version must still be the
 one read). No model is built per row and no session flushes behind the command's back; the command's
-return value is its incident as an unvalidated model (`Rec.as_model`)."""
+return value is its incident as a record (`Rec.as_record`)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from crisis.playbook import Playbook
 from crisis.principal import Principal
 from crisis.service.base import DRILL, EVT, INC, SYSTEM, TASK, Rec, ServiceBase, _Tx, recs
 from crisis.severity import Severity
-from crisis.store.models import Incident
 from crisis.store.prepared import InsertMany, Prepared
+from crisis.store.records import Incident
 
 _NAMED = ("stage", "incident")  # deadline anchors that need no stage-entry times
 _MOVABLE = ("stage", "stage_entered_at", "decision", "cycle", "cycle_started_at", "closed_at", "severity")
@@ -107,7 +107,7 @@ class IncidentCommands(ServiceBase):
                         to_state="monitoring", title=inc.title, category=category, severity=sev.value,
                         source_url=source_url, signals=sig)
             self._enter_stage(conn, tx, inc, "monitoring", now, actor)
-        return inc.as_model(Incident)
+        return inc.as_record(Incident)
 
     def fire(self, incident_id: int, trigger: str, *, principal: Principal, decision: str | None = None,
              severity: str | Severity | None = None, override: bool = False, reason: str | None = None,
@@ -132,7 +132,7 @@ class IncidentCommands(ServiceBase):
             self._move(conn, tx, inc, work, trigger, who, decision=decision, sev=sev, override=override, reason=reason,
                        note=note, now=now)
             self._save_incident(conn, inc, read_version)
-        return inc.as_model(Incident)
+        return inc.as_record(Incident)
 
     def _incident_with_work(self, conn: Connection, incident_id: int,
                             expected_version: int | None) -> tuple[Rec, list[Rec]]:
@@ -230,7 +230,7 @@ class IncidentCommands(ServiceBase):
             inc.severity = sev.value
             self._regrade(conn, tx, inc, now)
             self._save_incident(conn, inc, read_version, ("severity",))
-        return inc.as_model(Incident)
+        return inc.as_record(Incident)
 
     def update_signals(self, incident_id: int, signals: dict[str, Any], *, principal: Principal,
                        note: str | None = None, expected_version: int | None = None,
@@ -251,7 +251,7 @@ class IncidentCommands(ServiceBase):
                         before=inc.signals, after=merged, note=note)
             inc.signals = merged
             self._save_incident(conn, inc, read_version, ("signals",))
-        return inc.as_model(Incident)
+        return inc.as_record(Incident)
 
     def note(self, incident_id: int, kind: str, text: str, *, principal: Principal, now: datetime | None = None,
              **data: Any) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-
-from sqlmodel import col, select
+from typing import TYPE_CHECKING
 
 from crisis.engine import policy
 from crisis.errors import InputError
@@ -13,7 +12,9 @@ from crisis.principal import Principal
 from crisis.rota import OnCall, Shift
 from crisis.service.base import ServiceBase
 from crisis.store.db import read_session
-from crisis.store.models import OnCallShift
+
+if TYPE_CHECKING:
+    from crisis.store.models import OnCallShift
 
 
 class OnCallCommands(ServiceBase):
@@ -26,6 +27,8 @@ class OnCallCommands(ServiceBase):
                    now: datetime | None = None) -> list[OnCallShift]:
         """Store overrides or imported shifts; each beats the rota while it covers a moment. Leadership, the
         duty officer or anyone on the rota may arrange cover."""
+        from crisis.store.models import OnCallShift
+
         now = self._now(now)
         who = self._principal(principal, now)
         actor = who.person
@@ -46,6 +49,10 @@ class OnCallCommands(ServiceBase):
         return rows
 
     def shifts(self, *, since: datetime | None = None) -> list[OnCallShift]:
+        from sqlmodel import col, select
+
+        from crisis.store.models import OnCallShift
+
         with read_session(self.engine) as s:
             stmt = select(OnCallShift).order_by(col(OnCallShift.start), col(OnCallShift.id))
             if since is not None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-
-from sqlmodel import col, func, select
+from typing import TYPE_CHECKING
 
 from crisis import views
 from crisis.engine.fsm import FINAL
 from crisis.service.base import ServiceBase
 from crisis.store import records
 from crisis.store.db import read_session
-from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Statement, Task
 from crisis.store.status import SchedulerHealth, read_health
 from crisis.views import DEFAULT_PAGE, Page
+
+if TYPE_CHECKING:  # the ORM and the models load in the reads that use them, not with the write commands
+    from crisis.store.models import Escalation, Event, Incident, OutboxMessage, Statement, Task
 
 __all__ = ["DEFAULT_PAGE", "Page", "Queries"]
 
@@ -26,6 +27,10 @@ class Queries(ServiceBase):
         return views.escalation_page(self, incident_id, pending=pending, limit=limit, offset=offset)
 
     def incidents(self, *, include_final: bool = True) -> list[Incident]:
+        from sqlmodel import col, select
+
+        from crisis.store.models import Incident
+
         with read_session(self.engine) as s:
             stmt = select(Incident).order_by(col(Incident.id))
             if not include_final:
@@ -37,6 +42,10 @@ class Queries(ServiceBase):
             return self._incident(s, incident_id)
 
     def tasks(self, incident_id: int) -> list[Task]:
+        from sqlmodel import col, select
+
+        from crisis.store.models import Task
+
         with read_session(self.engine) as s:
             return list(s.exec(select(Task).where(Task.incident_id == incident_id)
                                .order_by(col(Task.id))).all())
@@ -44,6 +53,10 @@ class Queries(ServiceBase):
     def escalations(self, incident_id: int | None = None, *, pending: bool = False) -> list[Escalation]:
         """Escalations fired, oldest first. `pending`: those of tasks still open, acknowledged or not (an
         acknowledgement only holds the chain for a while, so an acknowledged overdue task stays listed)."""
+        from sqlmodel import col, select
+
+        from crisis.store.models import Escalation, Task
+
         with read_session(self.engine) as s:
             stmt = select(Escalation).order_by(col(Escalation.fired_at), col(Escalation.id))
             if incident_id is not None:
@@ -53,17 +66,29 @@ class Queries(ServiceBase):
             return list(s.exec(stmt).all())
 
     def timeline(self, incident_id: int) -> list[Event]:
+        from sqlmodel import col, select
+
+        from crisis.store.models import Event
+
         with read_session(self.engine) as s:
             return list(s.exec(select(Event).where(Event.incident_id == incident_id)
                                .order_by(col(Event.at), col(Event.id))).all())
 
     def statements(self, incident_id: int) -> list[Statement]:
+        from sqlmodel import col, select
+
+        from crisis.store.models import Statement
+
         with read_session(self.engine) as s:
             return list(s.exec(select(Statement).where(Statement.incident_id == incident_id)
                                .order_by(col(Statement.id))).all())
 
     def next_deadlines(self, incident_ids: Iterable[int] | None = None) -> dict[int, datetime]:
         """Per incident (all, or those given: one page's), the earliest due time among its open tasks."""
+        from sqlmodel import col, func, select
+
+        from crisis.store.models import Task
+
         with read_session(self.engine) as s:
             stmt = select(Task.incident_id, func.min(Task.due_at)).where(
                 Task.status == "open", col(Task.due_at).is_not(None)).group_by(Task.incident_id)
@@ -76,6 +101,10 @@ class Queries(ServiceBase):
                limit: int | None = None) -> list[OutboxMessage]:
         """Messages, oldest first; `failed`: given up on after the last attempt; `held`: waiting out the
         recipient's quiet hours."""
+        from sqlmodel import col, select
+
+        from crisis.store.models import OutboxMessage
+
         with read_session(self.engine) as s:
             stmt = select(OutboxMessage).order_by(col(OutboxMessage.id))
             if undelivered_only or held:

@@ -19,10 +19,10 @@ from crisis.principal import Principal
 from crisis.service.base import Rec, ServiceBase, recs
 from crisis.severity import Severity
 from crisis.statements import Finding, lint_statement, personal_data, required_levels
-from crisis.store.models import Statement
 from crisis.store.prepared import Prepared
+from crisis.store.records import Statement
+from crisis.store.tables import STATEMENT as ST
 
-ST = Statement.__table__  # type: ignore[attr-defined]
 _INSERT = Prepared(insert(ST).values({c.key: bindparam(c.key, type_=c.type) for c in ST.columns if c.key != "id"})
                    .returning(ST.c.id))
 _LOCKED = Prepared(select(ST).where(ST.c.id == bindparam("b_id")).with_for_update())
@@ -57,7 +57,7 @@ class StatementCommands(ServiceBase):
             st.id = _INSERT.rows(conn, vars(st))[0][0]
             self._event(conn, tx, at=now, actor=actor, kind="statement_drafted", incident_id=inc.id,
                         statement=st.id, title=st.title, major=is_major, warnings=statement_warnings(st))
-        return st.as_model(Statement)
+        return st.as_record(Statement)
 
     def review_statement(self, statement_id: int, *, principal: Principal, approve: bool,
                          comment: str | None = None, expected_level: int | None = None,
@@ -86,7 +86,7 @@ class StatementCommands(ServiceBase):
             self._event(conn, tx, at=now, actor=actor, kind="statement_reviewed", incident_id=st.incident_id,
                         statement=st.id, level=level, approve=approve, comment=comment, status=st.status,
                         warnings=statement_warnings(st))
-        return st.as_model(Statement)
+        return st.as_record(Statement)
 
     def release_statement(self, statement_id: int, *, principal: Principal, override: bool = False,
                           reason: str | None = None, expected_version: int | None = None,
@@ -116,7 +116,7 @@ class StatementCommands(ServiceBase):
             self._event(conn, tx, at=now, actor=actor, kind="statement_released", incident_id=st.incident_id,
                         statement=st.id, title=st.title, first=first, next_update=st.next_update,
                         warnings=statement_warnings(st))
-        return st.as_model(Statement)
+        return st.as_record(Statement)
 
     def _statement_row(self, conn: Connection, statement_id: int) -> Rec:
         """The statement's row, locked for the command (reviews of one statement take turns)."""

@@ -13,13 +13,13 @@ from crisis.errors import Conflict, InputError, NotFound
 from crisis.principal import Principal
 from crisis.service.base import TASK, Rec, ServiceBase, recs
 from crisis.severity import Severity
-from crisis.store.models import Escalation, Incident, Task
 from crisis.store.prepared import Prepared
+from crisis.store.records import Escalation, Incident, Task
+from crisis.store.tables import ESCALATION as E
 
 _DONE = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
                  .values(status="done", done_at=bindparam("b_at", type_=TASK.c.done_at.type),
                          done_by=bindparam("b_by"), note=bindparam("b_note"), next_escalation_at=None))
-E = Escalation.__table__  # type: ignore[attr-defined]
 _ESCALATION_TASK = Prepared(select(E.c.task_id).where(E.c.id == bindparam("b_id")))
 _TASK_LOCKED = Prepared(select(TASK).where(TASK.c.id == bindparam("b_id")).with_for_update())
 _FIRED = Prepared(select(E).where(E.c.task_id == bindparam("b_id")).order_by(E.c.level))
@@ -47,7 +47,7 @@ class TaskCommands(ServiceBase):
             late = (now - task.due_at).total_seconds() if task.due_at else None
             self._event(conn, tx, at=now, actor=actor, kind="task_done", incident_id=inc.id, task_id=task.id,
                         key=task.key, late_seconds=max(0.0, late) if late is not None else None, note=note)
-        return task.as_model(Task)
+        return task.as_record(Task)
 
     def acknowledge(self, *, principal: Principal, escalation_id: int | None = None, task_id: int | None = None,
                     now: datetime | None = None) -> Escalation:
@@ -88,7 +88,7 @@ class TaskCommands(ServiceBase):
             for person in sorted({e.recipient for e in fired} - {actor}):
                 self._notify(tx, inc, kind="acknowledged", key=f"ack:{task.id}:{esc.id}:{person}", recipient=person,
                              now=now, task=task, by=actor, escalation=esc.id, holds_until=until.isoformat())
-        return esc.as_model(Escalation)
+        return esc.as_record(Escalation)
 
     def _hold(self, task: Task | Rec, inc: Incident | Rec, now: datetime) -> datetime:
         """Hold the task's chain for the acknowledgement timeout: its next step moves to then (never earlier)."""

@@ -21,14 +21,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, exc, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
-from sqlmodel import Session, create_engine
 
 from crisis.errors import Busy, InputError, Unavailable
 from crisis.store.lite import BUSY_TIMEOUT, sqlite_error, sqlite_path
+
+if TYPE_CHECKING:  # sqlmodel (and the ORM) load where a session is made: the Core hot paths use none
+    from sqlmodel import Session
 
 ROOT = Path(__file__).resolve().parents[2]
 URL_HELP = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DBNAME"
@@ -174,6 +176,8 @@ def check_same_database(engine: Engine, identity: tuple[Any, ...]) -> None:
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """One write transaction: commit on success, roll back everything on any error."""
+    from sqlmodel import Session
+
     with Session(engine, expire_on_commit=False) as s:
         try:
             yield s
@@ -200,5 +204,7 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
     """A read transaction: it never waits for writers (PostgreSQL also refuses a write inside it)."""
+    from sqlmodel import Session
+
     with Session(_reader(engine), expire_on_commit=False) as s:
         yield s

@@ -11,17 +11,19 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from crisis.store.db import read_session, write_session
-from crisis.store.models import SchedulerStatus, Task
+from crisis.store.tables import SCHEDULER_STATUS as S
+from crisis.store.tables import TASK as T
+
+if TYPE_CHECKING:
+    from crisis.store.models import SchedulerStatus
 
 STALE_GRACE = timedelta(seconds=30)
-T = Task.__table__  # type: ignore[attr-defined]
-S = SchedulerStatus.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class SchedulerHealth:
 
 def record_start(engine: Engine, now: datetime, sweep_seconds: float) -> None:
     """Claim the row for this process (the leader lock is held, so no other scheduler writes it)."""
+    from crisis.store.models import SchedulerStatus
+
     row = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now, "sweep_seconds": sweep_seconds,
            "last_cycle_at": None, "next_wake_at": None, "pending": 0, "cycles": 0, "last_error": None,
            "stopped_at": None, "stop_reason": None}
@@ -76,6 +80,8 @@ def record_stop(engine: Engine, now: datetime, reason: str) -> None:
 
 def read_health(engine: Engine, now: datetime) -> SchedulerHealth:
     """The scheduler's health as of `now` (a read transaction: never waits for the scheduler's writes)."""
+    from crisis.store.models import SchedulerStatus
+
     with read_session(engine) as s:
         row = s.get(SchedulerStatus, 1)
         pending = s.execute(select(func.count()).select_from(T).where(
