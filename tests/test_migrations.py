@@ -184,7 +184,7 @@ def test_0007_reads_open_tasks_off_partial_indexes_and_downgrades(tmp_path):
         assert "ix_task_next_step" in _plan(conn, escalation._NEXT_DUE.stmt)
         assert "ix_task_next_step" in _plan(conn, escalation._DUE)
         assert "sqlite_autoindex_task_1" in _plan(conn, incidents._WITH_WORK.stmt)
-        assert "sqlite_autoindex_task_1" in _plan(conn, incidents._INCIDENT_TASKS)  # so does a regrade
+        assert "sqlite_autoindex_task_1" in _plan(conn, incidents._INCIDENT_TASKS.stmt)  # so does a regrade
         pending = conn.exec_driver_sql("EXPLAIN QUERY PLAN SELECT e.id FROM escalation e JOIN task t ON t.id = "
                                        "e.task_id WHERE t.status = 'open' ORDER BY t.due_at, t.id LIMIT 50").all()
         assert "ix_task_open_due" in " ".join(r[3] for r in pending)

@@ -64,7 +64,7 @@ def _by_id(rec: Rec) -> int:
 
 # an incident's tasks, read off uq_task_stage_key (its leading column): with status = 'open' in the WHERE, SQLite
 # walks the open-task index over every incident's open tasks instead
-_INCIDENT_TASKS = select(TASK).where(TASK.c.incident_id == bindparam("b_id"))
+_INCIDENT_TASKS = Prepared(select(TASK).where(TASK.c.incident_id == bindparam("b_id")))
 
 
 def _not_escalated(tasks: Iterable[Any]) -> list[Any]:
@@ -358,7 +358,7 @@ class IncidentCommands(ServiceBase):
         sev = Severity(inc.severity)
         entries = self._stage_entries(conn, inc)
         replans = []
-        for task in _not_escalated(conn.execute(_INCIDENT_TASKS, {"b_id": inc.id})):
+        for task in _not_escalated(recs(_INCIDENT_TASKS, conn, {"b_id": inc.id})):
             spec = next((t for t in playbook.tasks_for(task.stage) if t.key == task.key), None)
             if spec is None or spec.due is None:
                 continue
