@@ -38,6 +38,7 @@ class Platforms:
     refused: list[tuple[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     hanging: int = 0
+    hang_at: list[float] = field(default_factory=list)  # when each request to /hang arrived (monotonic)
     url: str = ""
 
     def of(self, platform: str) -> list[Received]:
@@ -92,6 +93,7 @@ def serve(state: Platforms) -> ThreadingHTTPServer:
             q = {k: v[0] for k, v in parse_qs(parts.query).items()}
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if parts.path == "/hang":
+                state.hang_at.append(time.monotonic())
                 state.hanging += 1
                 state.release.wait(30)
                 state.hanging -= 1

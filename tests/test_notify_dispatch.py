@@ -80,7 +80,9 @@ def test_hung_and_failing_endpoints_do_not_hold_up_the_others(engine, playbooks,
 
     first = d.drain(max_seconds=10)
     got = platforms.of("wecom")
-    assert [r.while_hanging for r in got] == [got[0].while_hanging] and got[0].while_hanging >= 1  # on time
+    # on time: sent while the hung webhook waited out its 0.3 s timeout (or before it arrived), never after it;
+    # the two requests leave together, so which one reaches the server first is not fixed
+    assert len(got) == 1 and platforms.hang_at and got[0].at < platforms.hang_at[0] + 0.3
     assert first.delivered == 5 and first.retrying == 3  # 4 record copies + liaison's wecom
     r = rows(svc)
     for key in ("esc:info_staff:webhook", "esc:legal:webhook", "esc:commentator:dingtalk"):
