@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crisis.clock import Clock, ensure_aware
 from crisis.errors import Forbidden, NotFound, StaleVersion
-from crisis.logs import get_logger
+from crisis.logs import get_logger, info_lines
 from crisis.notify.outbox import DEFAULT_CHANNELS, Routing, messages
 from crisis.playbook import PlaybookSet
 from crisis.principal import ENGINE_ACTORS, Principal, roles_at, standing_roles
@@ -174,10 +174,10 @@ class ServiceBase:
                 self.log.warning("after_commit_failed", error=repr(exc))
 
     def _log_committed(self, tx: _Tx) -> None:
-        for ev in tx.events:
-            self.log.info(ev["kind"], incident=ev["incident_id"], actor=ev["actor"], auth=ev["auth"],
-                          at=ev["at"].isoformat(), from_state=ev["from_state"], to_state=ev["to_state"],
-                          task=ev["task_id"], **ev["data"])
+        info_lines(self.log, [(ev["kind"], {"incident": ev["incident_id"], "actor": ev["actor"], "auth": ev["auth"],
+                                            "at": ev["at"].isoformat(), "from_state": ev["from_state"],
+                                            "to_state": ev["to_state"], "task": ev["task_id"], **ev["data"]})
+                              for ev in tx.events])
 
     def _event(self, s: Session, tx: _Tx, *, at: datetime, actor: str, kind: str, incident_id: int | None,
                from_state: str | None = None, to_state: str | None = None, task_id: int | None = None,

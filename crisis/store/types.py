@@ -5,12 +5,17 @@ SQLite has no time-zone type, so aware datetimes would silently come back naive.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from json import encoder as json_encoder
 from typing import Any
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+_SEEN_MAX = 4096  # remembered conversions per processor (then forgotten all at once)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -32,13 +37,42 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
         check = self.process_bind_param
+        seen: dict[datetime, str] = {}  # aware time -> its text: a command binds its `now` a dozen times
 
         def process(value: Any) -> str | None:
             if value is None:
                 return None
-            if type(value) is datetime and value.tzinfo is UTC:
-                return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-            return check(value, dialect).isoformat(" ", "microseconds")  # type: ignore[union-attr]
+            if type(value) is datetime:  # (a naive one is never stored, so never found: it goes to `check`)
+                text = seen.get(value)  # equal aware times are the same instant: the same UTC text
+                if text is not None:
+                    return text
+            text = check(value, dialect).isoformat(" ", "microseconds")  # type: ignore[union-attr]
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen[value] = text
+            return text
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """On SQLite, SQLite's text parsed once per distinct value (datetimes are immutable, so rows may share one):
+        a command reads the same few times on many rows (the incident's, repeated on each of its tasks' rows)."""
+        parse = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or parse is None:
+            return parse
+        seen: dict[Any, datetime | None] = {}
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return seen[value]
+            except KeyError:
+                pass
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            out = seen[value] = parse(value)
+            return out
 
         return process
 
@@ -48,3 +82,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def json_bind(dialect: Dialect, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A JSON column's bind processor, `process`, with a quicker way for dicts and lists on a dialect using the
+    default serializer (json.dumps): the same text from C encoder made once, instead of json.dumps building one
+    (and its checks) for every value, ~1.5 us of ~3.5 a hot-path row's JSON. Anything else goes to `process`."""
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None or getattr(dialect, "_json_serializer", None) is not None or dialect.name != "sqlite":
+        return process
+    d = json.JSONEncoder()  # json.dumps's own settings: ASCII output, ", " and ": "
+    # no markers (shared between threads they could collide): a circular value recurses until RecursionError,
+    # and then `process` says what json.dumps says ("Circular reference detected")
+    encode = make(None, d.default, json_encoder.encode_basestring_ascii, d.indent, d.key_separator,
+                  d.item_separator, d.sort_keys, d.skipkeys, d.allow_nan)
+
+    def fast(value: Any) -> Any:
+        if type(value) is dict or type(value) is list:
+            try:
+                return "".join(encode(value, 0))
+            except RecursionError:
+                pass
+        return process(value)
+
+    return fast
