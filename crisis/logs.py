@@ -12,6 +12,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from json import encoder as json_encoder
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,12 +33,26 @@ _configured_stream: IO[str] | None = None
 # What `json.dumps(d, ensure_ascii=False, default=str)` builds anew on every call (the JSON renderer's settings): one
 # encoder made once writes the same text.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_C_ENCODE = json_encoder.c_make_encoder and json_encoder.c_make_encoder(
+    None, str, json_encoder.encode_basestring, None, ": ", ", ", False, False, True)  # the same, C only (see _encode)
+
+
+def _encode(d: dict[str, Any]) -> str:
+    """`_ENCODER.encode(d)` straight from the C encoder, made once (the encoder makes one per call); without its
+    circular-reference markers, so a value containing itself ends in RecursionError, and then the encoder says
+    what json.dumps says."""
+    if _C_ENCODE is not None:
+        try:
+            return "".join(_C_ENCODE(d, 0))
+        except RecursionError:
+            pass
+    return _ENCODER.encode(d)
 _chain: list[Any] | None = None  # the processors `configure` installed (the audit fast path renders exactly them)
 _chain_items: tuple[Any, ...] = ()  # and what it held (structlog.testing.capture_logs swaps the list's contents)
 
 
 def _render(event_dict: dict[str, Any], **_kw: Any) -> str:
-    return _ENCODER.encode(event_dict)
+    return _encode(event_dict)
 
 
 class _Guarded(io.TextIOBase):
@@ -131,7 +146,7 @@ def info_lines(log: Any, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
             d.setdefault(key, value)
         d["level"] = "info"
         d["msg"] = d.pop("event")
-        lines.append(_ENCODER.encode(d))
+        lines.append(_encode(d))
     log._logger.msg("\n".join(lines))  # the PrintLogger: its lock, its stream, one print and flush
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import cache
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +61,11 @@ _TASK_INCIDENT_LOCKED = Prepared(sa_select(INC).where(
     INC.c.id == sa_select(TASK.c.incident_id).where(TASK.c.id == bindparam("b_id")).scalar_subquery())
     .with_for_update())
 _TASK = Prepared(sa_select(TASK).where(TASK.c.id == bindparam("b_id")))
+# on SQLite, where the command holds the write lock from its BEGIN, the task and its incident in one read
+_TASK_AND_INCIDENT = Prepared(sa_select(TASK, INC).select_from(TASK.join(INC, INC.c.id == TASK.c.incident_id))
+                              .where(TASK.c.id == bindparam("b_id")))
+_TASK_COLUMNS = tuple(c.key for c in TASK.columns)
+_INC_COLUMNS = tuple(c.key for c in INC.columns)
 # find_task's order: the current cycle's task, the latest if its stage was re-entered
 _TASK_ID = Prepared(sa_select(TASK.c.id).where(TASK.c.incident_id == bindparam("b_inc"),
                                                TASK.c.key == bindparam("b_key"))
@@ -88,7 +94,13 @@ class Rec(SimpleNamespace):
         """The row as a `cls` record (the read side's dataclasses: the same fields in column order, so adapters
         and JSON see the same values): no model class, no mapper configuration on a write command's path."""
         values = vars(self)
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})  # type: ignore[arg-type]
+        return cls(**{k: values[k] for k in _field_names(cls) if k in values})
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A record class's field names (dataclasses.fields walks the class every call)."""
+    return tuple(f.name for f in fields(cls))
 
 
 @dataclass
@@ -234,7 +246,15 @@ class ServiceBase:
         """A task read under its incident's row lock: commands on one incident take turns, and each decides on
         the task as the previous one left it (PostgreSQL's READ COMMITTED would otherwise let two commands both
         see it open). The incident is found through the task and row-locked in one statement, then the task is
-        read under that lock."""
+        read under that lock; on SQLite, whose BEGIN IMMEDIATE already holds the write lock, both in one read."""
+        if conn.dialect.name == "sqlite":
+            rows = _TASK_AND_INCIDENT.rows(conn, {"b_id": task_id})
+            if not rows:
+                raise NotFound(f"no task #{task_id}")
+            n = len(_TASK_COLUMNS)
+            task = Rec(**dict(zip(_TASK_COLUMNS, rows[0][:n], strict=True)))
+            inc = Rec(**dict(zip(_INC_COLUMNS, rows[0][n:], strict=True)))
+            return task, self._checked(conn, inc, inc.id, expected_version)
         found = recs(_TASK_INCIDENT_LOCKED, conn, {"b_id": task_id})
         if not found:
             raise NotFound(f"no task #{task_id}")

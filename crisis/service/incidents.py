@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from crisis import textinput
@@ -52,6 +52,10 @@ _WITH_WORK = Prepared(
     .select_from(INC.outerjoin(TASK, and_(TASK.c.incident_id == INC.c.id, TASK.c.cycle == INC.c.cycle)))
     .where(INC.c.id == bindparam("b_id")))  # (the work sorted by id in Python, as _OPEN_WORK)
 _INC_COLUMNS = tuple(c.key for c in INC.columns)
+# when the incident's current cycle first entered each stage (the two kinds spelt out: IN (…) would expand)
+_ENTRIES = Prepared(select(EVT.c.to_state, func.min(EVT.c.at).label("at")).where(
+    EVT.c.incident_id == bindparam("b_id"), or_(EVT.c.kind == "stage_changed", EVT.c.kind == "incident_opened"),
+    EVT.c.at >= bindparam("b_since", type_=EVT.c.at.type), EVT.c.to_state.is_not(None)).group_by(EVT.c.to_state))
 _REPLAN = Prepared(update(TASK).where(TASK.c.id == bindparam("b_id"))
                    .values(due_at=bindparam("b_due", type_=TASK.c.due_at.type),
                            escalation_plan=bindparam("b_plan", type_=TASK.c.escalation_plan.type),
@@ -142,13 +146,14 @@ class IncidentCommands(ServiceBase):
         if conn.dialect.name != "sqlite":
             inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
             return inc, self._open_work(conn, inc)
-        rows = recs(_WITH_WORK, conn, {"b_id": incident_id})
+        n = len(_INC_COLUMNS)  # the incident's columns lead each row: read and converted once
+        rows = _WITH_WORK.rows(conn, {"b_id": incident_id}, same=n)
         if not rows:
             raise NotFound(f"no incident #{incident_id}")
-        first = vars(rows[0])
-        inc = self._checked(conn, Rec(**{k: first[k] for k in _INC_COLUMNS}), incident_id, expected_version)
-        return inc, sorted((Rec(id=r.w_id, stage=r.w_stage, key=r.w_key, required=r.w_required) for r in rows
-                            if r.w_status == "open"), key=_by_id)
+        inc = self._checked(conn, Rec(**dict(zip(_INC_COLUMNS, rows[0], strict=False))), incident_id,
+                            expected_version)
+        return inc, sorted((Rec(id=r[n], stage=r[n + 1], key=r[n + 2], required=r[n + 3]) for r in rows
+                            if r[n + 4] == "open"), key=_by_id)
 
     def _move(self, conn: Connection, tx: _Tx, inc: Rec, work: list[Rec], trigger: str, who: Principal, *,
               decision: str | None, sev: Severity | None, override: bool, reason: str | None, note: str | None,
@@ -339,9 +344,7 @@ class IncidentCommands(ServiceBase):
         at a named earlier stage. Given the stage about to be entered, read only if one of its tasks needs it."""
         if playbook is not None and all(t.anchor in _NAMED for t in playbook.tasks_for(stage or "")):
             return {}
-        rows = conn.execute(select(EVT.c.to_state, func.min(EVT.c.at).label("at")).where(
-            EVT.c.incident_id == inc.id, EVT.c.kind.in_(("stage_changed", "incident_opened")),
-            EVT.c.at >= inc.cycle_anchor, EVT.c.to_state.is_not(None)).group_by(EVT.c.to_state)).all()
+        rows = _ENTRIES.rows(conn, {"b_id": inc.id, "b_since": inc.cycle_anchor})
         return {str(stage): at for stage, at in rows}  # min() keeps the column's UTC type
 
     def _duties(self, inc: Rec, work: list[Rec]) -> list[OpenTask]:

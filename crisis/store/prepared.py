@@ -87,15 +87,24 @@ class _Plan:
                                  if (p := c.type.dialect_impl(dialect).result_processor(dialect, code)) is not None)
         return self.convert
 
-    def rows(self, raw: Iterable[Sequence[Any]], description: Sequence[Sequence[Any]] | None) -> list[tuple[Any, ...]]:
+    def rows(self, raw: Iterable[Sequence[Any]], description: Sequence[Sequence[Any]] | None,
+             same: int = 0) -> list[tuple[Any, ...]]:
+        """`raw` rows converted; the first `same` columns are converted on the first row only and shared by the
+        others (a joined parent's columns, repeated on each child's row)."""
         convert = self.converters(description)
         if not convert:
             return [tuple(r) for r in raw]
         out = []
         for r in raw:
             row = list(r)
-            for i, proc in convert:
-                row[i] = proc(row[i])
+            if out and same:
+                row[:same] = out[0][:same]
+                for i, proc in convert:
+                    if i >= same:
+                        row[i] = proc(row[i])
+            else:
+                for i, proc in convert:
+                    row[i] = proc(row[i])
             out.append(tuple(row))
         return out
 
@@ -120,12 +129,13 @@ class Prepared:
         """The result columns' keys."""
         return self.plan(conn).names
 
-    def rows(self, conn: Connection, params: Params | None = None) -> list[tuple[Any, ...]]:
-        """Run it; its result rows, converted as SQLAlchemy would (aware datetimes, JSON values, booleans)."""
+    def rows(self, conn: Connection, params: Params | None = None, same: int = 0) -> list[tuple[Any, ...]]:
+        """Run it; its result rows, converted as SQLAlchemy would (aware datetimes, JSON values, booleans). `same`:
+        how many leading columns hold the same values on every row (converted once: see `_Plan.rows`)."""
         plan = self.plan(conn)
         cursor = _execute(conn, plan.sql, plan.args(params or {}), many=False)
         try:
-            return plan.rows(cursor.fetchall(), cursor.description)
+            return plan.rows(cursor.fetchall(), cursor.description, same)
         finally:
             cursor.close()
 
