@@ -26,17 +26,18 @@ Params = Mapping[str, Any]
 _NO_VALUE = object()
 
 
-def _binder(binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]],
-            positional: bool) -> Callable[[Params], list[Any] | dict[str, Any]]:
+def _binder(binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]], positional: bool,
+            source: Callable[[str], str] | None = None) -> Callable[[Any], list[Any] | dict[str, Any]]:
     """The function making the driver's parameters from one set of named values (in order, or by name), written
     out for this statement: `lambda p: [p["b_id"], f1(p["b_at"]), c2]`. Every hot-path row goes through it (~20
     rows a transition), and a generic loop over the binds cost ~5 us a row, more than SQLite takes to store it.
-    A constant's processed value is computed once here (processors are pure)."""
+    A constant's processed value is computed once here (processors are pure). `source`: the expression reading a
+    bind's value from `p` (default `p[key]`)."""
     env: dict[str, Any] = {}
     parts = []
     for i, (name, key, const, proc) in enumerate(binds):
         if const is _NO_VALUE:
-            expr = f"p[{key!r}]"
+            expr = source(key) if source is not None else f"p[{key!r}]"
             if proc is not None:
                 env[f"f{i}"] = proc
                 expr = f"f{i}({expr})"
@@ -55,7 +56,7 @@ class _Plan:
 
     __slots__ = ("sql", "positional", "args", "names", "convert", "_columns", "_dialect")
 
-    def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, source: Callable[[str], str] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect)
         if compiled.literal_execute_params or compiled.post_compile_params or compiled.escaped_bind_names:
             raise ValueError(f"not a plain prebuilt statement: {compiled.string}")
@@ -72,7 +73,7 @@ class _Plan:
             if proc is not None and isinstance(bp.type, JSON):
                 proc = json_bind(dialect, proc)
             binds.append((name, bp.key, value, proc))
-        self.args: Callable[[Params], list[Any] | dict[str, Any]] = _binder(binds, self.positional)
+        self.args: Callable[[Params], list[Any] | dict[str, Any]] = _binder(binds, self.positional, source)
         self._columns = list(getattr(stmt, "exported_columns", ()) or ())
         self._dialect = dialect
         self.names = tuple(c.key for c in self._columns)
@@ -112,17 +113,17 @@ class _Plan:
 class Prepared:
     """A Core statement with bound parameters, compiled once per dialect (see the module docstring)."""
 
-    __slots__ = ("stmt", "_plans")
+    __slots__ = ("stmt", "_plans", "_source")
 
-    def __init__(self, stmt: ClauseElement) -> None:
-        self.stmt = stmt
+    def __init__(self, stmt: ClauseElement, source: Callable[[str], str] | None = None) -> None:
+        self.stmt, self._source = stmt, source  # (source: see _binder)
         self._plans: dict[str, _Plan] = {}
 
     def plan(self, conn: Connection | Engine) -> _Plan:
         dialect = conn.dialect
         plan = self._plans.get(dialect.name)
         if plan is None:
-            plan = self._plans[dialect.name] = _Plan(self.stmt, dialect)
+            plan = self._plans[dialect.name] = _Plan(self.stmt, dialect, self._source)
         return plan
 
     def names(self, conn: Connection) -> tuple[str, ...]:
@@ -193,7 +194,7 @@ class InsertMany:
 
     def __init__(self, table: Table, columns: Sequence[str], returning: Sequence[str]) -> None:
         self.table, self.columns, self.returning = table, tuple(columns), tuple(returning)
-        self._by_count: dict[int, tuple[Prepared, tuple[str, ...]]] = {}  # row count -> statement, bind names
+        self._by_count: dict[int, Prepared] = {}  # row count -> statement
 
     def rows(self, conn: Connection, rows: Sequence[Params]) -> list[tuple[Any, ...]]:
         """Insert `rows` (each with every column of `columns`); the returned columns of each. Their order is not
@@ -204,15 +205,19 @@ class InsertMany:
         return out
 
     def _chunk(self, conn: Connection, rows: Sequence[Params]) -> list[tuple[Any, ...]]:
-        built = self._by_count.get(len(rows))
-        if built is None:
+        stmt = self._by_count.get(len(rows))
+        if stmt is None:
             c = self.table.c
-            names = tuple(f"r{i}_{k}" for i in range(len(rows)) for k in self.columns)  # row by row
             values = [{k: bindparam(f"r{i}_{k}", type_=c[k].type) for k in self.columns} for i in range(len(rows))]
-            built = self._by_count[len(rows)] = (
-                Prepared(insert(self.table).values(values).returning(*(c[k] for k in self.returning))), names)
-        stmt, names = built
-        return stmt.rows(conn, dict(zip(names, (row[k] for row in rows for k in self.columns), strict=True)))
+            stmt = self._by_count[len(rows)] = Prepared(  # bind r{i}_{column} is read as rows[i][column]
+                insert(self.table).values(values).returning(*(c[k] for k in self.returning)), _row_column)
+        return stmt.rows(conn, rows)  # type: ignore[arg-type]
+
+
+def _row_column(key: str) -> str:
+    """InsertMany's bind `r{i}_{column}` read from its rows: `p[i]["column"]`."""
+    i, column = key[1:].split("_", 1)
+    return f"p[{int(i)}][{column!r}]"
 
 
 def driver_sql(conn: Connection, sql: str) -> None:

@@ -18,6 +18,24 @@ from sqlalchemy.types import TypeDecorator
 _SEEN_MAX = 4096  # remembered conversions per processor (then forgotten all at once)
 
 
+class _Memo(dict[Any, Any]):
+    """A conversion remembered per value, looked up as `memo[value]`: a hit is a dict look-up with no Python call
+    (the processors run on every timestamp of every hot-path row); a miss converts (or raises, remembering
+    nothing). None converts to None."""
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        super().__init__({None: None})
+        self.convert = convert
+
+    def __missing__(self, value: Any) -> Any:
+        out = self.convert(value)
+        if len(self) >= _SEEN_MAX:
+            self.clear()
+            self[None] = None
+        self[value] = out
+        return out
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime
     cache_ok = True
@@ -37,44 +55,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
         check = self.process_bind_param
-        seen: dict[datetime, str] = {}  # aware time -> its text: a command binds its `now` a dozen times
 
-        def process(value: Any) -> str | None:
-            if value is None:
-                return None
-            if type(value) is datetime:  # (a naive one is never stored, so never found: it goes to `check`)
-                text = seen.get(value)  # equal aware times are the same instant: the same UTC text
-                if text is not None:
-                    return text
-            text = check(value, dialect).isoformat(" ", "microseconds")  # type: ignore[union-attr]
-            if len(seen) >= _SEEN_MAX:
-                seen.clear()
-            seen[value] = text
-            return text
+        def text(value: Any) -> str:
+            if type(value) is datetime and value.tzinfo is UTC:  # already UTC: its text without the "+00:00"
+                return value.isoformat(" ", "microseconds")[:26]
+            return check(value, dialect).isoformat(" ", "microseconds")  # type: ignore[union-attr]
 
-        return process
+        # aware time -> its text (equal aware times are the same instant: the same UTC text; a naive one is never
+        # stored, so never found, and `check` refuses it): a command binds its `now` a dozen times
+        return _Memo(text).__getitem__
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         """On SQLite, SQLite's text parsed once per distinct value (datetimes are immutable, so rows may share one):
-        a command reads the same few times on many rows (the incident's, repeated on each of its tasks' rows)."""
+        a command reads the same few times on many rows."""
         parse = super().result_processor(dialect, coltype)
         if dialect.name != "sqlite" or parse is None:
             return parse
-        seen: dict[Any, datetime | None] = {}
-
-        def process(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            try:
-                return seen[value]
-            except KeyError:
-                pass
-            if len(seen) >= _SEEN_MAX:
-                seen.clear()
-            out = seen[value] = parse(value)
-            return out
-
-        return process
+        return _Memo(parse).__getitem__
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
