@@ -82,3 +82,53 @@ def test_prepared_statements_match_sqlalchemy_on_postgresql(pg_url):  # noqa: F8
 def test_a_statement_that_needs_per_call_rendering_is_refused(engine):
     with engine.connect() as conn, pytest.raises(ValueError, match="not a plain prebuilt statement"):
         Prepared(select(T.c.id).where(T.c.key.in_(["a", "b"]))).rows(conn)
+
+
+def test_a_sqlite_write_transaction_keeps_the_engines_events_errors_and_pool(tmp_path):
+    """`write` on SQLite runs without SQLAlchemy's Connection, yet listeners see the same statements and commit,
+    driver errors arrive typed and roll everything back, and the pooled connection always goes back."""
+    import sqlite3
+
+    from crisis.errors import Busy
+    from crisis.store.prepared import write
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        create_db(engine)
+        seen: list[str] = []
+        event.listen(engine, "before_cursor_execute", lambda _c, _cur, stmt, *_: seen.append(stmt.split()[0]))
+        event.listen(engine, "commit", lambda _c: seen.append("commit"))
+        event.listen(engine, "rollback", lambda _c: seen.append("rollback"))
+        add = InsertMany(T, ("incident_id", *COLUMNS), ("id",))
+        with write(engine) as conn:
+            Prepared(insert(T.metadata.tables["incident"]).values(
+                title="t", category="c", signals={}, stage="monitoring", severity="II", cycle=1, opened_by="p",
+                opened_at=AT, stage_entered_at=AT, playbook_version="", version=0)).run(conn)
+            add.rows(conn, [_row(0, incident_id=1)])
+        assert seen == ["BEGIN", "INSERT", "INSERT", "commit"]  # BEGIN IMMEDIATE from the engine's begin hook
+        assert engine.pool.checkedout() == 0
+        seen.clear()
+        with pytest.raises(IntegrityError), write(engine) as conn:  # uq_task_stage_key, as SQLAlchemy raises it
+            add.rows(conn, [_row(1, incident_id=1)])
+            add.rows(conn, [_row(0, incident_id=1)])
+        assert "commit" not in seen and "rollback" in seen and engine.pool.checkedout() == 0
+        count = Prepared(select(func.count()).select_from(T))
+        assert count.read(engine) == [(1,)]  # k1 went with the failed transaction
+        with pytest.raises(RuntimeError), write(engine) as conn:  # any error: nothing of it stays
+            add.rows(conn, [_row(2, incident_id=1)])
+            raise RuntimeError("x")
+        assert count.read(engine) == [(1,)] and engine.pool.checkedout() == 0
+        raw = engine.raw_connection()  # the pool's one connection: give up at once on a held lock
+        raw.dbapi_connection.execute("PRAGMA busy_timeout=0")
+        raw.close()
+        other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(Busy), write(engine) as conn:  # the engine's handle_error hook types it
+                add.rows(conn, [_row(3, incident_id=1)])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert engine.pool.checkedout() == 0
+    finally:
+        engine.dispose()

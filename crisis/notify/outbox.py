@@ -51,11 +51,14 @@ def messages(*, kind: str, key: str, recipient: str, incident_id: int | None, fa
     (task id and escalation level, ...); the unique constraint turns an impossible duplicate into a
     rolled-back command, never a double page."""
     severity = facts.get("severity")
-    held = hold_until(now, kind=kind, severity=severity, quiet=roster.quiet_hours_of(recipient), tz=routing.tz)
-    urgent = is_urgent(kind, severity)
+    urgent = is_urgent(kind, severity)  # (an urgent message is never held: no quiet hours to look up)
+    held = None if urgent else hold_until(now, kind=kind, severity=severity, quiet=roster.quiet_hours_of(recipient),
+                                          tz=routing.tz)
     facts = {"type": kind, **facts}
     out = [row(key=f"{key}:{ch}", channel=ch, kind=kind, recipient=recipient, incident_id=incident_id,
                facts=facts, now=now, urgent=urgent, held=held) for ch in routing.channels]
+    if not routing.personal:  # no personal channel configured: nobody has a route (personal_route keeps none)
+        return out
     preferred = next((p.channels for p in roster.people if p.id == recipient), [])
     route = personal_route(list(preferred), routing.personal)
     if route:

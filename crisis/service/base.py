@@ -11,7 +11,7 @@ from functools import cache
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Row, Table, bindparam, insert
+from sqlalchemy import Row, Table, bindparam, insert, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 
@@ -25,7 +25,7 @@ from crisis.roster import Roster
 from crisis.rota import OnCall, Shift, on_call, with_backup
 from crisis.store import records
 from crisis.store.db import read_session, write_session
-from crisis.store.prepared import Prepared
+from crisis.store.prepared import Prepared, write
 from crisis.store.tables import EVENT as EVT
 from crisis.store.tables import INCIDENT as INC
 from crisis.store.tables import ONCALLSHIFT as _SHIFT
@@ -66,6 +66,11 @@ _TASK_AND_INCIDENT = Prepared(sa_select(TASK, INC).select_from(TASK.join(INC, IN
                               .where(TASK.c.id == bindparam("b_id")))
 _TASK_COLUMNS = tuple(c.key for c in TASK.columns)
 _INC_COLUMNS = tuple(c.key for c in INC.columns)
+# the latest version-changing events of an incident (the kinds spelt out: IN (…) would expand)
+_CHANGES = Prepared(sa_select(EVT.c.kind, EVT.c.actor, EVT.c.at, EVT.c.from_state, EVT.c.to_state).where(
+    EVT.c.incident_id == bindparam("b_id"), or_(*(EVT.c.kind == k for k in ("stage_changed", "signals_updated",
+                                                                           "severity_changed"))))
+    .order_by(EVT.c.id.desc()).limit(bindparam("b_n")))
 # find_task's order: the current cycle's task, the latest if its stage was re-entered
 _TASK_ID = Prepared(sa_select(TASK.c.id).where(TASK.c.incident_id == bindparam("b_inc"),
                                                TASK.c.key == bindparam("b_key"))
@@ -112,8 +117,8 @@ class _Tx:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     auth: str | None = None  # how the command's principal authenticated, recorded on each of its events
 
-    def flush(self, s: Session | Connection) -> None:
-        conn = s if isinstance(s, Connection) else s.connection()  # one executemany each: the ORM bulk path costs more
+    def flush(self, conn: Connection) -> None:
+        """One executemany each (the ORM bulk path costs more)."""
         _INSERT_EVENTS.many(conn, self.events)
         _INSERT_OUTBOX.many(conn, self.outbox)
 
@@ -163,7 +168,7 @@ class ServiceBase:
         tx = _Tx(auth=principal.auth if principal is not None else None)
         with write_session(self.engine) as s:
             yield s, tx
-            tx.flush(s)
+            tx.flush(s.connection())
         self._committed(tx)
 
     @contextmanager
@@ -171,7 +176,7 @@ class ServiceBase:
         """The hot paths' transaction (open, fire, complete): Core statements on one connection, so a command
         costs its few statements and not an ORM unit of work (SQLite: BEGIN IMMEDIATE, see store.db)."""
         tx = _Tx(auth=principal.auth if principal is not None else None)
-        with self.engine.begin() as conn:
+        with write(self.engine) as conn:
             yield conn, tx
             tx.flush(conn)
         self._committed(tx)
@@ -186,10 +191,16 @@ class ServiceBase:
                 self.log.warning("after_commit_failed", error=repr(exc))
 
     def _log_committed(self, tx: _Tx) -> None:
-        info_lines(self.log, [(ev["kind"], {"incident": ev["incident_id"], "actor": ev["actor"], "auth": ev["auth"],
-                                            "at": ev["at"].isoformat(), "from_state": ev["from_state"],
-                                            "to_state": ev["to_state"], "task": ev["task_id"], **ev["data"]})
-                              for ev in tx.events])
+        times: dict[int, str] = {}  # a command's events mostly share one time object: written out once
+        lines = []
+        for ev in tx.events:
+            at = times.get(id(ev["at"]))
+            if at is None:
+                at = times[id(ev["at"])] = ev["at"].isoformat()
+            lines.append((ev["kind"], {"incident": ev["incident_id"], "actor": ev["actor"], "auth": ev["auth"],
+                                       "at": at, "from_state": ev["from_state"], "to_state": ev["to_state"],
+                                       "task": ev["task_id"], **ev["data"]}))
+        info_lines(self.log, lines)
 
     def _event(self, s: Session, tx: _Tx, *, at: datetime, actor: str, kind: str, incident_id: int | None,
                from_state: str | None = None, to_state: str | None = None, task_id: int | None = None,
@@ -235,9 +246,8 @@ class ServiceBase:
 
     def _changes(self, s: Session | Connection, incident_id: int, n: int) -> list[str]:
         """The latest `n` version-changing events of an incident, described (what a stale caller missed)."""
-        rows = s.execute(sa_select(EVT.c.kind, EVT.c.actor, EVT.c.at, EVT.c.from_state, EVT.c.to_state).where(
-            EVT.c.incident_id == incident_id, EVT.c.kind.in_(("stage_changed", "signals_updated", "severity_changed")))
-            .order_by(EVT.c.id.desc()).limit(max(1, n))).all()
+        conn = s.connection() if callable(getattr(s, "connection", None)) else s  # a Session, or a connection
+        rows = recs(_CHANGES, conn, {"b_id": incident_id, "b_n": max(1, n)})  # type: ignore[arg-type]
         return [f"{e.kind} by {e.actor} at {e.at.isoformat().replace('+00:00', 'Z')}"
                 + (f" ({e.from_state} → {e.to_state})" if e.to_state else "") for e in reversed(rows)]
 
