@@ -13,8 +13,9 @@ start-up. The surge is the shipped scenario replayed `incidents` times, each cop
 previous one, all on one clock and one database (72 h each, 83.5 h span for 100).
 
 Wall time and CPU time are both printed: on a shared machine wall time also counts the time other processes
-held the CPU. CPU time is this process's plus that of the worker process writing a many-incident replay's
-report files while the replay goes on (crisis.drill.writer): on two free CPUs that work is off the wall time.
+held the CPU. CPU time is this process's plus that of the worker process scoring a many-incident replay's
+incidents and writing their report files while the replay goes on (crisis.drill.writer): on two free CPUs that
+work is off the wall time.
 The breakdown (CPU seconds, exclusive) splits the replay loop (by what it calls) from scoring and writing.
 """
 
@@ -39,7 +40,7 @@ from crisis import logs
 from crisis.clock import SystemClock
 from crisis.console import FILE_WIDTH
 from crisis.drill import cli as drill_cli
-from crisis.drill import runner
+from crisis.drill import runner, writer
 from crisis.drill.scenario import load_scenario
 from crisis.notify.dispatch import Dispatcher
 from crisis.playbook import load_playbooks
@@ -86,8 +87,9 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
     out, db = tmp / name, tmp / f"{name}.db"
     parts: dict[str, float] = collections.defaultdict(float)
     where = [(runner, "create_db", "database set-up"), (drill_cli, "keep_database", "database set-up"),
-             (runner, "build", "scorecards"),
-             (drill_cli, "_write_one", "reports + files"), (drill_cli, "print_summary", "terminal summary (Rich)"),
+             (runner, "build", "scorecards + reports + files"), (writer, "make_files", "scorecards + reports + files"),
+             (drill_cli, "_write_one", "incident rows read for scoring (or sent to the worker)"),
+             (drill_cli, "print_summary", "terminal summary (Rich)"),
              (runner, "_apply", "loop: scripted steps (service commands)"),
              (CrisisService, "open_incident", "loop: scripted steps (service commands)"),
              (Dispatcher, "drain_inline", "loop: notification delivery (drain_inline)"),
@@ -108,10 +110,10 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
     cpu = main_cpu + worker
     cards = cards if isinstance(cards, list) else [cards]
     span = (loaded.scenario.duration + STAGGER * (incidents - 1)).total_seconds()
-    parts["reports + files"] -= parts["terminal summary (Rich)"]  # the summary is printed from _write_one
+    parts["incident rows read for scoring (or sent to the worker)"] -= parts["scorecards + reports + files"]
     parts["loop: the runner itself and the rest"] = main_cpu - sum(parts.values())
     if worker:
-        parts["reports + files (the worker process)"] = worker
+        parts["scorecards + reports + files (the worker process)"] = worker
     return {"incidents": incidents, "span_s": span, "wall_s": wall, "cpu_s": cpu, "x_real": span / wall,
             "x_real_cpu": span / cpu, "parts": dict(parts), "files": sum(1 for p in out.rglob("*") if p.is_file()),
             "tasks": sum(c["metrics"]["tasks_total"] for c in cards),

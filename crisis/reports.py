@@ -22,7 +22,9 @@ from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.escaping import md_inline
+from crisis.playbook import PlaybookSet
 from crisis.resources import data_path
+from crisis.roster import Roster
 from crisis.service import CrisisService
 
 KINDS = ("incident_report", "after_action", "scorecard")
@@ -119,12 +121,20 @@ def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shan
     zone(tz)  # fail early on a bad zone, before anything is written
     if card is None:
         card = scorecard.build(svc, incident_id, expectations=expectations, finished=finished)
+    return context_of(card, svc.roster, svc.playbooks, at=now or svc.clock.now(),  # drill time in a drill
+                      tz=tz, scenario=scenario, run=run)
+
+
+def context_of(card: dict[str, Any], roster: Roster, playbooks: PlaybookSet, *, at: datetime, tz: str,
+               scenario: dict[str, Any] | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`report_context` from an incident's scorecard, its roster and playbooks, at `at` (pure: a drill's report
+    worker builds it away from the service)."""
+    zone(tz)
     inc = card["incident"]
-    names = {p.id: p.name for p in svc.roster.people}
-    group_of = {pid: g for g, grp in svc.roster.groups.items() for pid in grp.everyone}
-    at = now or svc.clock.now()  # drill time in a drill, wall time otherwise
+    names = {p.id: p.name for p in roster.people}
+    group_of = {pid: g for g, grp in roster.groups.items() for pid in grp.everyone}
     events = card["timeline"]
-    playbook = svc.playbooks.get(inc["category"]) if inc["category"] in svc.playbooks.categories else None
+    playbook = playbooks.get(inc["category"]) if inc["category"] in playbooks.categories else None
     signal_history = [{"at": e["at"], "offset_seconds": e["offset_seconds"],
                        "signals": e["data"].get("after" if e["kind"] == "signals_updated" else "signals") or {}}
                       for e in events if e["kind"] in ("incident_opened", "signals_updated")]
@@ -138,7 +148,7 @@ def report_context(svc: CrisisService, incident_id: int, *, tz: str = "Asia/Shan
     open_tasks = sorted((t for t in tasks if t["status"] == "open"), key=lambda t: t["due_at"] or "~")
     released = [s for s in card["statements"] if s["status"] == "released"]
     return {
-        "organisation": svc.roster.organisation,
+        "organisation": roster.organisation,
         "issued_at": at.isoformat(),
         "tz": tz,
         "scenario": scenario,

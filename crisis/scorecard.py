@@ -199,9 +199,15 @@ def build(svc: CrisisService, incident_id: int, *, expectations: list[Expectatio
     from crisis import views  # one snapshot of the incident, read the way every adapter reads it
 
     view = views.incident_detail(svc, incident_id)
-    inc, tasks, escalations, events, statements = (view.incident, view.all_tasks, view.escalations, view.timeline,
-                                                   view.statements)
-    names = {p.id: p.name for p in svc.roster.people}
+    return score(view.incident, view.all_tasks, view.escalations, view.timeline, view.statements,
+                 names={p.id: p.name for p in svc.roster.people}, expectations=expectations, finished=finished)
+
+
+def score(inc: Incident, tasks: list[Task], escalations: list[Escalation], events: list[Event],
+          statements: list[Statement], *, names: dict[str, str], expectations: list[Expectation] | None = None,
+          finished: bool = True) -> dict[str, Any]:
+    """The scorecard from an incident's records (tasks by id, escalations by fire time, events by time): pure, so
+    a drill's report worker scores from the rows the replay read for it (crisis.drill.writer)."""
     by_id = {t.id: t for t in tasks if t.id is not None}
     milestones = first_times(inc, events)
     rows = [task_row(t, escalations, names) for t in tasks]

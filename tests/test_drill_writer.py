@@ -73,3 +73,31 @@ def test_a_failed_write_in_the_worker_fails_the_drill_and_leaves_nothing(cli, tm
     result = cli("drill", "run", *[str(SCENARIO)] * 5, "--out", str(out), code=2)
     assert "No space left on device" in result.output
     assert not out.exists() and not list(db.glob("*.db*"))  # as for any failed run: its folder and database go
+
+
+def test_an_incident_scored_from_its_rows_has_the_scorecard_the_service_reads(tmp_path):
+    """What the report worker scores (the rows read at the incident's end) is what `scorecard.build` reads through
+    crisis.views, for every shipped scenario (escalations, statements, rejected actions, reopens, on-call)."""
+    from crisis.drill.cli import scenario_files
+    from crisis.drill.runner import run_drills
+    from crisis.drill.scenario import load_scenario
+    from crisis.playbook import load_playbooks
+    from crisis.roster import load_roster
+    from crisis.store.db import ROOT, make_engine
+
+    scenarios = [load_scenario(p) for p in scenario_files([DRILLS_DIR])]
+    roster = load_roster(scenarios[0].roster_path() or ROOT / "examples" / "roster.yaml")
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    seen = []
+
+    def check(result):
+        expect = result.loaded.scenario.expectations(result.name)
+        card = writer.card_of(writer.read_rows(engine, result.incident_id), expect, roster)
+        seen.append(result.incident_id)
+        assert card == result.scorecard and card["tasks"] and card["timeline"]
+
+    from datetime import timedelta
+
+    run_drills([(s, timedelta(0)) for s in scenarios], engine=engine, playbooks=load_playbooks(ROOT / "playbooks"),
+               roster=roster, on_finish=check)
+    assert len(seen) == len(scenarios) >= 6

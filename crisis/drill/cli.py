@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from crisis.config import Settings, zone
 from crisis.console import styled, table
 from crisis.drill.runner import DrillResult, drill_db_url, rarer_collections, run_drills
 from crisis.drill.scenario import MAIN, LoadedScenario, load_scenario
-from crisis.drill.writer import Writer, report_writer
+from crisis.drill.writer import Job, Writer, read_rows, report_writer
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.labels import label
@@ -124,19 +126,29 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
     count = sum(len(ls.scenario.specs()) for ls, _ in tracks)
     several, brief = count > 1, count > FULL_SUMMARY_MAX
     folders: set[str] = set()
+    pending: collections.deque[tuple[DrillResult, Future[tuple[dict[str, Any], list[Path]]]]] = collections.deque()
 
     def write(result: DrillResult) -> None:  # at the incident's scenario end: its record as the drill left it
         folder = out_dir / _folder_name(result, folders) if several else out_dir
         folder.mkdir(parents=True, exist_ok=True)
-        by_result[id(result)] = _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
-                                           elapsed=wall.monotonic() - started, as_json=as_json, console=console,
-                                           formats=formats, brief=brief, writer=writer)
+        pending.append((result, _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
+                                           elapsed=wall.monotonic() - started, formats=formats, writer=writer)))
+        show(everything=False)
+
+    def show(everything: bool) -> None:  # each incident's summary once its files are written, in the order it ended
+        while pending and (everything or pending[0][1].done()):
+            result, future = pending.popleft()
+            card, written = future.result()
+            by_result[id(result)] = card
+            if not as_json:
+                print_summary(console, card, written, zone(tz), brief=brief)
 
     engine = drill_engine(db_url, scratch, paced=bool(speed))
-    with report_writer(background=brief and not speed) as writer, rarer_collections():  # many: files by a worker
+    with report_writer(brief and not speed, roster, playbooks) as writer, rarer_collections():  # many: a worker
         results = run_drills(tracks, engine=engine, playbooks=playbooks, roster=roster, speed=speed,
-                             on_event=live if (speed and not as_json) else None, on_finish=write)
+                             on_event=live if (speed and not as_json) else None, on_finish=write, score=False)
         keep_database(engine, db_url)
+    show(everything=True)
     cards = [by_result[id(r)] for r in results]  # in scenario order, whenever each ended
     if brief and not as_json:
         console.print(f"{count} incidents: full timelines, task tables, scorecards and reports written to "
@@ -196,10 +208,9 @@ def _folder_name(result: DrillResult, taken: set[str]) -> str:
 
 
 def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,
-               elapsed: float, as_json: bool, console: Console, formats: tuple[str, ...] = ("md",),
-               brief: bool = False, writer: Writer | None = None) -> dict[str, Any]:
-    from crisis import reports
-
+               elapsed: float, formats: tuple[str, ...], writer: Writer) -> Future[tuple[dict[str, Any], list[Path]]]:
+    """Have the incident scored and its files written (here, or by the report worker) from its rows as they stand
+    at its scenario's end; its report document and the paths written, when done."""
     assert result.loaded is not None and result.service is not None
     sc = result.loaded.scenario
     spec = sc.specs()[result.name]
@@ -209,14 +220,11 @@ def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, 
     scenario = {"name": sc.name, "title_zh": sc.title.zh, "title_en": sc.title.en, "file": str(result.loaded.path),
                 "start": sc.start.isoformat(), "duration_seconds": simulated, "category": spec.category,
                 "incident": result.name}
-    ctx = reports.report_context(result.service, result.incident_id, scenario=scenario, run=run, tz=tz,
-                                 expectations=sc.expectations(result.name), card=result.scorecard)
+    zone(tz)  # a bad zone fails here, before anything is written
     notifications = "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications)
-    written = (writer or Writer()).write(ctx, out_dir, formats, notifications)  # none if a worker writes them
-    card = reports.document(ctx)  # the same keys as scorecard.json and `crisis report --json`
-    if not as_json:
-        print_summary(console, card, written, zone(tz), brief=brief)
-    return card
+    svc = result.service
+    return writer.write(Job(read_rows(svc.engine, result.incident_id), sc.expectations(result.name), scenario, run,
+                            tz, svc.clock.now(), out_dir, formats, notifications))
 
 
 def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo, *,

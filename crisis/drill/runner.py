@@ -118,11 +118,13 @@ def arrange_rota(svc: CrisisService, scenarios: list[LoadedScenario]) -> None:
 def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine, playbooks: PlaybookSet,
                roster: Roster, speed: float | None = None, sleep: Callable[[float], None] = time.sleep,
                on_event: Callable[[datetime, str], None] | None = None,
-               on_finish: Callable[[DrillResult], None] | None = None) -> list[DrillResult]:
+               on_finish: Callable[[DrillResult], None] | None = None, score: bool = True) -> list[DrillResult]:
     """Run several scenarios at once (each shifted by its offset), every incident of each, on one engine and
     one virtual clock: a surge drill with concurrent incidents competing for the same people. One result per
     incident, in scenario order. Each incident is scored when its own scenario ends (`on_finish` is called
-    then, e.g. to write its reports), so a longer scenario replayed with it does not change its record."""
+    then, e.g. to write its reports), so a longer scenario replayed with it does not change its record.
+    `score=False` leaves each result's `scorecard` empty: `on_finish` scores the incident itself (the CLI, in
+    its report worker)."""
     if not tracks:
         raise InputError("no scenario to run")
     for loaded, _ in tracks:
@@ -159,7 +161,7 @@ def run_drills(tracks: list[tuple[LoadedScenario, timedelta]], *, engine: Engine
         if busy:  # only a step or an escalation queues notifications
             delivery.drain_inline()  # the drill channel answers at once: no worker thread to wait for
         for t in agenda.ended(clock.now()):
-            _finish(svc, t, channel, wakeups, on_finish)
+            _finish(svc, t, channel, wakeups, on_finish, score)
     return [t.result for t in runs if t.result is not None]
 
 
@@ -221,15 +223,16 @@ class _Agenda:
 
 
 def _finish(svc: CrisisService, t: _Track, channel: _DrillChannel, wakeups: int,
-            on_finish: Callable[[DrillResult], None] | None) -> None:
-    """Score one incident at its scenario's end."""
+            on_finish: Callable[[DrillResult], None] | None, score: bool = True) -> None:
+    """Score one incident at its scenario's end (or leave that to `on_finish`)."""
     assert t.result is not None
     t.result.wakeups = wakeups
     t.result.notifications = [
         {"key": m.dedupe_key, "to": m.recipient, "subject": m.subject, "at": m.created_at.isoformat()}
         for m in channel.of_incident.get(t.incident_id, ())]  # not a scan of the whole drill's, per incident
-    t.result.scorecard = build(svc, t.incident_id, expectations=t.loaded.scenario.expectations(t.name),
-                               finished=True)
+    if score:
+        t.result.scorecard = build(svc, t.incident_id, expectations=t.loaded.scenario.expectations(t.name),
+                                   finished=True)
     if on_finish:
         on_finish(t.result)
 
