@@ -7,6 +7,7 @@ reason, which the timeline records."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -105,7 +106,7 @@ class StatementCommands(ServiceBase):
             if expected_version is not None:
                 self._incident_row(conn, st.incident_id, expected_version=expected_version)
             policy.enforce(policy.may_release(who, statement_facts(st), override=override))
-            found = personal_data(st.title, st.body, st.next_update)
+            found = _personal(st.title, st.body, st.next_update)
             if found:
                 self._event(conn, tx, at=now, actor=actor, kind="statement_release_override",
                             incident_id=st.incident_id, statement=st.id, reason=reason,
@@ -128,7 +129,19 @@ class StatementCommands(ServiceBase):
 
 def statement_findings(st: Statement | Rec) -> list[Finding]:
     """The writing rules' findings for a statement, as data (the web words them in the page's language)."""
-    return lint_statement(st.title, st.body, st.next_update)
+    return list(_lint(st.title, st.body, st.next_update))
+
+
+# The writing rules read a statement's text at its draft, each review and its release, and the policy's facts
+# read it again: the same text gives the same findings (pure functions), so each text is read once.
+@lru_cache(maxsize=256)
+def _lint(title: str, body: str, next_update: str | None) -> tuple[Finding, ...]:
+    return tuple(lint_statement(title, body, next_update))
+
+
+@lru_cache(maxsize=256)
+def _personal(title: str, body: str, next_update: str | None) -> tuple[str, ...]:
+    return tuple(personal_data(title, body, next_update))
 
 
 def statement_warnings(st: Statement | Rec, lang: str = "en") -> list[str]:
@@ -143,4 +156,4 @@ def statement_facts(st: Statement | Rec) -> policy.StatementFacts:
                                  reviewed_by=tuple(r["by"] for r in st.reviews),
                                  approved=sum(1 for r in st.reviews if r["approve"]),
                                  levels=len(required_levels(st.major)),
-                                 personal_data=bool(personal_data(st.title, st.body, st.next_update)))
+                                 personal_data=bool(_personal(st.title, st.body, st.next_update)))
