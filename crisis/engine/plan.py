@@ -86,6 +86,23 @@ def chase_plan(policy: EscalationSpec, severity: Severity, *, group: str, assign
     deliberately chases the last step's person again.
     """
     wait = int(policy.wait[severity].total_seconds())
+    start = int(overdue.total_seconds())
+    return [(t, start + i * wait) for i, t in enumerate(_targets(policy, roster, group, assignee))]
+
+
+# chase_plan's targets by (policy, roster, group, assignee): each entry keeps its policy and roster, so their ids
+# stay theirs while it lives
+_TARGETS: dict[tuple[int, int, str, str], tuple[EscalationSpec, Roster, tuple[str, ...]]] = {}
+
+
+def _targets(policy: EscalationSpec, roster: Roster, group: str, assignee: str) -> tuple[str, ...]:
+    """The steps' targets of a task's chain (see chase_plan), worked out once per policy, roster, group and
+    assignee: policies and rosters are frozen models, so the answer cannot change, and every task a stage assigns
+    asks it (a few roster look-ups per step)."""
+    key = (id(policy), id(roster), group, assignee)
+    hit = _TARGETS.get(key)
+    if hit is not None and hit[0] is policy and hit[1] is roster:
+        return hit[2]
     targets: list[str] = []
     previous: str | None = None
     for target in policy.chain:
@@ -95,8 +112,10 @@ def chase_plan(policy: EscalationSpec, severity: Severity, *, group: str, assign
         targets.append(target)
         previous = person
     targets += [policy.chain[-1]] * policy.repeat
-    start = int(overdue.total_seconds())
-    return [(t, start + i * wait) for i, t in enumerate(targets)]
+    if len(_TARGETS) >= 1024:
+        _TARGETS.clear()
+    _TARGETS[key] = (policy, roster, tuple(targets))
+    return tuple(targets)
 
 
 def step_time(due: datetime, plan: list[tuple[str, int]], level: int) -> datetime | None:
