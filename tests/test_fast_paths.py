@@ -106,3 +106,14 @@ def test_json_binding_writes_what_json_dumps_writes():
         bind(loop)
     with pytest.raises(TypeError, match="not JSON serializable"):
         bind({"a": object()})
+
+
+def test_the_service_reads_shifts_inside_its_sqlite_write_transaction(svc, clock):
+    """The command transaction on SQLite is not a SQLAlchemy Connection: the helpers that take a Session or a
+    connection (who is on call, what a stale caller missed) take it too, as the tick's Connection."""
+    with svc._core() as (conn, _tx):
+        assert type(conn).__name__ == "_SQLiteWrite"
+        duty = svc._on_call(conn, clock.now())
+        assert svc._changes(conn, 1, 1) == []  # no such incident: nothing changed
+    with svc.engine.begin() as conn:
+        assert svc._on_call(conn, clock.now()) == duty

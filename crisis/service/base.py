@@ -102,6 +102,12 @@ class Rec(SimpleNamespace):
         return cls(**{k: values[k] for k in _field_names(cls) if k in values})
 
 
+def _connection(s: Session | Connection) -> Connection:
+    """The connection under a Session, or the connection itself (a Connection, or crisis.store.prepared.write's
+    SQLite transaction): a Session's `connection` is a method, a connection's is its pooled DBAPI connection."""
+    return s.connection() if callable(getattr(s, "connection", None)) else s  # type: ignore[return-value]
+
+
 @cache
 def _field_names(cls: type) -> tuple[str, ...]:
     """A record class's field names (dataclasses.fields walks the class every call)."""
@@ -246,8 +252,7 @@ class ServiceBase:
 
     def _changes(self, s: Session | Connection, incident_id: int, n: int) -> list[str]:
         """The latest `n` version-changing events of an incident, described (what a stale caller missed)."""
-        conn = s.connection() if callable(getattr(s, "connection", None)) else s  # a Session, or a connection
-        rows = recs(_CHANGES, conn, {"b_id": incident_id, "b_n": max(1, n)})  # type: ignore[arg-type]
+        rows = recs(_CHANGES, _connection(s), {"b_id": incident_id, "b_n": max(1, n)})
         return [f"{e.kind} by {e.actor} at {e.at.isoformat().replace('+00:00', 'Z')}"
                 + (f" ({e.from_state} → {e.to_state})" if e.to_state else "") for e in reversed(rows)]
 
@@ -278,7 +283,7 @@ class ServiceBase:
 
     def _on_call(self, s: Session | Connection, now: datetime) -> OnCall:
         """Who is on call at `now` (and the backup): stored shifts, else the rota, else the roster."""
-        rows = _SHIFTS_AT.rows(s if isinstance(s, Connection) else s.connection(), {"b_now": now})
+        rows = _SHIFTS_AT.rows(_connection(s), {"b_now": now})
         return on_call(now, self.routing.tz, rotation=self.roster.rota, roster_windows=self.roster.on_call_windows(),
                        shifts=[Shift(*r) for r in rows])
 
