@@ -105,9 +105,9 @@ NOT_FOR_WRITES = ["sqlmodel", "sqlalchemy.orm", "crisis.store.models",
 
 
 def test_write_commands_load_only_the_write_path(tmp_path):
-    """open, task done and fire commit, deliver to the file channel in the same process, and load nothing more;
-    once a command has parsed the playbooks and the roster, the next ones read them from the parse cache
-    (crisis.yamlsrc) without loading PyYAML."""
+    """open, task applicable, task done, fire, regrade and ack commit, deliver to the file channel in the same
+    process, and load nothing more; once a command has parsed the playbooks and the roster, the next ones read
+    them from the parse cache (crisis.yamlsrc) without loading PyYAML."""
     shutil.copytree(PLAYBOOKS_DIR, tmp_path / "playbooks")
     shutil.copy(ROSTER_PATH, tmp_path / "roster.yaml")
     for f in [*(tmp_path / "playbooks").iterdir(), tmp_path / "roster.yaml"]:
@@ -115,15 +115,41 @@ def test_write_commands_load_only_the_write_path(tmp_path):
     env = {**os.environ, **crisis_env(tmp_path, tmp_path / "playbooks"), "COLUMNS": "160",
            "CRISIS_ROSTER": str(tmp_path / "roster.yaml")}
     notes = tmp_path / "notifications.jsonl"
-    for n, args in enumerate((["open", "--title", "t", "--category", CATEGORY, "--by", "duty_officer"],
-                              ["task", "done", "1", "--by", "duty_officer"],
-                              ["task", "done", "2", "--by", "duty_officer"],
-                              ["fire", "1", "report", "--by", "duty_officer"])):
+
+    def write(n: int, args: list[str]) -> str:
         before = notes.read_text(encoding="utf-8").count("\n") if notes.exists() else 0
         loaded, code, printed = probe(args, [*NOT_FOR_WRITES, *(["yaml"] if n else [])], env)
         assert (loaded, code) == ([], 0), (args, printed)
         if args[0] == "open":
             assert "opened incident" in printed and notes.read_text(encoding="utf-8").count("\n") > before
+        return printed
+
+    for n, args in enumerate((["open", "--title", "t", "--category", CATEGORY, "--by", "duty_officer"],
+                              ["task", "applicable", "2", "--reason", "evidence matters", "--by", "president"],
+                              ["task", "done", "1", "--by", "duty_officer"],
+                              ["task", "done", "2", "--by", "duty_officer"],
+                              ["fire", "1", "report", "--by", "duty_officer"])):
+        write(n, args)
+    assert "grade II → I" in write(1, ["regrade", "1", "--severity", "I", "--reason", "spreading", "--by",
+                                         "president"])
+    _fire_overdue(env)
+    assert "acknowledged escalation #1" in write(1, ["ack", "1", "--by", "president"])
+
+
+def _fire_overdue(env: dict[str, str]) -> None:
+    """Fire the escalations of the open tasks as a scheduler would a day later (in this process)."""
+    from datetime import UTC, datetime, timedelta
+
+    from crisis.bootstrap import build_service
+    from crisis.clock import VirtualClock
+    from crisis.settings import load_settings
+
+    later = datetime.now(UTC) + timedelta(days=1)
+    settings = load_settings(db_url=env["CRISIS_DB_URL"], playbooks_dir=env["CRISIS_PLAYBOOKS"],
+                             roster_path=env["CRISIS_ROSTER"], notify_file=env["CRISIS_NOTIFY_FILE"])
+    svc = build_service(settings, VirtualClock(later))
+    assert svc.tick(later)
+    svc.engine.dispose()
 
 
 BUILT = """

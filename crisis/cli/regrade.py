@@ -19,8 +19,10 @@ def regrade_cmd(
 ) -> None:
     """Change the grade (leadership): open tasks' deadlines are recomputed for the new grade."""
     def body() -> None:
+        from crisis import views
+
         svc = service()
-        before = svc.incident(incident_id).severity
+        before = views.incident_row(svc, incident_id).severity  # a record read: the ORM stays unloaded
         inc = svc.regrade(incident_id, severity=severity, reason=reason, principal=principal(by))
         if as_json:
             emit({"incident": dump(inc), "from": before, "to": inc.severity})
