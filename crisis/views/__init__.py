@@ -1,0 +1,33 @@
+"""Read models: what adapters show, each built from one read transaction (one consistent snapshot).
+
+Every view is a dataclass of rows and plain values; `crisis.jsonout` turns it into JSON. The CLI, the HTTP API,
+the web pages and the drill reports read through here, so every adapter reads the same thing:
+- crisis.views.detail: one incident (or one escalation) with everything shown about it, and single reads;
+- crisis.views.lists: the incident list, escalations, a person's work, events since an id (one page each);
+- crisis.views.outline: a playbook for one grade;
+- crisis.views.drills: drill runs' scorecards and report files on disk;
+- crisis.views.paging: a page, and how a view selects records.
+"""
+
+from crisis.views.detail import (
+    EscalationDetail,
+    IncidentDetail,
+    TaskView,
+    allowed_triggers,
+    escalation_detail,
+    incident_detail,
+    incident_row,
+    incident_tasks,
+    tasks_by_id,
+    timeline,
+)
+from crisis.views.drills import DRILL_REPORT_FILE, DrillRun, drill_file, drill_runs
+from crisis.views.lists import IncidentRow, MyWork, escalation_page, events_since, incident_list, my_work
+from crisis.views.outline import OutlineStage, OutlineTask, PlaybookOutline, outline_json, playbook_outline
+from crisis.views.paging import DEFAULT_PAGE, Page
+
+__all__ = ["DEFAULT_PAGE", "DRILL_REPORT_FILE", "DrillRun", "EscalationDetail", "IncidentDetail", "IncidentRow",
+           "MyWork", "OutlineStage", "OutlineTask", "Page", "PlaybookOutline", "TaskView", "allowed_triggers",
+           "drill_file", "drill_runs", "escalation_detail", "escalation_page", "events_since", "incident_detail",
+           "incident_list", "incident_row", "incident_tasks", "my_work", "outline_json", "playbook_outline",
+           "tasks_by_id", "timeline"]
