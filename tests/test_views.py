@@ -186,3 +186,21 @@ def test_cli_list_filters_and_playbook_show_read_the_views(crisis):  # noqa: F81
     outline = crisis.json("playbook", "show", "medical_dispute", "--severity", "I")
     assert outline["severity"] == "I" and outline["tasks"] and outline["stages"][0]["chain"]
     assert "monitoring:" in crisis("playbook", "show", "medical_dispute").stdout  # the chain per stage
+
+
+def test_the_package_serves_every_view_from_the_module_that_holds_it():
+    """crisis.views names each view once (with its module) and loads that module on first use: `crisis.views.X`
+    is the module's own object, and nothing else is reachable through the package."""
+    import importlib
+    import subprocess
+    import sys
+
+    assert sorted(views.__all__) == sorted(views._MODULE)
+    for name, module in views._MODULE.items():
+        assert getattr(views, name) is getattr(importlib.import_module(f"crisis.views.{module}"), name)
+    with pytest.raises(AttributeError):
+        views.select_records  # noqa: B018  (a helper of the views, not a view)
+    probe = ("import sys; from crisis import views; views.incident_tasks; "
+             "print(sorted(m for m in sys.modules if m.startswith('crisis.views.')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['crisis.views.detail', 'crisis.views.paging']"
