@@ -54,7 +54,8 @@ def summary(r: dict[str, Any], scale: float) -> None:
               f"| {_fmt(x['all_fired_s'])} / {_fmt(x['all_delivered_s'])} | ≤ 3 s / ≤ 5 s |")
     if "transitions" in r:
         print(f"| transitions/s ÷ raw SQLite commits/s | {r['transitions']['ratio']:.4f} "
-              f"({r['transitions']['per_s']:,.0f} / {r['transitions']['raw_per_s']:,.0f}) | ≥ 0.05 |")
+              f"({r['transitions']['per_s']:,.0f} / {r['transitions']['raw_per_s']:,.0f}; the same statements through "
+              f"the raw driver: {r['transitions']['ceiling_ratio']:.4f}) | ≥ 0.05 |")
     if "commands" in r:
         for name, x in r["commands"].items():
             t = (f"{_fmt(x['seconds'])} (CPU {_fmt(x.get('cpu_seconds'))})" if x["seconds"] is not None
@@ -91,10 +92,12 @@ def main() -> None:
         if "startup" in only:
             results["startup"] = bench_cli.bench_startup(tmp / "startup")
         if "transitions" in only:
-            per_s = bench_engine.bench_transitions(tmp, 100)
+            per_s, ceiling = bench_engine.bench_transitions(tmp, 100)
             raw = bench_engine.bench_raw_sqlite(tmp, 5000)
-            results["transitions"] = {"per_s": per_s, "raw_per_s": raw, "ratio": per_s / raw}
-            print(f"ratio transitions / raw commits: {per_s / raw:.4f}", flush=True)
+            results["transitions"] = {"per_s": per_s, "raw_per_s": raw, "ratio": per_s / raw,
+                                      "ceiling_ratio": ceiling / raw}
+            print(f"ratio transitions / raw commits: {per_s / raw:.4f} (raw-driver replay of the same statements: "
+                  f"{ceiling / raw:.4f})", flush=True)
         if "drill" in only:
             n = max(1, int(100 * scale))
             results["drill"] = bench_drill.bench_drill(tmp, n)
