@@ -13,9 +13,9 @@ start-up. The surge is the shipped scenario replayed `incidents` times, each cop
 previous one, all on one clock and one database (72 h each, 83.5 h span for 100).
 
 Wall time and CPU time are both printed: on a shared machine wall time also counts the time other processes
-held the CPU. CPU time is this process's plus that of the worker process scoring a many-incident replay's
-incidents and writing their report files while the replay goes on (crisis.drill.writer): on two free CPUs that
-work is off the wall time.
+held the CPU. CPU time is this process's plus that of the worker processes scoring a many-incident replay's
+incidents and writing their report files while the replay goes on (crisis.drill.writer): on two free CPUs most of
+that work is off the wall time.
 The breakdown (CPU seconds, exclusive) splits the replay loop (by what it calls) from scoring and writing.
 """
 
@@ -88,7 +88,7 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
     parts: dict[str, float] = collections.defaultdict(float)
     where = [(runner, "create_db", "database set-up"), (drill_cli, "keep_database", "database set-up"),
              (runner, "build", "scorecards + reports + files"), (writer, "make_files", "scorecards + reports + files"),
-             (drill_cli, "_write_one", "incident rows read for scoring (or sent to the worker)"),
+             (drill_cli, "_write_one", "incident rows read for scoring (sent to a worker)"),
              (drill_cli, "print_summary", "terminal summary (Rich)"),
              (runner, "_apply", "loop: scripted steps (service commands)"),
              (CrisisService, "open_incident", "loop: scripted steps (service commands)"),
@@ -105,15 +105,15 @@ def replay(tmp: Path, incidents: int, name: str) -> dict[str, Any]:
                                  console=Console(file=io.StringIO(), width=FILE_WIDTH), wall=SystemClock(),
                                  scratch=True)  # as `crisis drill run` without --db: the drill's own new file
         wall, main_cpu = time.perf_counter() - t0, time.process_time() - c0
-        worker = _children_cpu() - w0  # the report-writing worker (joined when the replay returns)
+        worker = _children_cpu() - w0  # the report-writing workers (joined when the replay returns)
     logs.configure(io.StringIO())
     cpu = main_cpu + worker
     cards = cards if isinstance(cards, list) else [cards]
     span = (loaded.scenario.duration + STAGGER * (incidents - 1)).total_seconds()
-    parts["incident rows read for scoring (or sent to the worker)"] -= parts["scorecards + reports + files"]
+    parts["incident rows read for scoring (sent to a worker)"] -= parts["scorecards + reports + files"]
     parts["loop: the runner itself and the rest"] = main_cpu - sum(parts.values())
     if worker:
-        parts["scorecards + reports + files (the worker process)"] = worker
+        parts["scorecards + reports + files (worker processes)"] = worker
     return {"incidents": incidents, "span_s": span, "wall_s": wall, "cpu_s": cpu, "x_real": span / wall,
             "x_real_cpu": span / cpu, "parts": dict(parts), "files": sum(1 for p in out.rglob("*") if p.is_file()),
             "tasks": sum(c["metrics"]["tasks_total"] for c in cards),

@@ -3,8 +3,10 @@ written by the replay's own process, and a write that fails still fails the dril
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,8 @@ def test_the_worker_writes_what_the_replay_process_writes(cli, tmp_path, monkeyp
         runs[where] = (_files(out), set(pids.read_text().split()))
     (worker_files, worker_pids), (here_files, here_pids) = runs["worker"], runs["here"]
     assert len(worker_files) == 5 * 8 + 1 and worker_files == here_files  # 8 per incident, and audit.log
-    assert here_pids == {str(os.getpid())} and len(worker_pids) == 1 and str(os.getpid()) not in worker_pids
+    assert here_pids == {str(os.getpid())} and str(os.getpid()) not in worker_pids
+    assert len(worker_pids) == writer.WORKERS  # 5 incidents: each worker took its turn
 
 
 def test_a_failed_write_in_the_worker_fails_the_drill_and_leaves_nothing(cli, tmp_path, monkeypatch):
@@ -101,3 +104,19 @@ def test_an_incident_scored_from_its_rows_has_the_scorecard_the_service_reads(tm
     run_drills([(s, timedelta(0)) for s in scenarios], engine=engine, playbooks=load_playbooks(ROOT / "playbooks"),
                roster=roster, on_finish=check)
     assert len(seen) == len(scenarios) >= 6
+
+
+def test_a_worker_killed_mid_drill_fails_the_drill_instead_of_hanging_it(cli, tmp_path, monkeypatch):
+    real = writer.write_files
+
+    def killed(ctx, out_dir, *args):
+        if out_dir.name.endswith("-3"):
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker dies as under the OOM killer: not a word back
+        return real(ctx, out_dir, *args)
+
+    monkeypatch.setattr(writer, "write_files", killed)
+    out = tmp_path / "out"
+    result = cli("drill", "run", *[str(SCENARIO)] * 5, "--out", str(out), code=2)
+    assert "error: internal error (RuntimeError: the drill's report worker ended without a word)" in result.output
+    assert not out.exists()
+    assert not multiprocessing.active_children()  # every worker joined: none left running or a zombie

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
+import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -130,12 +131,18 @@ class Writer:
         """Every write done (raising the first that failed); after a failed replay, what has not started dropped."""
 
 
+WORKERS = min(2, os.cpu_count() or 1)  # see Background
 _PIPE_BYTES = 1 << 20  # room for ~50 incidents' rows waiting for the worker (Linux's default limit for a pipe)
 
 
-def _serve(jobs: Connection, answers: Connection, roster: Roster, playbooks: PlaybookSet) -> None:
+def _serve(jobs: Connection, answers: Connection, roster: Roster, playbooks: PlaybookSet,
+           inherited: list[Connection]) -> None:
     """The worker: score and write each job received, in order; at the end (None) send every document back at
-    once. A failure is sent at once instead, and the worker stops."""
+    once. A failure is sent at once instead, and the worker stops. First it closes the replay's ends of every
+    worker's pipes that the fork copied (its own included): a copy held here would keep a worker from seeing the
+    replay close its pipe, and the replay from seeing a worker die."""
+    for end in inherited:
+        end.close()
     documents = []
     while (job := jobs.recv()) is not None:
         try:
@@ -153,75 +160,91 @@ def _send_failure(answers: Connection, exc: BaseException) -> None:
         answers.send(("failed", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
-class Background(Writer):
-    """One forked worker scoring incidents and writing their files in the order they ended.
+class _Worker:
+    """One forked worker process: jobs go down one pipe, and nothing comes back until the end (or a failure)."""
 
-    Jobs go down one pipe and nothing comes back until the end (or a failure): no thread in the replay's process
-    (a ProcessPoolExecutor's result thread cost the replay ~0.17 s of CPU for 100 incidents) and no way for the
-    two processes to wait for each other (the worker never blocks on sending while the replay sends jobs)."""
-
-    def __init__(self, roster: Roster, playbooks: PlaybookSet) -> None:
-        super().__init__(roster, playbooks)
-        self._worker: multiprocessing.process.BaseProcess | None = None
-        self._jobs: Connection | None = None
-        self._answers: Connection | None = None
-        self._pending: list[Future[tuple[dict[str, Any], list[Path]]]] = []
-
-    def write(self, job: Job) -> Future[tuple[dict[str, Any], list[Path]]]:
-        if self._jobs is None:
-            self._start()
-        assert self._jobs is not None
-        self._raise_failure(wait=False)  # an earlier incident's write failed: stop the drill now
-        try:
-            self._jobs.send(job)
-        except BrokenPipeError:  # the worker stopped: it failed, and said why
-            self._raise_failure(wait=True)
-            raise
-        future: Future[tuple[dict[str, Any], list[Path]]] = Future()
-        self._pending.append(future)
-        return future
-
-    def _start(self) -> None:
+    def __init__(self, roster: Roster, playbooks: PlaybookSet, others: list[_Worker]) -> None:
         context = multiprocessing.get_context("fork")
-        jobs_out, self._jobs = context.Pipe(duplex=False)
-        self._answers, answers_in = context.Pipe(duplex=False)
+        jobs_out, self.jobs = context.Pipe(duplex=False)
+        self.answers, answers_in = context.Pipe(duplex=False)
         with suppress(OSError):  # a smaller pipe only makes the replay wait for the worker sooner
-            fcntl.fcntl(self._jobs.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+            fcntl.fcntl(self.jobs.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         sys.stdout.flush()  # the forked child must not write the parent's buffered output a second time
         sys.stderr.flush()
-        self._worker = context.Process(target=_serve, args=(jobs_out, answers_in, self.roster, self.playbooks),
+        inherited = [self.jobs, self.answers, *(end for w in others for end in (w.jobs, w.answers))]
+        self.process = context.Process(target=_serve, args=(jobs_out, answers_in, roster, playbooks, inherited),
                                        name="drill-reports", daemon=True)
-        self._worker.start()
+        self.process.start()
         jobs_out.close()  # the worker's ends: closed here, so a worker that stops is seen as a broken pipe
         answers_in.close()
+        self.pending: list[Future[tuple[dict[str, Any], list[Path]]]] = []
 
-    def _raise_failure(self, *, wait: bool) -> None:
-        assert self._answers is not None
-        if not (wait or self._answers.poll()):
+    def send(self, job: Job | None) -> None:
+        try:
+            self.jobs.send(job)
+        except BrokenPipeError:  # the worker stopped: it failed, and said why
+            self.answer(wait=True)
+            raise
+
+    def answer(self, *, wait: bool) -> None:
+        """Its documents (at the end) or its failure (raised), if it has answered or `wait`."""
+        if not (wait or self.answers.poll()):
             return
         try:
-            kind, what = self._answers.recv()
+            kind, what = self.answers.recv()
         except EOFError:
             raise RuntimeError("the drill's report worker ended without a word") from None
         if kind == "failed":
             raise what
-        for future, document in zip(self._pending, what, strict=True):
+        for future, document in zip(self.pending, what, strict=True):
             future.set_result((document, []))  # the paths are the replay's to print only for a single incident
 
+    def close(self, *, failed: bool) -> None:
+        self.jobs.close()
+        if failed:
+            self.process.terminate()  # what it has not written is not wanted (the folder goes)
+        self.process.join()
+        self.answers.close()
+
+
+class Background(Writer):
+    """Forked workers (up to WORKERS) scoring incidents and writing their files, taking incidents in turn.
+
+    Why two: a surge's incidents all end in its last hours, when the replay itself has little left to do, so
+    the files are most of what is left to wait for; two workers halve that on two CPUs. Why pipes and no
+    executor: no thread in the replay's process (a ProcessPoolExecutor's result thread cost the replay ~0.17 s
+    of CPU for 100 incidents), and no way for the processes to wait for each other (a worker never blocks on
+    sending while the replay sends it jobs). The documents come back in the order the incidents ended."""
+
+    def __init__(self, roster: Roster, playbooks: PlaybookSet) -> None:
+        super().__init__(roster, playbooks)
+        self._workers: list[_Worker] = []
+        self._sent = 0
+
+    def write(self, job: Job) -> Future[tuple[dict[str, Any], list[Path]]]:
+        for w in self._workers:
+            w.answer(wait=False)  # an earlier incident's write failed: stop the drill now
+        if len(self._workers) < WORKERS and self._sent >= len(self._workers):
+            self._workers.append(_Worker(self.roster, self.playbooks, self._workers))
+        worker = self._workers[self._sent % len(self._workers)]
+        worker.send(job)
+        self._sent += 1
+        future: Future[tuple[dict[str, Any], list[Path]]] = Future()
+        worker.pending.append(future)
+        return future
+
     def finish(self, *, failed: bool) -> None:
-        if self._worker is None or self._jobs is None:
-            return
+        done = False
         try:
             if not failed:
-                self._jobs.send(None)
-                self._raise_failure(wait=True)
-        finally:
-            self._jobs.close()
-            if failed:
-                self._worker.terminate()  # what it has not written is not wanted (the folder goes)
-            self._worker.join()
-            assert self._answers is not None
-            self._answers.close()
+                for w in self._workers:
+                    w.send(None)
+                for w in self._workers:
+                    w.answer(wait=True)
+                done = True
+        finally:  # one worker's failure stops the others too: their files go with the drill's folder
+            for w in self._workers:
+                w.close(failed=not done)
 
 
 @contextmanager
