@@ -8,7 +8,6 @@ computed here, so templates only lay things out and never decide anything.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.escaping import md_inline
+from crisis.jsontext import indented
 from crisis.playbook import PlaybookSet
 from crisis.resources import data_path
 from crisis.roster import Roster
@@ -230,7 +230,7 @@ def write_context(ctx: dict[str, Any], out_dir: Path, *, kinds: tuple[str, ...] 
 
         files |= {f"{kind}.{lang}.pdf": render_pdf(text, kind=kind, ctx=ctx, lang=lang)
                   for (kind, lang), text in markdown.items()}
-    files["scorecard.json"] = json.dumps(document(ctx), ensure_ascii=False, indent=2, default=str) + "\n"
+    files["scorecard.json"] = indented(document(ctx)) + "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():

@@ -1,0 +1,62 @@
+"""crisis.jsontext writes scorecard.json's text through orjson: it must be json.dumps's text, byte for byte, for
+anything a document may hold, with the corners where the two differ left to the standard library."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crisis.jsontext import _plain, indented
+
+
+def _stdlib(doc):
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
+
+
+_scalars = (st.none() | st.booleans() | st.integers() | st.text()
+            | st.floats(allow_nan=True, allow_infinity=True)
+            | st.datetimes(timezones=st.none() | st.timezones()) | st.dates() | st.times())
+documents = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=5)
+                         | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+                         max_leaves=40)
+
+
+@settings(max_examples=600, deadline=None)
+@given(documents)
+def test_any_document_is_written_as_the_standard_library_writes_it(doc):
+    assert indented(doc) == _stdlib(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-4, allow_infinity=False) | st.floats(max_value=-1e-4, allow_infinity=False)
+       | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text())
+def test_the_values_left_to_orjson_are_the_ones_it_writes_alike(value):
+    """The fast path is taken for these (not just correct by falling back), and agrees."""
+    assert _plain({"v": [value]})
+    assert indented({"v": [value]}) == _stdlib({"v": [value]})
+
+
+class Grade(enum.Enum):
+    I = "I"  # noqa: E741 (the grade's name)
+
+
+def test_the_corners_where_orjson_differs_go_to_the_standard_library():
+    corners = [1e-05, -3.2e-7, float("nan"), float("inf"), 2**64, {1: "int key"}, Decimal("1.5"), Grade.I,
+               "lone \ud800 surrogate", {"nested": [{"deep": 1e-9}]}]
+    for value in corners:
+        doc = {"v": value}
+        assert indented(doc) == _stdlib(doc)
+    assert not any(_plain({"v": value}) for value in corners[:-2]) and not _plain(corners[-1])
+
+
+def test_a_real_report_document_takes_the_fast_path():
+    doc = {"incident": {"id": 7, "title": "网传\"术后死亡\"\n第二行", "opened_at": dt.datetime(2026, 3, 14, 13, 30,
+                                                                                          tzinfo=dt.UTC)},
+           "metrics": {"on_time_ratio": 0.5833333333333334, "time_to_report_s": 300.0, "late": None},
+           "tasks": [], "findings": [{"ok": True, "weight": 2}]}
+    assert _plain(doc) and indented(doc) == _stdlib(doc)
