@@ -20,6 +20,7 @@ import orjson
 
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME  # dates to `default=str`, as json does
 _TIMES = (dt.datetime, dt.date, dt.time)
+_INF = float("inf")
 _INT_MAX = 2**63  # orjson's ints are 64-bit (signed, and unsigned up to 2**64 - 1): stay within both
 
 
@@ -34,17 +35,29 @@ def indented(doc: Any) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
 
 
-def _plain(value: Any) -> bool:
-    """True when orjson and json.dumps are known to write `value` alike (see the module's docstring)."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return -_INT_MAX <= value < _INT_MAX
-    if kind is float:
-        return value == 0.0 or 1e-4 <= abs(value) < float("inf")
-    if kind is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
-    if kind is list or kind is tuple:
-        return all(_plain(v) for v in value)
-    return kind in _TIMES
+def _plain(doc: Any) -> bool:
+    """True when orjson and json.dumps are known to write `doc` alike (see the module's docstring). A loop over
+    a stack, not recursion: it runs over every value of every report document, so it is kept cheap."""
+    stack = [doc]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return False
+            extend(value.values())
+        elif kind is list or kind is tuple:
+            extend(value)
+        elif kind is int:
+            if not -_INT_MAX <= value < _INT_MAX:
+                return False
+        elif kind is float:
+            if not (value == 0.0 or 1e-4 <= abs(value) < _INF):
+                return False
+        elif kind not in _TIMES:
+            return False
+    return True
