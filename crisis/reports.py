@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +87,19 @@ def num(value: object) -> str:
     return narrative.num(value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _local_time(iso: str, fmt: str, tz: tzinfo) -> str:
+    """Remembered: the six reports of an incident print the same instants (~380 `when` calls per incident)."""
+    return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+
+
 def _helpers(lang: str, tz_name: str, look: narrative.Lookup) -> dict[str, Callable[..., str]]:
     """Functions templates call to show a value; every word comes from crisis.labels."""
     tz = zone(tz_name)
     short = "zh" if lang == "zh-CN" else "en"
 
     def when(iso: str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt) if iso else "-"
+        return _local_time(iso, fmt, tz) if iso else "-"
 
     def text(pair: dict[str, str] | str | None) -> str:
         return labels.pick(pair, lang)
