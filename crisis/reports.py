@@ -11,9 +11,11 @@ import functools
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2.runtime import Context
 
 from crisis import findings as findings_
 from crisis import labels, narrative, scorecard
@@ -39,10 +41,30 @@ _QUIET = {"task_assigned", "task_cancelled", "task_regraded"}
 _DICT_ATTRS = frozenset(dir(dict))
 
 
+class _Context(Context):
+    """Jinja's `Context.call` runs for every function a template calls (~980 per incident's six reports) and first
+    looks for `pass_context`-style markers on the function and on its `__call__`; a plain function (what
+    `_helpers` gives, unmarked) is called straight, as Jinja would end up calling it."""
+
+    def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if type(obj) is not FunctionType or hasattr(obj, "jinja_pass_arg"):
+            return super().call(obj, *args, **kwargs)
+        if kwargs:
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+        try:
+            return obj(*args, **kwargs)
+        except StopIteration:  # as Jinja's
+            return self.environment.undefined("value was undefined because a callable raised a StopIteration "
+                                              "exception")
+
+
 class _Environment(Environment):
     """Jinja reads `x.key` as attribute `key`, else item `key`; on a plain dict the attribute only exists under a
     dict method's name, so the item is looked up first there: the same answer without raising and catching an
     AttributeError for each of the ~400 fields a report prints."""
+
+    context_class = _Context
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRS:

@@ -180,3 +180,22 @@ def test_reopened_incident_marks_its_second_cycle(svc, advance):
     assert "| 已报告 | 研判事件等级与范围" in zh
     (watch,) = [t for t in ctx["tasks"] if t["stage"] == "watch"]
     assert (watch["cycle"], watch["status"]) == (1, "cancelled")
+
+
+def test_template_calls_keep_jinjas_meaning_on_the_direct_path(tmp_path):
+    """Plain functions are called straight (reports._Context); marked ones still get their context, and a
+    StopIteration still renders as undefined (strict: it fails loudly), as with Jinja's own Context.call."""
+    from jinja2 import pass_context
+
+    (tmp_path / "t.j2").write_text("{{ plain(1, b=2) }} {{ marked() }}|{{ stop() }}", encoding="utf-8")
+    env = reports.environment(tmp_path)
+
+    def stop():
+        raise StopIteration
+
+    page = env.get_template("t.j2")
+    args = {"plain": lambda a, b: a + b, "marked": pass_context(lambda ctx: ctx["who"]), "stop": stop, "who": "x"}
+    with pytest.raises(UndefinedError, match="StopIteration"):
+        page.render(**args)
+    args["stop"] = lambda: "done"
+    assert page.render(**args) == "3 x|done"
