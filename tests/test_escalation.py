@@ -15,6 +15,7 @@ from crisis.service import CrisisService
 from crisis.service.base import _Tx
 from crisis.store.db import write_session
 from crisis.store.models import Escalation, Task
+from crisis.store.prepared import driver_sql
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -412,7 +413,6 @@ def test_reopen_after_close_starts_a_fresh_chain(svc, roster, clock):
 
 # ------------------------------------------------------------------------- one bad task
 def _corrupt_plan(engine, task_id: int, plan: list) -> None:
-    from crisis.store.models import Task
 
     with write_session(engine) as s:
         task = s.get(Task, task_id)
@@ -462,7 +462,7 @@ def test_a_batch_whose_compare_and_set_comes_up_short_is_rerun_task_by_task(svc,
         rows = real_due(conn, now, only)
         calls.append(only)
         if only is None and len(calls) == 1:  # the first batch: task 2 moves on under its feet
-            conn.execute(Task.__table__.update().where(Task.__table__.c.id == tasks[1]).values(escalation_level=7))
+            driver_sql(conn, f"UPDATE task SET escalation_level = 7 WHERE id = {int(tasks[1])}")
         return rows
 
     monkeypatch.setattr(svc, "_due", due)

@@ -31,7 +31,7 @@ from crisis.engine.plan import due_steps, step_time
 from crisis.notify.outbox import messages
 from crisis.rota import BACKUP_TARGET, OnCall, on_call
 from crisis.service.base import SYSTEM, Rec, ServiceBase, _Tx, recs
-from crisis.store.prepared import InsertMany, Prepared
+from crisis.store.prepared import InsertMany, Prepared, write
 from crisis.store.records import Escalation as Fired  # one record type for an escalation row, read or fired
 from crisis.store.tables import ESCALATION as E
 from crisis.store.tables import INCIDENT as I
@@ -122,7 +122,7 @@ class EscalationCommands(ServiceBase):
         faults: list[tuple[int, Exception]] = []
         rows: Sequence[Rec] = []
         try:
-            with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so `now` is read holding the write lock
+            with write(self.engine) as conn:  # SQLite: BEGIN IMMEDIATE, so `now` is read holding the write lock
                 now = fixed or self.clock.now()
                 rows = self._due(conn, now, only)
                 steps: list[_Step] = []
