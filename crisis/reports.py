@@ -219,6 +219,14 @@ def document(ctx: dict[str, Any]) -> dict[str, Any]:
     return {k: ctx[k] for k in DOCUMENT_KEYS}
 
 
+def preload(templates: Path = TEMPLATES) -> None:
+    """Compile every report template now (a process about to render many reports: the drill's report workers)."""
+    env = environment(templates)
+    for kind in KINDS:
+        for lang in LANGS:
+            env.get_template(f"{lang}/{kind}.md.j2")
+
+
 def render(kind: str, ctx: dict[str, Any], lang: str, *, templates: Path = TEMPLATES) -> str:
     if kind not in KINDS:
         raise InputError(f"unknown report {kind!r} (use {', '.join(KINDS)})", field="kind")
