@@ -23,7 +23,7 @@ from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.escaping import md_inline
-from crisis.jsontext import indented
+from crisis.jsonout import indented
 from crisis.playbook import PlaybookSet
 from crisis.resources import data_path
 from crisis.roster import Roster

@@ -1,4 +1,4 @@
-"""Scoring a drill incident and writing its report files: in the replay's own process, or by one forked worker.
+"""Scoring a drill incident and writing its report files: in the replay's own process, or by forked workers.
 
 Why a worker: scoring an incident, building its report context and rendering the six Markdown reports and
 scorecard.json is a third of a 100-incident replay's CPU and needs nothing but the incident's stored rows (plain
@@ -9,8 +9,9 @@ terminal summary and `--json` show. Only an instant replay of many incidents use
 folder or a surge, whose terminal summary is one line per incident): a single incident, or a paced replay,
 scores, writes and prints as it goes.
 
-The worker is forked (it inherits the loaded code, compiled templates, roster and playbooks, and starts in
-milliseconds); on other systems than Linux (no fork, or macOS where forking a process is unsafe) the files are
+The workers (two where there are two CPUs, see Background) are forked when the replay starts (they inherit the
+loaded code, roster and playbooks, start in milliseconds and compile the templates while the replay runs); on
+other systems than Linux (no fork, or macOS where forking a process is unsafe) the files are
 written in the replay's process. A write that fails fails the drill, as before: its error is raised at the next
 incident's end or when the replay finishes, and the drill's folder is removed as for any failed run. The files
 are the same, byte for byte, wherever they are written.
@@ -219,7 +220,7 @@ class _Worker:
 
 
 class Background(Writer):
-    """Forked workers (up to WORKERS) scoring incidents and writing their files, taking incidents in turn.
+    """WORKERS forked workers scoring incidents and writing their files, taking incidents in turn.
 
     Why two: a surge's incidents all end in its last hours, when the replay itself has little left to do, so
     the files are most of what is left to wait for; two workers halve that on two CPUs. Why pipes and no

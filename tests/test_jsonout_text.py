@@ -1,4 +1,4 @@
-"""crisis.jsontext writes scorecard.json's text through orjson: it must be json.dumps's text, byte for byte, for
+"""crisis.jsonout.indented writes scorecard.json's text through orjson: it must be json.dumps's text, byte for byte, for
 anything a document may hold, with the corners where the two differ left to the standard library."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crisis.jsontext import _plain, indented
+from crisis.jsonout import _plain, indented
 
 
 def _stdlib(doc):
