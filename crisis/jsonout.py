@@ -21,8 +21,6 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 _UTC_SUFFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\+00:00$")
@@ -60,7 +58,6 @@ def dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(encode(value), ensure_ascii=False, indent=indent)
 
 
-_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME  # dates to `default=str`, as json does
 _TIMES = (dt.datetime, dt.date, dt.time)
 _INF = float("inf")
 _INT_MAX = 2**63  # orjson's ints are 64-bit (signed, and unsigned up to 2**64 - 1): stay within both
@@ -68,10 +65,13 @@ _INT_MAX = 2**63  # orjson's ints are 64-bit (signed, and unsigned up to 2**64 -
 
 def indented(doc: Any) -> str:
     """`doc` as indented JSON text (2 spaces, non-ASCII as is, date/time values as their str()), no final
-    newline."""
+    newline. orjson is imported here, on first use: ~11 ms that a command printing a table never pays."""
     if _plain(doc):
+        import orjson
+
         try:
-            return orjson.dumps(doc, default=str, option=_OPTIONS).decode("utf-8")
+            return orjson.dumps(doc, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME
+                                ).decode("utf-8")  # (dates passed to `default=str`, as json.dumps does)
         except orjson.JSONEncodeError:  # e.g. a lone surrogate in a str: the standard library's text
             pass
     return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
