@@ -34,11 +34,11 @@ def md_inline(value: object) -> Md:
     spaces, Markdown punctuation is backslash-escaped. Already-escaped `Md` passes through unchanged."""
     if isinstance(value, Md):
         return value
-    return _escape(str(value))
+    return escape_text(str(value))
 
 
 @functools.lru_cache(maxsize=8192)
-def _escape(text: str) -> Md:
+def escape_text(text: str) -> Md:
     """Kept per text: a report repeats the same names, labels and times hundreds of times (a 100-incident drill
     printed 157,000 values, 3,700 distinct), and five regular expressions per value were most of rendering."""
     text = " ".join(text.split())

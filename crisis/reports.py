@@ -22,7 +22,7 @@ from crisis import labels, narrative, scorecard
 from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
-from crisis.escaping import md_inline
+from crisis.escaping import escape_text, md_inline
 from crisis.jsonout import indented
 from crisis.playbook import PlaybookSet
 from crisis.resources import data_path
@@ -91,7 +91,10 @@ def environment(templates: Path = TEMPLATES) -> Environment:
 
 def _finalize(value: object) -> object:
     """Every `{{ … }}` goes through here: numbers print as themselves, anything else as inert one-line
-    Markdown (`Md` values, e.g. from `cell`, are already escaped and pass unchanged)."""
+    Markdown (`Md` values, e.g. from `cell`, are already escaped and pass unchanged). A plain str, most of the
+    ~1,700 values an incident's reports print, goes straight to the escaping it would reach anyway."""
+    if type(value) is str:
+        return escape_text(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     return md_inline(value)
