@@ -120,3 +120,26 @@ def test_a_worker_killed_mid_drill_fails_the_drill_instead_of_hanging_it(cli, tm
     assert "error: internal error (RuntimeError: the drill's report worker ended without a word)" in result.output
     assert not out.exists()
     assert not multiprocessing.active_children()  # every worker joined: none left running or a zombie
+
+
+def test_a_refused_fork_leaves_no_worker_running(monkeypatch):
+    """The workers are forked when the replay starts: if the second fork is refused, the first is stopped too and
+    the error is the drill's."""
+    from crisis.playbook import load_playbooks
+    from crisis.roster import load_roster
+    from crisis.store.db import ROOT
+
+    started = []
+    real_start = multiprocessing.get_context("fork").Process.start
+
+    def start(self):
+        if started:
+            raise OSError(11, "Resource temporarily unavailable")
+        started.append(self)
+        return real_start(self)
+
+    monkeypatch.setattr(multiprocessing.get_context("fork").Process, "start", start)
+    monkeypatch.setattr(writer, "WORKERS", 2)
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        writer.Background(load_roster(ROOT / "examples" / "roster.yaml"), load_playbooks(ROOT / "playbooks"))
+    assert len(started) == 1 and not started[0].is_alive() and not multiprocessing.active_children()

@@ -232,8 +232,13 @@ class Background(Writer):
         super().__init__(roster, playbooks)
         self._workers: list[_Worker] = []
         self._sent = 0
-        for _ in range(WORKERS):  # forked now, at the replay's start: they load while it runs (see _warm), and
-            self._workers.append(_Worker(roster, playbooks, self._workers))  # a small heap is cheap to copy
+        try:  # forked now, at the replay's start: they load while it runs (see _warm), and a small heap is cheap
+            for _ in range(WORKERS):  # to copy
+                self._workers.append(_Worker(roster, playbooks, self._workers))
+        except BaseException:  # a fork refused (no memory, no processes left): none of them is left running
+            for w in self._workers:
+                w.close(failed=True)
+            raise
 
     def write(self, job: Job) -> Future[tuple[dict[str, Any], list[Path]]]:
         for w in self._workers:
@@ -261,8 +266,8 @@ class Background(Writer):
 
 @contextmanager
 def report_writer(background: bool, roster: Roster, playbooks: PlaybookSet) -> Iterator[Writer]:
-    """The replay's writer (a forked worker if `background` and the platform can fork); every write is done
-    when the block ends."""
+    """The replay's writer (forked workers if `background` and the platform can fork); every write is done when
+    the block ends."""
     fork = background and sys.platform.startswith("linux")  # fork is safe there
     writer = Background(roster, playbooks) if fork else Writer(roster, playbooks)
     try:
