@@ -3,10 +3,12 @@ written by the replay's own process, and a write that fails still fails the dril
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -99,8 +101,6 @@ def test_an_incident_scored_from_its_rows_has_the_scorecard_the_service_reads(tm
         seen.append(result.incident_id)
         assert card == result.scorecard and card["tasks"] and card["timeline"]
 
-    from datetime import timedelta
-
     run_drills([(s, timedelta(0)) for s in scenarios], engine=engine, playbooks=load_playbooks(ROOT / "playbooks"),
                roster=roster, on_finish=check)
     assert len(seen) == len(scenarios) >= 6
@@ -143,3 +143,38 @@ def test_a_refused_fork_leaves_no_worker_running(monkeypatch):
     with pytest.raises(OSError, match="Resource temporarily unavailable"):
         writer.Background(load_roster(ROOT / "examples" / "roster.yaml"), load_playbooks(ROOT / "playbooks"))
     assert len(started) == 1 and not started[0].is_alive() and not multiprocessing.active_children()
+
+
+def test_many_incidents_return_whole_documents_with_json_and_their_summaries_without(cli, tmp_path):
+    """With --json every incident's whole document is printed (what its scorecard.json holds); a replay printing
+    one line per incident gets back only each document's summary from the workers, and returns those."""
+    import io
+
+    from rich.console import Console
+
+    from crisis import jsonout
+    from crisis.clock import SystemClock
+    from crisis.drill import cli as drill_cli
+    from crisis.drill.scenario import load_scenario
+    from crisis.playbook import load_playbooks
+    from crisis.roster import load_roster
+    from crisis.store.db import ROOT
+
+    def on_disk(out: Path) -> list[dict]:
+        docs = [json.loads(p.read_text("utf-8")) for p in out.glob("*/scorecard.json")]
+        return sorted(docs, key=lambda d: d["incident"]["id"])
+
+    out = tmp_path / "json"
+    printed = cli.json("drill", "run", *[str(SCENARIO)] * 4, "--out", str(out), "--db", f"sqlite:///{tmp_path}/j.db")
+    assert printed == [jsonout.encode(doc) for doc in on_disk(out)] and printed[0]["timeline"]
+
+    loaded = load_scenario(SCENARIO)
+    out = tmp_path / "lines"
+    text = io.StringIO()
+    cards = drill_cli.replay([(loaded, timedelta(minutes=7 * i)) for i in range(4)], load_playbooks(ROOT / "playbooks"),
+                             load_roster(ROOT / "examples" / "roster.yaml"), run_id="r", out_dir=out,
+                             db_url=f"sqlite:///{tmp_path}/l.db", speed=None, tz="Asia/Shanghai", as_json=False,
+                             console=Console(file=text, width=200), wall=SystemClock())
+    assert cards == [writer.summary(doc) for doc in on_disk(out)]
+    assert set(cards[0]) == set(writer.SUMMARY_KEYS) and "timeline" not in cards[0]
+    assert text.getvalue().count("\n#") + text.getvalue().startswith("#") == 4  # one line each, from the summaries

@@ -113,8 +113,9 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
            out_dir: Path, db_url: str, speed: float | None, tz: str, as_json: bool, console: Console,
            wall: SystemClock, formats: tuple[str, ...] = ("md",), scratch: bool = False) -> Any:
     """Replay scenarios (each shifted by its offset: the CLI gives none, the benchmark staggers copies) and
-    write each incident's reports, scorecard and notifications when its scenario ends; returns the card(s).
-    `scratch`: the database is the drill's own new file (not one given with --db), see `drill_engine`."""
+    write each incident's reports, scorecard and notifications when its scenario ends; returns the card(s) (of a
+    replay printing one line per incident, without --json: each card's summary, writer.summary). `scratch`: the
+    database is the drill's own new file (not one given with --db), see `drill_engine`."""
     origin = min(ls.scenario.start + offset for ls, offset in tracks)
 
     def live(when: datetime, text: str) -> None:
@@ -132,7 +133,8 @@ def replay(tracks: list[tuple[LoadedScenario, timedelta]], playbooks: PlaybookSe
         folder = out_dir / _folder_name(result, folders) if several else out_dir
         folder.mkdir(parents=True, exist_ok=True)
         pending.append((result, _write_one(result, run_id=run_id, out_dir=folder, db_url=db_url, speed=speed, tz=tz,
-                                           elapsed=wall.monotonic() - started, formats=formats, writer=writer)))
+                                           elapsed=wall.monotonic() - started, formats=formats, writer=writer,
+                                           summary_only=brief and not as_json)))
         show(everything=False)
 
     def show(everything: bool) -> None:  # each incident's summary once its files are written, in the order it ended
@@ -208,9 +210,11 @@ def _folder_name(result: DrillResult, taken: set[str]) -> str:
 
 
 def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, speed: float | None, tz: str,
-               elapsed: float, formats: tuple[str, ...], writer: Writer) -> Future[tuple[dict[str, Any], list[Path]]]:
+               elapsed: float, formats: tuple[str, ...], writer: Writer,
+               summary_only: bool = False) -> Future[tuple[dict[str, Any], list[Path]]]:
     """Have the incident scored and its files written (here, or by the report worker) from its rows as they stand
-    at its scenario's end; its report document and the paths written, when done."""
+    at its scenario's end; its report document (or its summary: see writer.summary) and the paths written, when
+    done."""
     assert result.loaded is not None and result.service is not None
     sc = result.loaded.scenario
     spec = sc.specs()[result.name]
@@ -224,7 +228,7 @@ def _write_one(result: DrillResult, *, run_id: str, out_dir: Path, db_url: str, 
     notifications = "".join(json.dumps(n, ensure_ascii=False) + "\n" for n in result.notifications)
     svc = result.service
     return writer.write(Job(read_rows(svc.engine, result.incident_id), sc.expectations(result.name), scenario, run,
-                            tz, svc.clock.now(), out_dir, formats, notifications))
+                            tz, svc.clock.now(), out_dir, formats, notifications, summary_only))
 
 
 def print_summary(console: Console, card: dict[str, Any], written: list[Path], tz: tzinfo, *,

@@ -84,6 +84,17 @@ class Job:
     out_dir: Path
     formats: tuple[str, ...]
     notifications: str  # notifications.jsonl's text
+    summary_only: bool = False  # send back only `summary(document)` (see there)
+
+
+# What a many-incident replay prints of each incident (its one line) and returns without --json: the document's
+# small parts. The whole document (~90 KB of values, the timeline most of it) is in the incident's scorecard.json;
+# sending a hundred of them back from the workers, to be thrown away, was ~9 MB pickled and unpickled at the end.
+SUMMARY_KEYS = ("scenario", "run", "incident", "metrics", "expectations")
+
+
+def summary(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: document[k] for k in SUMMARY_KEYS}
 
 
 def write_files(ctx: dict[str, Any], out_dir: Path, formats: tuple[str, ...], notifications: str) -> list[Path]:
@@ -107,13 +118,15 @@ def card_of(rows: Rows, expectations: list[Expectation], roster: Roster) -> dict
 
 
 def make_files(job: Job, roster: Roster, playbooks: PlaybookSet) -> tuple[dict[str, Any], list[Path]]:
-    """Score the incident, write its files; its report document (the keys of scorecard.json) and the paths."""
+    """Score the incident, write its files; its report document (the keys of scorecard.json, or only its summary
+    if the job says so) and the paths."""
     from crisis import reports
 
     card = card_of(job.rows, job.expectations, roster)
     ctx = reports.context_of(card, roster, playbooks, at=job.at, tz=job.tz, scenario=job.scenario, run=job.run)
     written = write_files(ctx, job.out_dir, job.formats, job.notifications)  # looked up here: tests patch it
-    return reports.document(ctx), written
+    document = reports.document(ctx)
+    return (summary(document) if job.summary_only else document), written
 
 
 class Writer:
