@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 _UTC_SUFFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\+00:00$")
+_UTC_STRING = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\+00:00"(?!:)')  # a whole JSON str value
 
 
 def _z(value: Any) -> Any:
@@ -75,6 +76,15 @@ def indented(doc: Any) -> str:
         except orjson.JSONEncodeError:  # e.g. a lone surrogate in a str: the standard library's text
             pass
     return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
+
+
+def document_text(doc: Any) -> str:
+    """`dumps(doc)`'s text for a document of plain JSON values (str, int, float, bool, None, dict, list), such as a
+    report document (scorecard.json): `indented`, then every JSON string value that is a whole UTC ISO time given
+    its `Z`, the values `_z` rewrites (a quote inside a string is escaped, so only whole strings match; a key is
+    followed by its colon, and `_z` leaves keys alone). Why not
+    `dumps`: pydantic's walk over every value of a drill incident's document costs ~8 ms, this ~0.6 ms."""
+    return _UTC_STRING.sub(r'"\1Z"', indented(doc))
 
 
 def _plain(doc: Any) -> bool:

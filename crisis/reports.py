@@ -23,7 +23,7 @@ from crisis.config import zone
 from crisis.durations import format_duration
 from crisis.errors import InputError
 from crisis.escaping import escape_text, md_inline
-from crisis.jsonout import indented
+from crisis.jsonout import document_text
 from crisis.playbook import PlaybookSet
 from crisis.resources import data_path
 from crisis.roster import Roster
@@ -269,7 +269,7 @@ def write_context(ctx: dict[str, Any], out_dir: Path, *, kinds: tuple[str, ...] 
 
         files |= {f"{kind}.{lang}.pdf": render_pdf(text, kind=kind, ctx=ctx, lang=lang)
                   for (kind, lang), text in markdown.items()}
-    files["scorecard.json"] = indented(document(ctx)) + "\n"
+    files["scorecard.json"] = document_text(document(ctx)) + "\n"  # as `report --json` prints it
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -105,6 +106,10 @@ def test_report_markdown_json_and_bad_kind(crisis):
     assert sorted(p.rsplit("/", 1)[1] for p in written) == [
         "after_action.en.md", "after_action.zh-CN.md", "incident_report.en.md", "incident_report.zh-CN.md",
         "scorecard.json"]
+    printed = crisis("report", str(inc["id"]), "--json").stdout  # the same text, times in Z (but the issue time)
+    issued = re.compile(r'"(issued_at|due)": "[^"]*"')  # the issue time, and what is due from it
+    assert issued.sub("", printed) == issued.sub("", (crisis.tmp / "r" / "scorecard.json").read_text("utf-8"))
+    assert '"opened_at": "20' in printed and '+00:00"' not in printed
     err = crisis.json("report", str(inc["id"]), "--kind", "minutes", code=2)
     assert "unknown report 'minutes'" in err["error"]["message"]
     crisis("report", str(inc["id"]), "--tz", "Mars/Olympus", code=2)

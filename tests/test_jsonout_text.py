@@ -1,5 +1,6 @@
 """crisis.jsonout.indented writes scorecard.json's text through orjson: it must be json.dumps's text, byte for byte, for
-anything a document may hold, with the corners where the two differ left to the standard library."""
+anything a document may hold, with the corners where the two differ left to the standard library; and
+document_text (the file's text: UTC times then given their Z) must be what `report --json` prints."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crisis.jsonout import _plain, indented
+from crisis.jsonout import _plain, document_text, dumps, indented
 
 
 def _stdlib(doc):
@@ -60,3 +61,25 @@ def test_a_real_report_document_takes_the_fast_path():
            "metrics": {"on_time_ratio": 0.5833333333333334, "time_to_report_s": 300.0, "late": None},
            "tasks": [], "findings": [{"ok": True, "weight": 2}]}
     assert _plain(doc) and indented(doc) == _stdlib(doc)
+
+
+_times = st.datetimes(timezones=st.just(dt.UTC) | st.timezones()).map(dt.datetime.isoformat)
+_plain_values = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                 | st.text() | _times | _times.map(lambda t: f'"{t}"') | _times.map(lambda t: f"at {t}"))
+plain_documents = st.recursive(_plain_values, lambda inner: st.lists(inner, max_size=5)
+                               | st.dictionaries(st.text(max_size=8) | _times, inner, max_size=5), max_leaves=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain_documents)
+def test_a_plain_document_is_written_as_dumps_writes_it(doc):
+    """scorecard.json (document_text) and `report --json` (dumps) agree to the character: UTC times end in Z
+    where a whole string is one, nowhere else (a time quoted inside a string, a time as a key, another zone)."""
+    assert document_text(doc) == dumps(doc)
+
+
+def test_utc_times_in_a_document_end_in_z():
+    doc = {"at": "2026-03-14T13:30:00+00:00", "local": "2026-03-14T21:30:00+08:00",
+           "said": 'at "2026-03-14T13:30+00:00"'}
+    text = document_text(doc)
+    assert '"at": "2026-03-14T13:30:00Z"' in text and "+08:00" in text and '\\"2026-03-14T13:30+00:00\\"' in text
