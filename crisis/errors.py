@@ -7,6 +7,8 @@ Adapters map by type through `status_of` / `error_body`, never by reading a mess
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -40,12 +42,31 @@ class Conflict(CrisisError):
     not in review, or a version the caller saw that has since changed (HTTP 409)."""
 
 
-class StaleVersion(Conflict):
-    """The incident changed since the caller read it: `changes` lists the audit events since then."""
+@dataclass(frozen=True)
+class Change:
+    """One audit event that changed an incident's version: what a stale caller missed, as data (the API words it
+    in English, `text`; a page words it in its own language)."""
 
-    def __init__(self, incident_id: int, expected: int, actual: int, changes: list[str]) -> None:
-        self.incident_id, self.expected, self.actual, self.changes = incident_id, expected, actual, changes
-        what = "; ".join(changes) if changes else "unknown change"
+    kind: str
+    actor: str
+    at: datetime
+    from_state: str | None = None
+    to_state: str | None = None
+
+    def text(self) -> str:
+        at = self.at.isoformat().replace("+00:00", "Z")
+        return f"{self.kind} by {self.actor} at {at}" + (f" ({self.from_state} → {self.to_state})"
+                                                          if self.to_state else "")
+
+
+class StaleVersion(Conflict):
+    """The incident changed since the caller read it: `events` are the audit events since then (`changes`, the
+    same in words)."""
+
+    def __init__(self, incident_id: int, expected: int, actual: int, events: list[Change]) -> None:
+        self.incident_id, self.expected, self.actual, self.events = incident_id, expected, actual, events
+        self.changes = [c.text() for c in events]
+        what = "; ".join(self.changes) if events else "unknown change"
         super().__init__(f"incident #{incident_id} changed since version {expected} (now {actual}): {what}")
 
 
@@ -59,7 +80,13 @@ class IllegalTrigger(Conflict):
 
 
 class GuardFailed(Conflict):
-    """Leaving a stage with required tasks still open, without a leadership override."""
+    """Leaving a stage with required tasks still open, without a leadership override: `stage`, the open
+    required tasks' keys (`tasks`) and the incident's `category` (whose playbook titles them), where known."""
+
+    def __init__(self, stage: str, tasks: list[str], category: str | None = None) -> None:
+        self.stage, self.tasks, self.category = stage, tasks, category
+        super().__init__(f"cannot leave stage '{stage}': required task(s) still open: {', '.join(tasks)}; "
+                         "complete them first, or leadership may override with a reason")
 
 
 class NotFound(CrisisError):
@@ -115,7 +142,7 @@ _STATUS: tuple[tuple[type[CrisisError], int], ...] = (
     (Unavailable, 503), (Conflict, 409), (CrisisError, 409))
 
 # attributes a caller can act on, carried next to code/message/field when the error has them
-_DETAILS = ("allowed", "rule", "changes", "retry_after", "file", "line")
+_DETAILS = ("allowed", "rule", "changes", "tasks", "retry_after", "file", "line")
 
 
 def status_of(exc: CrisisError) -> int:

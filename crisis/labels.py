@@ -186,6 +186,39 @@ FINDINGS: dict[str, Pair] = {
     "no_next_update": ("未说明下次通报时间", "does not say when the next update will come"),
 }
 
+# The policy's rules (crisis.engine.policy, whose RULES are the English here): what a refusal names.
+RULES: dict[str, Pair] = {
+    "team": ("应急工作小组成员均可", "any member of the emergency team"),
+    "complete": ("任务负责人、任务所属小组成员、领导小组或值班员可以完成任务",
+                 "the assignee, a member of the task's group, leadership, or the duty officer"),
+    "assess": ("研判由领导小组决定", "assessment is leadership's decision"),
+    "override": ("只有领导小组可以在必做任务未完成时推进阶段",
+                 "only leadership may leave a stage with required tasks open"),
+    "regrade": ("只有领导小组可以调整事件等级", "only leadership may change an incident's grade"),
+    "close": ("由领导小组或值班员结案", "leadership or the duty officer closes an incident"),
+    "reopen": ("舆情反弹时由监测与分析组、值班员或领导小组重新启动",
+               "the monitoring group, the duty officer or leadership reopens on a flare-up"),
+    "ack": ("被提醒的人员、领导小组或值班管理员可以确认",
+            "someone paged for the task, leadership, or an on-call administrator"),
+    "review.1": ("一级审核：信息员（监测与分析组）", "level 1: information staff (the monitoring group)"),
+    "review.2": ("二级审核：宣传部门负责人，或其以外的领导小组成员",
+                 "level 2: the information department head, or leadership other than its head"),
+    "review.3": ("三级审核：领导小组", "level 3: leadership"),
+    "review.once": ("每一级审核须由不同的人完成", "each review level needs another person"),
+    "review.four_eyes": ("起草人不得审核自己的声明（任何一级）",
+                         "the drafter may not review their own statement at any level"),
+    "release": ("由起草人、监测与分析组或领导小组发布", "the drafter, the monitoring group or leadership"),
+    "release.personal_data": ("含个人信息的声明只能由领导小组填写理由后发布",
+                              "a statement with personal data is released only by leadership, with a reason"),
+    "applicable": ("由任务所属小组负责人或领导小组决定可选任务是否适用",
+                   "the task's group head or leadership decides whether an optional task applies"),
+    "state": ("当前状态不允许此操作", "the current state allows it"),
+    "on_call": ("由领导小组、值班员或值班表上的人员安排值班",
+                "leadership, the duty officer or someone on the on-call rota arranges on-call cover"),
+    "drills": ("演练结果由领导小组、各组负责人或值班员查看",
+               "leadership, a group head or the duty officer reviews drill results"),
+}
+
 CATALOGUE: dict[str, dict[str, Pair]] = {
     "stage": STAGES, "group": GROUPS, "decision": DECISIONS, "trigger": TRIGGERS, "event": EVENTS,
     "signal": SIGNALS, "outcome": OUTCOMES, "target": TARGETS, "actor": ACTORS, "review": REVIEW,
@@ -233,6 +266,12 @@ def finding(code: str, facts: Mapping[str, object], lang: Lang | str) -> str:
     values = {k: sep.join(label("personal_data", str(x), lang) if k == "kinds" else str(x) for x in v)
               if isinstance(v, list | tuple) else v for k, v in facts.items()}
     return (pair[0] if lang == "zh-CN" else pair[1]).format(**values)
+
+
+def rule(code: str, lang: Lang | str) -> str:
+    """What a policy rule allows, in `lang` (a refusal names its rule); an unknown code comes back as is."""
+    pair = RULES.get(code)
+    return code if pair is None else pair[0] if lang == "zh-CN" else pair[1]
 
 
 def target(value: str | None, lang: Lang | str) -> str:

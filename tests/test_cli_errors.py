@@ -62,6 +62,14 @@ def test_user_text_in_an_error_is_not_markup(cli):
     one_error_line(result, "[/][bold]x")
 
 
+def test_a_blocked_move_names_the_open_tasks_and_the_shells_way_on(cli):
+    iid = opened(cli)
+    one_error_line(cli("fire", str(iid), "report", code=2), "required task(s) still open: compile_report",
+                   'leadership may override with a reason (--override --reason "...")')
+    err = cli.json("fire", str(iid), "report", code=2)["error"]  # the API's body: the tasks as data, no CLI flags
+    assert err["code"] == "conflict" and err["tasks"] == ["compile_report"] and "--override" not in err["message"]
+
+
 @pytest.mark.parametrize("speed", ["nan", "inf", "-1", "0"])
 def test_drill_speed_must_be_a_positive_number(cli, tmp_path, speed):
     out = tmp_path / "out"

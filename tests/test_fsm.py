@@ -162,6 +162,8 @@ def test_guard_blocks_leaving_with_required_open(svc, roster):
         svc.fire(iid, "report", principal=by(non_leader(roster)))
     assert "compile_report" in str(err.value)
     assert "preserve_evidence" not in str(err.value)  # optional tasks never block
+    blocked = err.value  # the facts a page words in its own language: stage, tasks, the playbook naming them
+    assert (blocked.stage, blocked.tasks, blocked.category) == ("monitoring", ["compile_report"], "medical_dispute")
     assert snapshot(svc, iid) == before
     # even leadership without an override is blocked
     with pytest.raises(GuardFailed):

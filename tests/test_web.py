@@ -86,6 +86,8 @@ def test_complete_tasks_fire_and_stale_version(client, svc):
     svc.update_signals(inc.id, {"reposts": 99}, principal=DO)  # someone else acts meanwhile
     res = client.post(f"/incidents/{inc.id}/fire", data={"csrf_token": csrf, "trigger": "report", "version": stale})
     assert res.status_code == 409 and "他人已修改此事件" in res.text
+    assert "您打开此页面后发生了：" in res.text and "林值班 舆情数据更新" in res.text  # what was missed, in words
+    assert "changed since version" not in res.text  # not the engine's English
     assert svc.incident(inc.id).stage == "monitoring"
     fresh = svc.incident(inc.id).version
     res = client.post(f"/incidents/{inc.id}/fire", data={"csrf_token": csrf, "trigger": "report", "version": fresh},
@@ -182,3 +184,27 @@ def test_note_lands_in_timeline_escaped(client, svc):
     res = client.post(f"/incidents/{inc.id}/note", data={"csrf_token": csrf, "text": "家属到场 <i>x</i>"})
     assert res.status_code == 200 and "家属到场 &lt;i&gt;x&lt;/i&gt;" in res.text  # followed the redirect back
     assert any(e.kind == "note" for e in svc.timeline(inc.id))
+
+
+def test_a_blocked_or_forbidden_move_says_why_in_the_pages_language(client, svc):
+    """Open required tasks block a move: the page says so (not "someone changed this"), naming the stage and the
+    tasks by their titles, and how leadership may go on; a move the rules refuse names the rule, in Chinese."""
+    inc = open_incident(svc)
+    csrf = login(client, "president")
+    v = svc.incident(inc.id).version
+    res = client.post(f"/incidents/{inc.id}/fire", data={"csrf_token": csrf, "trigger": "report", "version": v})
+    assert res.status_code == 409 and "当前阶段不能执行此操作" in res.text and "他人已修改" not in res.text
+    assert "“事件监测”阶段仍有必做任务未完成：汇总基本事实、舆情走势与可能影响并报告领导小组" in res.text
+    assert "越过未完成任务" in res.text and "compile_report" not in res.text and "--override" not in res.text
+    en = client.post(f"/incidents/{inc.id}/fire?lang=en", data={"csrf_token": csrf, "trigger": "report", "version": v})
+    assert en.status_code == 409 and "Not possible at this stage" in en.text
+    assert "The stage “Monitoring” still has required tasks open: Report facts, opinion trend and likely impact" in (
+        en.text.replace("&#34;", '"'))
+    client.post("/logout", data={"csrf_token": csrf})
+    client.cookies.clear()
+    csrf = login(client, "logistics_staff")
+    res = client.post(f"/incidents/{inc.id}/fire?lang=zh-CN", data={"csrf_token": csrf, "trigger": "assess",
+                                                                   "version": v})
+    assert res.status_code == 403 and "无权操作" in res.text and "研判由领导小组决定" in res.text
+    assert "leadership" not in res.text
+    assert svc.incident(inc.id).stage == "monitoring"  # nothing changed

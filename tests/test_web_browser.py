@@ -273,6 +273,8 @@ def test_the_issue_scenario_in_three_browsers(svc, clock, site, browser):
     # the duty officer's page is stale now: acting on it is refused with the conflict message
     click_to_new_page(a, f"li[data-task='{assess_task.id}'] form button")
     assert "他人已修改此事件" in text(a) and "未做任何更改" in text(a)
+    assert "您打开此页面后发生了" in text(a) and "王院长 阶段变更（已报告 → 评估与指令）" in text(a)  # what, in words
+    shoot(a, "conflict")
     assert next(t for t in svc.tasks(inc.id) if t.id == assess_task.id).done_by == "president"
     assert svc.incident(inc.id).version == now.version
 

@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from crisis import jsonout
 from crisis.console import SafeTable, fit_width, styled, table
-from crisis.errors import EXIT_STATUS, CrisisError, InputError, error_body, problem
+from crisis.errors import EXIT_STATUS, CrisisError, GuardFailed, InputError, error_body, problem
 
 if TYPE_CHECKING:  # the engine, the database layer and the models load when a command runs, not for --help
     from crisis.principal import Principal
@@ -189,8 +189,10 @@ def warn(message: str) -> None:
 
 
 def fail(exc: CrisisError, as_json: bool) -> NoReturn:
-    """Print one error line (the API's error body under --json) and exit with status 2."""
-    _fail(str(exc), error_body(exc), as_json)
+    """Print one error line (the API's error body under --json) and exit with status 2. A move blocked by open
+    required tasks says how leadership goes on at the shell."""
+    hint = ' (--override --reason "...")' if isinstance(exc, GuardFailed) else ""
+    _fail(str(exc) + hint, error_body(exc), as_json)
 
 
 def _fail(line: str, body: dict[str, Any], as_json: bool) -> NoReturn:

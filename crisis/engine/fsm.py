@@ -110,9 +110,7 @@ class StageMachine:
         dest, blocked = outcome
         if dest is None:
             if blocked:
-                raise GuardFailed(
-                    f"cannot leave stage '{stage}': required task(s) still open: {', '.join(open_required or [])} "
-                    "(complete them, or a leadership member may override with --override --reason)")
+                raise GuardFailed(stage, list(open_required or []))
             raise IllegalTrigger(trigger, stage, self.allowed(stage))
         return dest
 

@@ -13,31 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from crisis import labels
 from crisis.engine.fsm import TRIGGERS
 from crisis.errors import Conflict, Forbidden
 from crisis.principal import Principal
 
-RULES: dict[str, str] = {
-    "team": "any member of the emergency team",
-    "complete": "the assignee, a member of the task's group, leadership, or the duty officer",
-    "assess": "assessment is leadership's decision",
-    "override": "only leadership may leave a stage with required tasks open",
-    "regrade": "only leadership may change an incident's grade",
-    "close": "leadership or the duty officer closes an incident",
-    "reopen": "the monitoring group, the duty officer or leadership reopens on a flare-up",
-    "ack": "someone paged for the task, leadership, or an on-call administrator",
-    "review.1": "level 1: information staff (the monitoring group)",
-    "review.2": "level 2: the information department head, or leadership other than its head",
-    "review.3": "level 3: leadership",
-    "review.once": "each review level needs another person",
-    "review.four_eyes": "the drafter may not review their own statement at any level",
-    "release": "the drafter, the monitoring group or leadership",
-    "release.personal_data": "a statement with personal data is released only by leadership, with a reason",
-    "applicable": "the task's group head or leadership decides whether an optional task applies",
-    "state": "the current state allows it",
-    "on_call": "leadership, the duty officer or someone on the on-call rota arranges on-call cover",
-    "drills": "leadership, a group head or the duty officer reviews drill results",
-}
+RULES: dict[str, str] = {code: en for code, (_zh, en) in labels.RULES.items()}  # worded once, in crisis.labels
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One error shape for every refusal: `{"error": {"code", "message", "field"}}` (plus `allowed` for an
-illegal trigger, `rule` for a policy refusal, `changes` for a stale version, `retry_after` for throttling and
-a busy database).
+illegal trigger, `rule` for a policy refusal, `changes` for a stale version, `tasks` for a move blocked by open
+required tasks, `retry_after` for throttling and a busy database).
 
 Typed errors map to statuses and bodies by type (crisis.errors, shared with the CLI's --json), never by
 message; anything unexpected becomes a logged 500 with the same shape and no trace. The body-size guard is

@@ -16,7 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 
 from crisis.clock import Clock, ensure_aware
-from crisis.errors import Forbidden, NotFound, StaleVersion
+from crisis.errors import Change, Forbidden, NotFound, StaleVersion
 from crisis.logs import get_logger, info_lines
 from crisis.notify.outbox import DEFAULT_CHANNELS, Routing, messages
 from crisis.playbook import PlaybookSet
@@ -250,11 +250,10 @@ class ServiceBase:
                                self._changes(conn, incident_id, abs(row.version - expected_version)))
         return row if isinstance(row, Rec) else Rec(**row._mapping)
 
-    def _changes(self, s: Session | Connection, incident_id: int, n: int) -> list[str]:
-        """The latest `n` version-changing events of an incident, described (what a stale caller missed)."""
+    def _changes(self, s: Session | Connection, incident_id: int, n: int) -> list[Change]:
+        """The latest `n` version-changing events of an incident, oldest first (what a stale caller missed)."""
         rows = recs(_CHANGES, _connection(s), {"b_id": incident_id, "b_n": max(1, n)})
-        return [f"{e.kind} by {e.actor} at {e.at.isoformat().replace('+00:00', 'Z')}"
-                + (f" ({e.from_state} → {e.to_state})" if e.to_state else "") for e in reversed(rows)]
+        return [Change(e.kind, e.actor, e.at, e.from_state, e.to_state) for e in reversed(rows)]
 
     def _task_row_locked(self, conn: Connection, task_id: int,
                          expected_version: int | None = None) -> tuple[Rec, Rec]:

@@ -23,7 +23,7 @@ from crisis.engine import policy
 from crisis.engine.duties import OpenTask, StageExit, stage_exit
 from crisis.engine.fsm import FINAL, MACHINE
 from crisis.engine.plan import chase_plan, due_at, overdue_by, plan_stage, step_time
-from crisis.errors import Conflict, InputError, NotFound
+from crisis.errors import Conflict, GuardFailed, InputError, NotFound
 from crisis.playbook import Playbook
 from crisis.principal import Principal
 from crisis.service.base import DRILL, EVT, INC, SYSTEM, TASK, Rec, ServiceBase, _Tx, recs
@@ -166,8 +166,7 @@ class IncidentCommands(ServiceBase):
         reopening = trigger == "reopen"  # a flare-up interrupts whatever stage it finds, never blocked
         dest = MACHINE.target(inc.stage, trigger, decision=decision)  # where it would go, before the guard
         exit_ = stage_exit(self._duties(inc, work), final=dest in FINAL, reopening=reopening)
-        target = MACHINE.target(inc.stage, trigger, decision=decision, open_required=exit_.blocking,
-                                override=override)
+        target = _guarded_target(inc, trigger, decision, exit_.blocking, override)
         source = inc.stage
         if override and exit_.blocking:
             self._event(conn, tx, at=now, actor=actor, kind="override", incident_id=inc.id, from_state=source,
@@ -381,3 +380,12 @@ class IncidentCommands(ServiceBase):
             replans.append({"b_id": task.id, "b_due": new_due, "b_plan": [list(x) for x in plan],
                             "b_next": step_time(new_due, plan, 0) if new_due else None})
         _REPLAN.many(conn, replans)
+
+
+def _guarded_target(inc: Rec, trigger: str, decision: str | None, blocking: list[str], override: bool) -> str:
+    """Where the trigger takes the incident, its open required tasks (`blocking`) considered; a blocked move names
+    the incident's category too, whose playbook titles those tasks for a page."""
+    try:
+        return MACHINE.target(inc.stage, trigger, decision=decision, open_required=blocking, override=override)
+    except GuardFailed as exc:
+        raise GuardFailed(exc.stage, exc.tasks, inc.category) from None

@@ -10,7 +10,8 @@ from fastapi.responses import Response
 from crisis import views
 from crisis.durations import format_duration
 from crisis.errors import CrisisError, InputError
-from crisis.web.pages import Reader, refused, render
+from crisis.web.pages import Reader, render
+from crisis.web.problems import refused
 
 router = APIRouter(include_in_schema=False)
 

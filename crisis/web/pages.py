@@ -16,9 +16,8 @@ from fastapi.templating import Jinja2Templates
 
 from crisis import labels
 from crisis.engine import policy
-from crisis.errors import CrisisError
 from crisis.http.auth import Identity, authenticate, check_csrf
-from crisis.http.errors import ApiError, crisis_status
+from crisis.http.errors import ApiError
 from crisis.principal import for_person
 from crisis.web.i18n import LANG_COOKIE, gettext_for, pick_lang
 
@@ -116,15 +115,6 @@ def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity 
     return res
 
 
-# The headline of a refused action per HTTP status (a gettext msgid): the detail below it says what exactly.
-HEADLINES = {403: "Not allowed", 404: "Not found", 409: "Someone changed this — reload the page",
-             422: "Check what you entered"}
-
-
-def headline(status: int) -> str:
-    return HEADLINES.get(status, "Not done")
-
-
 def problem(request: Request, title: str, detail: str, status: int, ident: Identity | None = None,
             back: str | None = None) -> HTMLResponse:
     """One clear page for every refusal (stale page, not allowed, bad link); nothing was changed."""
@@ -168,8 +158,3 @@ async def writer(request: Request) -> Identity:
 Reader = Annotated[Identity, Depends(reader)]  # a page: whoever is signed in
 Writer = Annotated[Identity, Depends(writer)]  # an action: signed in, with the session's CSRF token
 
-
-def refused(request: Request, exc: CrisisError, ident: Identity | None, back: str | None) -> HTMLResponse:
-    """The page for a command or read the service refused: the headline for its status, its detail under it."""
-    status = crisis_status(exc)
-    return problem(request, headline(status), str(exc), status, ident, back)

@@ -19,7 +19,8 @@ from crisis.engine import policy
 from crisis.errors import CrisisError, InputError
 from crisis.http.auth import Identity
 from crisis.principal import for_person
-from crisis.web.pages import PageRefused, Reader, now_of, refused, render
+from crisis.web.pages import PageRefused, Reader, now_of, render
+from crisis.web.problems import refused
 
 router = APIRouter(include_in_schema=False)
 LANGS = ("zh-CN", "en")

@@ -23,7 +23,8 @@ from crisis.http.errors import crisis_status
 from crisis.principal import Principal
 from crisis.service import CrisisService
 from crisis.web import incident_view
-from crisis.web.pages import Reader, Writer, now_of, pager, refused, render
+from crisis.web.pages import Reader, Writer, now_of, pager, render
+from crisis.web.problems import refused
 
 router = APIRouter(include_in_schema=False)
 BOARD_LIMIT = 200

@@ -3,6 +3,8 @@ the types for both): same code, message, field and details, so a script can swit
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from apihelpers import API, error, sign_in
 from helpers import Cli, crisis_env
@@ -10,6 +12,7 @@ from helpers import Cli, crisis_env
 from crisis.errors import (
     CODES,
     Busy,
+    Change,
     Conflict,
     CrisisError,
     DatabaseMissing,
@@ -61,8 +64,9 @@ def test_every_error_type_has_a_status_and_code():
         (NotFound("no incident #9"), 404, "not_found"),
         (Forbidden("leadership only", rule="override"), 403, "forbidden"),
         (IllegalTrigger("close", "monitoring", ["report"]), 409, "conflict"),
-        (GuardFailed("open required tasks"), 409, "conflict"),
-        (StaleVersion(1, 2, 3, ["note"]), 409, "conflict"),
+        (GuardFailed("monitoring", ["compile_report"]), 409, "conflict"),
+        (StaleVersion(1, 2, 3, [Change("stage_changed", "president", datetime(2026, 3, 14, 14, tzinfo=UTC),
+                                       "reported", "assessing")]), 409, "conflict"),
         (Conflict("already done"), 409, "conflict"),
         (Busy("database busy"), 503, "unavailable"),
         (DatabaseMissing("no crisis database"), 503, "unavailable"),
@@ -76,6 +80,8 @@ def test_every_error_type_has_a_status_and_code():
     assert body == {"code": "invalid", "message": "too long", "field": "title", "file": "x.yaml", "line": 3}
     assert error_body(cases[2][0])["error"]["rule"] == "override"
     assert error_body(cases[3][0])["error"]["allowed"] == ["report"]
-    assert error_body(cases[5][0])["error"]["changes"] == ["note"]
+    assert error_body(cases[4][0])["error"]["tasks"] == ["compile_report"]
+    assert error_body(cases[5][0])["error"]["changes"] == [
+        "stage_changed by president at 2026-03-14T14:00:00Z (reported → assessing)"]
     assert error_body(cases[7][0])["error"]["retry_after"] == 1
     assert error_body(cases[11][0])["error"]["retry_after"] == 60
