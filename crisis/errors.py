@@ -17,14 +17,17 @@ class CrisisError(Exception):
 
 
 class InputError(CrisisError):
-    """Bad input file or argument, located by file, field and line where known."""
+    """Bad input file or argument, located by file, field and line where known. The refusals a form meets
+    (an empty field, one too long, a missing reason) also carry a `kind` and its `facts`, so a page can word
+    them in its own language (crisis.labels.input_error)."""
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None,
-                 line: int | None = None) -> None:
+                 line: int | None = None, kind: str | None = None, facts: dict[str, Any] | None = None) -> None:
         self.message = message
         self.file = file
         self.field = field
         self.line = line
+        self.kind, self.facts = kind, facts or {}
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -219,6 +219,17 @@ RULES: dict[str, Pair] = {
                "leadership, a group head or the duty officer reviews drill results"),
 }
 
+# What a form's refused input is (crisis.errors.InputError.kind, with its facts), and the fields forms send.
+INPUT_ERRORS: dict[str, Pair] = {
+    "empty": ("不能为空", "must not be empty"),
+    "too_long": ("共 {n} 字，最多 {max} 字", "is {n} characters long; at most {max} are allowed"),
+    "reason_required": ("须填写理由", "needs a reason"),
+}
+FIELDS: dict[str, Pair] = {
+    "title": ("标题", "title"), "body": ("正文", "text"), "text": ("备注", "note"), "note": ("备注", "note"),
+    "reason": ("理由", "reason"), "comment": ("审核意见", "comment"), "next_update": ("下次通报时间", "next update"),
+}
+
 CATALOGUE: dict[str, dict[str, Pair]] = {
     "stage": STAGES, "group": GROUPS, "decision": DECISIONS, "trigger": TRIGGERS, "event": EVENTS,
     "signal": SIGNALS, "outcome": OUTCOMES, "target": TARGETS, "actor": ACTORS, "review": REVIEW,
@@ -266,6 +277,19 @@ def finding(code: str, facts: Mapping[str, object], lang: Lang | str) -> str:
     values = {k: sep.join(label("personal_data", str(x), lang) if k == "kinds" else str(x) for x in v)
               if isinstance(v, list | tuple) else v for k, v in facts.items()}
     return (pair[0] if lang == "zh-CN" else pair[1]).format(**values)
+
+
+def input_error(kind: str, field: str | None, facts: Mapping[str, object], lang: Lang | str) -> str | None:
+    """A form's refused input as a sentence in `lang` ("标题：不能为空"); None for a kind not worded here."""
+    pair = INPUT_ERRORS.get(kind)
+    if pair is None:
+        return None
+    text = (pair[0] if lang == "zh-CN" else pair[1]).format(**facts)
+    if not field:
+        return text
+    name = FIELDS.get(field)
+    shown = field if name is None else name[0] if lang == "zh-CN" else name[1]
+    return f"{shown}：{text}" if lang == "zh-CN" else f"{shown}: {text}"
 
 
 def rule(code: str, lang: Lang | str) -> str:

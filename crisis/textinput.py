@@ -43,7 +43,8 @@ def _strip_controls(text: str) -> str:
 
 def _bounded(text: str, field: str, max_len: int) -> str:
     if len(text) > max_len:
-        raise InputError(f"is {len(text)} characters long; at most {max_len} are allowed", field=field)
+        raise InputError(f"is {len(text)} characters long; at most {max_len} are allowed", field=field,
+                         kind="too_long", facts={"n": len(text), "max": max_len})
     return text
 
 
@@ -59,7 +60,7 @@ def one_line(value: Any, field: str, *, max_len: int = TITLE_MAX) -> str:
     text = _as_str(value, field).replace("\t", " ")
     text = " ".join(_strip_controls(_BREAKS.sub(" ", text)).split())
     if not text:
-        raise InputError("must not be empty", field=field)
+        raise InputError("must not be empty", field=field, kind="empty")
     return _bounded(text, field, max_len)
 
 
@@ -76,7 +77,7 @@ def block(value: Any, field: str, *, max_len: int = BODY_MAX) -> str:
     text = _BREAKS.sub("\n", _as_str(value, field).replace("\t", " "))
     text = _strip_controls(text).strip()
     if not text:
-        raise InputError("must not be empty", field=field)
+        raise InputError("must not be empty", field=field, kind="empty")
     return _bounded(text, field, max_len)
 
 

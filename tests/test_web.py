@@ -208,3 +208,19 @@ def test_a_blocked_or_forbidden_move_says_why_in_the_pages_language(client, svc)
     assert res.status_code == 403 and "无权操作" in res.text and "研判由领导小组决定" in res.text
     assert "leadership" not in res.text
     assert svc.incident(inc.id).stage == "monitoring"  # nothing changed
+
+
+def test_a_refused_form_field_is_named_in_the_pages_language(client, svc):
+    inc = open_incident(svc)
+    csrf = login(client, "president")
+    v = svc.incident(inc.id).version
+    res = client.post(f"/incidents/{inc.id}/fire", data={"csrf_token": csrf, "trigger": "report", "version": v,
+                                                         "override": "1", "reason": "  "})
+    assert res.status_code == 422 and "请检查填写的内容" in res.text and "理由：须填写理由" in res.text
+    res = client.post(f"/incidents/{inc.id}/note", data={"csrf_token": csrf, "text": " \t "})
+    assert res.status_code == 422 and "备注：不能为空" in res.text and "must not" not in res.text
+    res = client.post(f"/incidents/{inc.id}/note", data={"csrf_token": csrf, "text": "长" * 2001})
+    assert res.status_code == 422 and "备注：共 2001 字，最多 2000 字" in res.text
+    en = client.post(f"/incidents/{inc.id}/note?lang=en", data={"csrf_token": csrf, "text": " "})
+    assert en.status_code == 422 and "note: must not be empty" in en.text  # the field as the form names it
+    assert svc.incident(inc.id).stage == "monitoring" and svc.incident(inc.id).version == v  # nothing changed

@@ -153,7 +153,7 @@ def test_release_override_is_offered_to_leadership_only_and_needs_a_reason(clien
     assert f'name="version" value="{version}"' in form and f'value="{csrf}"' in form
     no_reason = _release(client, csrf, inc.id, st.id, version, override="yes", reason=" ")
     assert no_reason.status_code == 422 and svc.statements(inc.id)[0].status == "approved"
-    assert "<h1>请检查填写的内容</h1>" in no_reason.text and "reason" in no_reason.text
+    assert "<h1>请检查填写的内容</h1>" in no_reason.text and "理由：须填写理由" in no_reason.text
     no_override = _release(client, csrf, inc.id, st.id, version)
     assert no_override.status_code == 409 and svc.statements(inc.id)[0].status == "approved"
     no_csrf = client.post(f"/statements/{st.id}/release", data={"incident": inc.id, "version": version,

@@ -131,7 +131,7 @@ class IncidentCommands(ServiceBase):
         reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX)
         note = textinput.optional_block(note, "note", max_len=textinput.NOTE_MAX)
         if override and not reason:
-            raise InputError("an override needs a reason", field="reason")
+            raise InputError("an override needs a reason", field="reason", kind="reason_required")
         policy.enforce(policy.may_trigger(who, trigger, override=override))
         with self._core(who) as (conn, tx):
             inc, work = self._incident_with_work(conn, incident_id, expected_version)
@@ -223,7 +223,7 @@ class IncidentCommands(ServiceBase):
             raise InputError(str(exc), field="severity") from None
         reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX) or ""
         if not reason:
-            raise InputError("a regrade needs a reason", field="reason")
+            raise InputError("a regrade needs a reason", field="reason", kind="reason_required")
         with self._core(who) as (conn, tx):
             inc = self._incident_row(conn, incident_id, lock=True, expected_version=expected_version)
             read_version = inc.version

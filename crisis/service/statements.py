@@ -100,7 +100,8 @@ class StatementCommands(ServiceBase):
         actor = who.person
         reason = textinput.optional_line(reason, "reason", max_len=textinput.REASON_MAX)
         if override and not reason:
-            raise InputError("releasing over a personal-data finding needs a reason", field="reason")
+            raise InputError("releasing over a personal-data finding needs a reason", field="reason",
+                             kind="reason_required")
         with self._core(who) as (conn, tx):
             st = self._statement_row(conn, statement_id)
             if expected_version is not None:

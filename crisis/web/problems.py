@@ -1,9 +1,10 @@
 """The page for an action or read the service refused, in the page's language.
 
 The service's errors carry their facts: the stage and open required tasks of a blocked transition, the events a
-stale page missed, the trigger a stage does not allow, the rule that refused. A page words those facts with the
-same labels as everywhere else (stages, event kinds, names, task titles, rules), so a Chinese page never shows
-an engine message in English; an error without such facts (bad input, not found) shows its own message. The
+stale page missed, the trigger a stage does not allow, the rule that refused, what was wrong with a form's
+field. A page words those facts with the same labels as everywhere else (stages, event kinds, names, task
+titles, rules, fields), so a Chinese page does not show an engine message in English; an error without such
+facts (a record not found, input no form sends) shows its own message. The
 headline says what kind of refusal it is: a transition blocked by open tasks is not "someone changed this".
 """
 
@@ -17,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from crisis import labels
-from crisis.errors import CrisisError, Forbidden, GuardFailed, IllegalTrigger, StaleVersion
+from crisis.errors import CrisisError, Forbidden, GuardFailed, IllegalTrigger, InputError, StaleVersion
 from crisis.http.auth import Identity
 from crisis.http.errors import crisis_status
 from crisis.playbook import PlaybookSet
@@ -60,6 +61,10 @@ def explain(exc: CrisisError, lang: str, _: Callable[..., str], name: Callable[[
         return NOT_NOW, _("“{trigger}” is not possible at the stage “{stage}”.",
                           trigger=labels.label("trigger", exc.trigger, lang),
                           stage=labels.label("stage", exc.stage, lang))
+    if isinstance(exc, InputError) and exc.kind:
+        worded = labels.input_error(exc.kind, exc.field, exc.facts, lang)
+        if worded is not None:
+            return HEADLINES[422], worded
     if isinstance(exc, Forbidden) and lang != "en" and exc.rule in labels.RULES:
         return HEADLINES[403], labels.rule(exc.rule, lang)
     return HEADLINES.get(crisis_status(exc), "Not done"), str(exc)
