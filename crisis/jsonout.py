@@ -82,8 +82,8 @@ def document_text(doc: Any) -> str:
     """`dumps(doc)`'s text for a document of plain JSON values (str, int, float, bool, None, dict, list), such as a
     report document (scorecard.json): `indented`, then every JSON string value that is a whole UTC ISO time given
     its `Z`, the values `_z` rewrites (a quote inside a string is escaped, so only whole strings match; a key is
-    followed by its colon, and `_z` leaves keys alone). Why not
-    `dumps`: pydantic's walk over every value of a drill incident's document costs ~8 ms, this ~0.6 ms."""
+    followed by its colon, and `_z` leaves keys alone). Why not `dumps`: pydantic's walk over every value of a
+    drill incident's document costs ~8 ms, this ~0.6 ms."""
     return _UTC_STRING.sub(r'"\1Z"', indented(doc))
 
 
