@@ -224,3 +224,11 @@ def test_a_refused_form_field_is_named_in_the_pages_language(client, svc):
     en = client.post(f"/incidents/{inc.id}/note?lang=en", data={"csrf_token": csrf, "text": " "})
     assert en.status_code == 422 and "note: must not be empty" in en.text  # the field as the form names it
     assert svc.incident(inc.id).stage == "monitoring" and svc.incident(inc.id).version == v  # nothing changed
+
+
+def test_a_missing_record_leads_back_to_the_board(client, svc):
+    csrf = login(client, "duty_officer")
+    note = client.post("/incidents/999/note", data={"csrf_token": csrf, "text": "x"})
+    for res in (client.get("/incidents/999"), note):
+        assert res.status_code == 404 and "未找到" in res.text
+        assert '<a class="button" href="/">返回看板</a>' in res.text and "/incidents/999" not in res.text

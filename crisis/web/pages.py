@@ -116,10 +116,11 @@ def render(request: Request, name: str, ctx: dict[str, Any], *, ident: Identity 
 
 
 def problem(request: Request, title: str, detail: str, status: int, ident: Identity | None = None,
-            back: str | None = None) -> HTMLResponse:
-    """One clear page for every refusal (stale page, not allowed, bad link); nothing was changed."""
-    return render(request, "problem.html", {"title": title, "detail": detail, "back": back},
-                  ident=ident, status=status)
+            back: str | None = None, back_label: str = "Reload") -> HTMLResponse:
+    """One clear page for every refusal (stale page, not allowed, bad link); nothing was changed. `back`: where
+    its button goes, `back_label` its words (a gettext msgid)."""
+    return render(request, "problem.html", {"title": title, "detail": detail, "back": back,
+                                            "back_label": back_label}, ident=ident, status=status)
 
 
 class PageRefused(Exception):

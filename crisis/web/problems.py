@@ -38,7 +38,10 @@ def refused(request: Request, exc: CrisisError, ident: Identity | None, back: st
     headline, detail = explain(exc, lang, gettext_for(lang),
                                lambda pid: person_name(state.svc.roster, pid, lang),
                                lambda at: local(at, ZoneInfo(state.tz), "%m-%d %H:%M"), state.svc.playbooks)
-    return problem(request, headline, detail, crisis_status(exc), ident, back)
+    status = crisis_status(exc)
+    if status == 404:  # reloading what is not there shows the same page again: back to the board instead
+        return problem(request, headline, detail, status, ident, "/", "Back to the board")
+    return problem(request, headline, detail, status, ident, back)
 
 
 def explain(exc: CrisisError, lang: str, _: Callable[..., str], name: Callable[[str], str],
