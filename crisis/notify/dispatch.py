@@ -10,6 +10,9 @@ administrator is paged about it. A process killed mid-batch leaves leased rows t
 the lease runs out; the channels' idempotency on the dedupe key makes that exactly-once at the recipient.
 
 Messages held for quiet hours are claimed per recipient together and sent as one digest.
+
+Which rows are due and how they are leased: crisis.notify.claims; what becomes of a failed row:
+crisis.notify.failures.
 """
 
 from __future__ import annotations
@@ -23,44 +26,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection, Engine
 
 from crisis.clock import Clock
 from crisis.errors import NotFound
 from crisis.escaping import md_inline
 from crisis.logs import get_logger
+from crisis.notify import claims, failures
 from crisis.notify.channels import Channel, Delivery
+from crisis.notify.claims import Row
 from crisis.notify.messages import Item, Rendered, Renderer
-from crisis.notify.outbox import Routing, messages
+from crisis.notify.outbox import Routing
 from crisis.store.prepared import Prepared
 from crisis.store.tables import OUTBOXMESSAGE as T
 
-Row = Mapping[str, Any]  # an outbox row as claimed (a RowMapping, or drain_inline's copy with the attempt counted)
-SERIAL = frozenset({"file", "log", "drill", "memory"})  # local: one worker each keeps their order
-
-# The claim's statements, built once with bound parameters: rebuilding them every round was ~a fifth of a drill
-# replay's CPU (SQLAlchemy caches the compiled SQL, not the construction of the expression).
-_NOW = bindparam("b_now", type_=T.c.next_attempt_at.type)
-_DUE = and_(T.c.delivered_at.is_(None), T.c.failed_at.is_(None),
-            or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= _NOW),
-            or_(T.c.claimed_until.is_(None), T.c.claimed_until <= _NOW))
-_LIMIT = bindparam("b_limit", type_=Integer)
-_OF_CHANNEL = and_(T.c.channel == bindparam("b_channel"), _DUE)
-_HELD = (select(T.c.id).where(_OF_CHANNEL, T.c.held_until.is_not(None)).order_by(T.c.id).limit(_LIMIT)
-         .with_for_update(skip_locked=True))
-_DUE_URGENT, _DUE_OTHER = (select(T.c.id).where(_OF_CHANNEL, T.c.held_until.is_(None), T.c.urgent == urgent)
-                           .order_by(T.c.next_attempt_at, T.c.id).limit(_LIMIT).with_for_update(skip_locked=True)
-                           for urgent in (True, False))
-_LEASE = (update(T).where(T.c.id.in_(bindparam("b_ids", expanding=True)))
-          .values(claimed_until=bindparam("b_until", type_=T.c.claimed_until.type), attempts=T.c.attempts + 1)
-          .returning(*T.c))
-# Run on the cursor (crisis.store.prepared): SQLAlchemy's per-execute path cost more than these statements.
-_ALL_DUE = Prepared(select(T).where(_OF_CHANNEL).order_by(T.c.id).limit(_LIMIT).with_for_update(skip_locked=True))
+# Run on the cursor (crisis.store.prepared): SQLAlchemy's per-execute path cost more than the statement.
 _MARK = Prepared(update(T).where(T.c.id == bindparam("_id")).values(
     delivered_at=bindparam("_now", type_=T.c.delivered_at.type), claimed_until=None, last_error=None,
     subject=bindparam("_subject"), receipt=bindparam("_receipt"), attempts=bindparam("_attempts")))
-_ANY_DUE = select(T.c.id).where(T.c.channel.in_(bindparam("b_channels", expanding=True)), _DUE).limit(1)
+SERIAL = frozenset({"file", "log", "drill", "memory"})  # local: one worker each keeps their order
 
 
 @dataclass(frozen=True)
@@ -128,6 +113,7 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._mutex = threading.Lock()  # pump() is not re-entrant
         self._inline = False  # drain_inline: channels deliver in the caller's thread
+        self._held_cap = self.policy.batch * 10  # held rows a claim takes at most (whole digests)
 
     # ------------------------------------------------------------------ driving
     def pump(self) -> Stats:
@@ -142,7 +128,8 @@ class Dispatcher:
                 return stats
             with self.engine.begin() as conn:
                 self._mark(conn, done, now, stats)
-                claimed = [self._claim(conn, name, now, room) for name, room in rooms.items()]
+                claimed = [claims.claim(conn, name, now, room, self._held_cap, self.policy.lease)
+                           for name, room in rooms.items()]
             for rows in claimed:
                 self._start(rows)
             return stats
@@ -158,7 +145,7 @@ class Dispatcher:
             total.failed += s.failed
             total.receipts += s.receipts
             total.failures += s.failures
-            if not self._jobs and not self._due_exists(self.clock.now()):
+            if not self._jobs and not claims.due_exists(self.engine, list(self.channels), self.clock.now()):
                 return total
             if limit is not None and time.monotonic() > limit:
                 return total
@@ -190,7 +177,8 @@ class Dispatcher:
         with self.engine.begin() as conn:
             exhausted = True
             for name in self.channels:
-                rows, took_all = self._claim_all(conn, name, now, self._room(name))
+                rows, took_all = claims.claim_all(conn, name, now, self._room(name), self._held_cap,
+                                                  self.policy.lease)
                 exhausted &= took_all
                 self._start(rows)
             self._mark(conn, self._finished(), now, stats)
@@ -238,44 +226,6 @@ class Dispatcher:
         if name in SERIAL:
             return self.policy.batch if busy < self.policy.batch else 0
         return max(0, self.policy.workers * 2 - busy)
-
-    # ------------------------------------------------------------------ claim
-    def _claim(self, conn: Connection, channel: str, now: datetime, room: int) -> list[Row]:
-        """Lease up to `room` due rows of one channel (and every due held row of it, for whole digests)."""
-        ids = list(conn.execute(_HELD, {"b_channel": channel, "b_now": now, "b_limit": self.policy.batch * 10})
-                   .scalars())
-        due: list[int] = []
-        for stmt in (_DUE_URGENT, _DUE_OTHER):  # urgent first, each read off the index in order (ix_outbox_claim)
-            if len(due) < room:
-                due += conn.execute(stmt, {"b_channel": channel, "b_now": now, "b_limit": room - len(due)}).scalars()
-        return self._lease(conn, ids + due, now)
-
-    def _claim_all(self, conn: Connection, channel: str, now: datetime,
-                   room: int) -> tuple[list[Row], bool]:
-        """`_claim` for `drain_inline` by one read when every due row fits in it (what a drill's rounds have):
-        the same rows in the same order, and whether they were all (no further round needed). Not leased: they
-        are delivered and marked before this transaction ends, the attempt counted by the marks."""
-        cap = self.policy.batch * 10  # the held rows `_claim` takes
-        names = _ALL_DUE.names(conn)
-        found = [dict(zip(names, r, strict=True))
-                 for r in _ALL_DUE.rows(conn, {"b_channel": channel, "b_now": now, "b_limit": room + cap})]
-        held = sum(1 for r in found if r["held_until"] is not None)
-        if held >= cap or len(found) - held > room:
-            return self._claim(conn, channel, now, room), False
-        for r in found:
-            r["attempts"] += 1
-        return found, True
-
-    def _lease(self, conn: Connection, ids: list[int], now: datetime) -> list[Row]:
-        if not ids:
-            return []
-        until = now + timedelta(seconds=self.policy.lease)
-        claimed = conn.execute(_LEASE, {"b_ids": ids, "b_until": until}).mappings().all()
-        return sorted(claimed, key=lambda r: r["id"])
-
-    def _due_exists(self, now: datetime) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(_ANY_DUE, {"b_channels": list(self.channels), "b_now": now}).first() is not None
 
     # ------------------------------------------------------------------ deliver
     def _start(self, rows: list[Row]) -> None:
@@ -419,37 +369,15 @@ class Dispatcher:
         self._stuck[name] -= 1
 
     def _failed(self, conn: Any, job: _Job, error: str, now: datetime, stats: Stats) -> None:
+        """Retry the job's rows later, or fail them for good and hand them over (crisis.notify.failures)."""
         self.log.warning("notify_failed", channel=job.delivery.channel, to=job.delivery.recipient, error=error)
-        for r in job.rows:
-            attempts = r["attempts"]  # counted when claimed (and written, for drain_inline's unleased rows)
-            if attempts < self.policy.max_attempts:
-                stats.retrying += 1
-                conn.execute(update(T).where(T.c.id == r["id"]).values(
-                    next_attempt_at=self.policy.retry_at(now, attempts), claimed_until=None, last_error=error[:500],
-                    attempts=attempts))
-                continue
-            stats.failed += 1
-            conn.execute(update(T).where(T.c.id == r["id"]).values(failed_at=now, claimed_until=None,
-                                                                    last_error=error[:500], attempts=attempts))
-            follow = self._follow_up(r, error, now)
-            if follow:
-                _insert_new(conn, follow)
+        retrying, failed = failures.record(conn, job.rows, error, now, self.policy, self._follow_up)
+        stats.retrying += retrying
+        stats.failed += failed
 
     def _follow_up(self, r: Row, error: str, now: datetime) -> list[dict[str, Any]]:
-        """After the last attempt: the recipient's next own channel, else a page to the on-call admin."""
-        facts = dict(r["payload"])
-        then = list(facts.pop("_then", []) or [])
-        if then:
-            base = r["dedupe_key"].rsplit(":", 1)[0]
-            return [{**_copy(r), "dedupe_key": f"{base}:{then[0]}", "channel": then[0],
-                     "payload": {**facts, "_then": then[1:]}, "next_attempt_at": now, "held_until": None}]
-        if r["kind"] == "delivery_failed" or self.on_call is None:
-            return []  # a failed fallback page is not paged about again: it stays visible as failed
-        admin = self.on_call(now)
-        return messages(kind="delivery_failed", key=f"failed:{r['id']}", recipient=admin,
-                        incident_id=r["incident_id"], now=now, roster=self.renderer.roster, routing=self.routing,
-                        facts={"message": r["id"], "channel": r["channel"], "recipient": r["recipient"],
-                               "original": r["kind"], "error": error[:300], "incident": r["incident_id"]})
+        return failures.follow_up(r, error, now, on_call=self.on_call, roster=self.renderer.roster,
+                                  routing=self.routing)
 
 
 def _deliver_batch(channel: Channel, deliveries: list[Delivery]) -> list[str | BaseException]:
@@ -464,21 +392,6 @@ def _deliver_batch(channel: Channel, deliveries: list[Delivery]) -> list[str | B
         except Exception as exc:
             answers.append(exc)
     return answers
-
-
-def _insert_new(conn: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert follow-up rows, skipping a dedupe key already queued (a second failure report changes nothing)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(T).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
-    else:
-        conn.execute(insert(T).prefix_with("OR IGNORE"), rows)
-
-
-def _copy(r: Row) -> dict[str, Any]:
-    return {k: r[k] for k in ("recipient", "kind", "urgent", "incident_id", "created_at")} | {
-        "subject": "", "body": "", "attempts": 0}
 
 
 def _describe(exc: BaseException) -> str:
