@@ -39,11 +39,11 @@ from crisis.store.tables import TASK as T
 from crisis.store.types import UTCDateTime
 
 BATCH = 500  # due tasks per transaction: the first pages still go out within a second of a restart (measured)
-# (IS NOT NULL changes nothing for MIN(): it lets the planner read the partial index ix_task_next_step)
 # `status = 'open'` written into the SQL, not bound: the escalation clock reads the partial index ix_task_next_step
 # (WHERE status = 'open' …), and SQLite can only prove a bound value matches an index's WHERE by preparing the
 # statement again for each new binding (tick's due-task read: ~19 µs instead of ~5 on a drill's end state).
 _OPEN = literal_column("'open'")
+# (IS NOT NULL changes nothing for MIN(): it lets the planner read the partial index ix_task_next_step)
 _NEXT_DUE = Prepared(select(func.min(T.c.next_escalation_at))
                      .where(T.c.status == _OPEN, T.c.next_escalation_at.is_not(None)))
 _DUE_COLUMNS = (T.c.id, T.c.incident_id, T.c.key, T.c.group, T.c.title_zh, T.c.title_en, T.c.assignee, T.c.due_at,

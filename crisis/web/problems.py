@@ -76,8 +76,7 @@ def explain(exc: CrisisError, lang: str, _: Callable[..., str], name: Callable[[
 def task_title(playbooks: PlaybookSet, category: str | None, stage: str, key: str, lang: str) -> str:
     """A task's title in the incident's playbook (its stage's task of that key); the key itself if none."""
     pb = next((pb for pb in playbooks if pb.category == category), None)
-    spec = pb.stages.get(stage) if pb is not None else None
-    for task in spec.tasks if spec is not None else ():
-        if task.key == key:
-            return task.title.zh if lang == "zh-CN" else task.title.en
-    return key
+    spec = pb.task_spec(stage, key) if pb is not None else None
+    if spec is None:
+        return key
+    return spec.title.zh if lang == "zh-CN" else spec.title.en
