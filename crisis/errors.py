@@ -93,7 +93,13 @@ class GuardFailed(Conflict):
 
 
 class NotFound(CrisisError):
-    """An incident, task or person that does not exist."""
+    """An incident, task or person that does not exist. A record looked up by its number says which kind it is
+    (`what`: incident, task, escalation, statement) and the number (`ref`): a page words them in its own language
+    (crisis.labels.not_found); the message is "no incident #9"."""
+
+    def __init__(self, message: str | None = None, *, what: str | None = None, ref: object = None) -> None:
+        self.what, self.ref = what, ref
+        super().__init__(message if message is not None else f"no {what} #{ref}")
 
 
 class Forbidden(CrisisError):

@@ -230,6 +230,15 @@ FIELDS: dict[str, Pair] = {
     "reason": ("理由", "reason"), "comment": ("审核意见", "comment"), "next_update": ("下次通报时间", "next update"),
 }
 
+# A record that does not exist (crisis.errors.NotFound.what, with its number or path as `ref`).
+NOT_FOUND: dict[str, Pair] = {
+    "incident": ("事件 #{ref} 不存在", "Incident #{ref} does not exist"),
+    "task": ("任务 #{ref} 不存在", "Task #{ref} does not exist"),
+    "escalation": ("升级提醒 #{ref} 不存在", "Escalation #{ref} does not exist"),
+    "statement": ("声明 #{ref} 不存在", "Statement #{ref} does not exist"),
+    "drill_report": ("演练报告 {ref} 不存在", "Drill report {ref} does not exist"),
+}
+
 CATALOGUE: dict[str, dict[str, Pair]] = {
     "stage": STAGES, "group": GROUPS, "decision": DECISIONS, "trigger": TRIGGERS, "event": EVENTS,
     "signal": SIGNALS, "outcome": OUTCOMES, "target": TARGETS, "actor": ACTORS, "review": REVIEW,
@@ -290,6 +299,12 @@ def input_error(kind: str, field: str | None, facts: Mapping[str, object], lang:
     name = FIELDS.get(field)
     shown = field if name is None else name[0] if lang == "zh-CN" else name[1]
     return f"{shown}：{text}" if lang == "zh-CN" else f"{shown}: {text}"
+
+
+def not_found(what: str | None, ref: object, lang: Lang | str) -> str | None:
+    """A missing record as a sentence in `lang` ("事件 #999 不存在"); None for a kind not worded here."""
+    pair = NOT_FOUND.get(what or "")
+    return None if pair is None else (pair[0] if lang == "zh-CN" else pair[1]).format(ref=ref)
 
 
 def rule(code: str, lang: Lang | str) -> str:

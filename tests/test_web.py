@@ -232,3 +232,18 @@ def test_a_missing_record_leads_back_to_the_board(client, svc):
     for res in (client.get("/incidents/999"), note):
         assert res.status_code == 404 and "未找到" in res.text
         assert '<a class="button" href="/">返回看板</a>' in res.text and "/incidents/999" not in res.text
+
+
+@pytest.mark.parametrize(("path", "zh", "en"), [
+    ("/incidents/999/note", "事件 #999 不存在", "Incident #999 does not exist"),
+    ("/tasks/999/done", "任务 #999 不存在", "Task #999 does not exist"),
+    ("/statements/999/review", "声明 #999 不存在", "Statement #999 does not exist"),
+])
+def test_a_missing_record_is_named_in_the_pages_language(client, path, zh, en):
+    """The kind and number of what is not there, worded by the page (the engine's "no incident #999" is English)."""
+    csrf = login(client, "president")
+    form = {"csrf_token": csrf, "text": "x", "incident": 1, "version": 0, "level": 1, "approve": "yes"}
+    for lang, words in (("zh-CN", zh), ("en", en)):
+        res = client.post(f"{path}?lang={lang}", data=form)
+        engine_words = f"no {path.split('/')[1][:-1]} #999"  # e.g. "no task #999"
+        assert res.status_code == 404 and words in res.text and engine_words not in res.text

@@ -109,3 +109,10 @@ def test_bad_links_read_in_the_readers_language(client, svc, clock):
     assert res.status_code == 403 and "确认链接无效" in res.text
     res = client.get("/ack/garbage?lang=en")
     assert res.status_code == 403 and "invalid acknowledgement link" in res.text
+
+
+def test_a_link_to_an_escalation_this_database_lacks_names_it_in_the_readers_language(client, svc):
+    token = acklink.sign(ACK_SECRET, 999, "president", svc.clock.now())  # signed here, for another database's row
+    for lang, words in (("zh-CN", "升级提醒 #999 不存在"), ("en", "Escalation #999 does not exist")):
+        res = client.get(f"/ack/{token}?lang={lang}")
+        assert res.status_code == 403 and words in res.text and "no escalation" not in res.text

@@ -105,6 +105,14 @@ def test_file_links_reach_only_report_files(client, path):
     assert res.status_code in (403, 404) and "not a report" not in res.text
 
 
+def test_a_missing_report_is_named_in_the_pages_language(client):
+    login(client, "duty_officer")
+    res = client.get("/drills/view/run-z/scorecard.en.md")
+    assert res.status_code == 404 and "演练报告 run-z/scorecard.en.md 不存在" in res.text
+    res = client.get("/drills/view/run-z/scorecard.en.md?lang=en")
+    assert res.status_code == 404 and "Drill report run-z/scorecard.en.md does not exist" in res.text
+
+
 def test_drills_are_refused_to_whom_the_policy_refuses(client):
     login(client, "logistics_staff")  # a team member, not a head, leadership or the duty officer
     for path in ("/drills", "/drills/view/run-a/incident_report.zh-CN.md", "/drills/files/run-a/scorecard.json"):

@@ -228,7 +228,7 @@ class ServiceBase:
             stmt = stmt.with_for_update()
         inc = s.exec(stmt).first()
         if inc is None:
-            raise NotFound(f"no incident #{incident_id}")
+            raise NotFound(what="incident", ref=incident_id)
         if expected_version is not None and inc.version != expected_version:
             raise StaleVersion(incident_id, expected_version, inc.version,
                                self._changes(s, incident_id, abs(inc.version - expected_version)))
@@ -239,7 +239,7 @@ class ServiceBase:
         """`_incident` for the Core hot paths: the incident's row (locked for the command when `lock`)."""
         found = recs(_INCIDENT_LOCKED if lock else _INCIDENT, conn, {"b_id": incident_id})
         if not found:
-            raise NotFound(f"no incident #{incident_id}")
+            raise NotFound(what="incident", ref=incident_id)
         return self._checked(conn, found[0], incident_id, expected_version)
 
     def _checked(self, conn: Connection, row: Row[Any] | Rec, incident_id: int,
@@ -264,14 +264,14 @@ class ServiceBase:
         if conn.dialect.name == "sqlite":
             rows = _TASK_AND_INCIDENT.rows(conn, {"b_id": task_id})
             if not rows:
-                raise NotFound(f"no task #{task_id}")
+                raise NotFound(what="task", ref=task_id)
             n = len(_TASK_COLUMNS)
             task = Rec(**dict(zip(_TASK_COLUMNS, rows[0][:n], strict=True)))
             inc = Rec(**dict(zip(_INC_COLUMNS, rows[0][n:], strict=True)))
             return task, self._checked(conn, inc, inc.id, expected_version)
         found = recs(_TASK_INCIDENT_LOCKED, conn, {"b_id": task_id})
         if not found:
-            raise NotFound(f"no task #{task_id}")
+            raise NotFound(what="task", ref=task_id)
         inc = self._checked(conn, found[0], found[0].id, expected_version)
         return recs(_TASK, conn, {"b_id": task_id})[0], inc
 

@@ -152,7 +152,7 @@ class IncidentCommands(ServiceBase):
         n = len(_INC_COLUMNS)  # the incident's columns lead each row: read and converted once
         rows = _WITH_WORK.rows(conn, {"b_id": incident_id}, same=n)
         if not rows:
-            raise NotFound(f"no incident #{incident_id}")
+            raise NotFound(what="incident", ref=incident_id)
         inc = self._checked(conn, Rec(**dict(zip(_INC_COLUMNS, rows[0], strict=False))), incident_id,
                             expected_version)
         return inc, sorted((Rec(id=r[n], stage=r[n + 1], key=r[n + 2], required=r[n + 3]) for r in rows
@@ -281,7 +281,7 @@ class IncidentCommands(ServiceBase):
         text = textinput.block(text, "text", max_len=textinput.NOTE_MAX)
         with self._core(who) as (conn, tx):
             if _EXISTS.first(conn, {"b_id": incident_id}) is None:
-                raise NotFound(f"no incident #{incident_id}")
+                raise NotFound(what="incident", ref=incident_id)
             self._event(conn, tx, at=now, actor=actor, kind=kind, incident_id=incident_id, text=text, **data)
 
     def _facts(self, inc: Incident | Rec) -> policy.IncidentFacts:

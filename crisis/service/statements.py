@@ -124,7 +124,7 @@ class StatementCommands(ServiceBase):
         """The statement's row, locked for the command (reviews of one statement take turns)."""
         found = recs(_LOCKED, conn, {"b_id": statement_id})
         if not found:
-            raise NotFound(f"no statement #{statement_id}")
+            raise NotFound(what="statement", ref=statement_id)
         return found[0]
 
 

@@ -64,7 +64,7 @@ class TaskCommands(ServiceBase):
             if escalation_id is not None:
                 found = _ESCALATION_TASK.first(conn, {"b_id": escalation_id})
                 if found is None:
-                    raise NotFound(f"no escalation #{escalation_id}")
+                    raise NotFound(what="escalation", ref=escalation_id)
                 task_id = found[0]
             assert task_id is not None
             _, inc = self._task_row_locked(conn, task_id)

@@ -61,7 +61,7 @@ def incident_detail(svc: Any, incident_id: int, *, principal: Principal | None =
     with snapshot(svc.engine) as snap:
         found = select_records(snap, Incident, "WHERE id = :i", p)
         if not found:
-            raise NotFound(f"no incident #{incident_id}")
+            raise NotFound(what="incident", ref=incident_id)
         inc = found[0]
         tasks = select_records(snap, Task, "WHERE incident_id = :i ORDER BY id", p)
         escs = select_records(snap, Escalation, "WHERE incident_id = :i ORDER BY fired_at, id", p)
@@ -106,7 +106,7 @@ def incident_row(svc: Any, incident_id: int) -> Incident:
     with snapshot(svc.engine) as snap:
         found = select_records(snap, Incident, "WHERE id = :i", {"i": incident_id})
     if not found:
-        raise NotFound(f"no incident #{incident_id}")
+        raise NotFound(what="incident", ref=incident_id)
     return found[0]
 
 
@@ -145,7 +145,7 @@ def escalation_detail(svc: Any, escalation_id: int) -> EscalationDetail:
     with snapshot(svc.engine) as snap:
         found = select_records(snap, Escalation, "WHERE id = :e", {"e": escalation_id})
         if not found:
-            raise NotFound(f"no escalation #{escalation_id}")
+            raise NotFound(what="escalation", ref=escalation_id)
         esc = found[0]
         task = select_records(snap, Task, "WHERE id = :t", {"t": esc.task_id})
         inc = select_records(snap, Incident, "WHERE id = :i", {"i": esc.incident_id})

@@ -62,12 +62,12 @@ def drill_file(folder: Path, relative: str) -> Path:
     name = parts[-1]
     if (not 2 <= len(parts) <= 3 or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
             or not (DRILL_REPORT_FILE.match(name) or name == "scorecard.json")):
-        raise NotFound(f"no drill report {relative!r}")
+        raise NotFound(f"no drill report {relative!r}", what="drill_report", ref=relative)
     path = folder.joinpath(*parts)
     try:
         inside = path.resolve().is_relative_to(folder.resolve())
     except OSError:
         inside = False
     if not inside or not path.is_file():
-        raise NotFound(f"no drill report {relative!r}")
+        raise NotFound(f"no drill report {relative!r}", what="drill_report", ref=relative)
     return path

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from crisis import acklink, views
-from crisis.errors import CrisisError, Forbidden
+from crisis import acklink, labels, views
+from crisis.errors import CrisisError, Forbidden, NotFound
 from crisis.principal import Principal
 from crisis.service.tasks import live_ack
 from crisis.web.i18n import LANG_COOKIE, gettext_for, pick_lang
@@ -53,6 +53,8 @@ def _refused(request: Request, exc: CrisisError) -> Response:
         roster = request.app.state.svc.roster
         fields: dict[str, Any] = {k: person_name(roster, v, lang) if k == "who" else v for k, v in exc.fields.items()}
         detail = _(exc.msgid, **fields)
+    elif isinstance(exc, NotFound) and (missing := labels.not_found(exc.what, exc.ref, lang)) is not None:
+        detail = missing  # the escalation the link names is not there (another database, or a typo)
     else:
         detail = _(str(exc))
     return problem(request, "This acknowledgement link cannot be used", detail, 403)

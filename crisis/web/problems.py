@@ -2,9 +2,9 @@
 
 The service's errors carry their facts: the stage and open required tasks of a blocked transition, the events a
 stale page missed, the trigger a stage does not allow, the rule that refused, what was wrong with a form's
-field. A page words those facts with the same labels as everywhere else (stages, event kinds, names, task
-titles, rules, fields), so a Chinese page does not show an engine message in English; an error without such
-facts (a record not found, input no form sends) shows its own message. The
+field, the kind and number of a record that is not there. A page words those facts with the same labels as
+everywhere else (stages, event kinds, names, task titles, rules, fields), so a Chinese page does not show an
+engine message in English; an error without such facts (input no form sends) shows its own message. The
 headline says what kind of refusal it is: a transition blocked by open tasks is not "someone changed this".
 """
 
@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from crisis import labels
-from crisis.errors import CrisisError, Forbidden, GuardFailed, IllegalTrigger, InputError, StaleVersion
+from crisis.errors import CrisisError, Forbidden, GuardFailed, IllegalTrigger, InputError, NotFound, StaleVersion
 from crisis.http.auth import Identity
 from crisis.http.errors import crisis_status
 from crisis.playbook import PlaybookSet
@@ -68,6 +68,8 @@ def explain(exc: CrisisError, lang: str, _: Callable[..., str], name: Callable[[
         worded = labels.input_error(exc.kind, exc.field, exc.facts, lang)
         if worded is not None:
             return HEADLINES[422], worded
+    if isinstance(exc, NotFound) and (missing := labels.not_found(exc.what, exc.ref, lang)) is not None:
+        return HEADLINES[404], missing
     if isinstance(exc, Forbidden) and lang != "en" and exc.rule in labels.RULES:
         return HEADLINES[403], labels.rule(exc.rule, lang)
     return HEADLINES.get(crisis_status(exc), "Not done"), str(exc)
