@@ -94,8 +94,8 @@ class GuardFailed(Conflict):
 
 class NotFound(CrisisError):
     """An incident, task or person that does not exist. A record looked up by its number says which kind it is
-    (`what`: incident, task, escalation, statement) and the number (`ref`): a page words them in its own language
-    (crisis.labels.not_found); the message is "no incident #9"."""
+    (`what`: incident, task, escalation, statement; drill_report, by its path) and the number or path (`ref`): a
+    page words them in its own language (crisis.labels.not_found); by default the message is "no incident #9"."""
 
     def __init__(self, message: str | None = None, *, what: str | None = None, ref: object = None) -> None:
         self.what, self.ref = what, ref
