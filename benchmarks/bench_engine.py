@@ -73,17 +73,24 @@ def bench_transitions(tmp: Path, incidents: int) -> tuple[float, float]:
     return rate, n / replayed
 
 
-def transition_rounds(tmp: Path, incidents: int, rounds: int) -> list[dict[str, float]]:
+def transition_rounds(tmp: Path, incidents: int, rounds: int) -> dict[str, Any]:
     """`rounds` rounds of bench_transitions then bench_raw_sqlite, each in a directory of its own: the ratio is taken
     within a round (the two measured seconds apart), and the median round is the figure, since a shared machine's
-    speed moves between rounds by more than either measure's own spread. Sorted by ratio."""
+    speed moves between rounds by more than either measure's own spread. The median round's figures, with every
+    round's ratio (sorted) as `rounds`; the line saying so is printed."""
     out = []
     for i in range(rounds):
         (tmp / f"round{i}").mkdir()
         per_s, ceiling = bench_transitions(tmp / f"round{i}", incidents)
         raw = bench_raw_sqlite(tmp / f"round{i}", 5000)
         out.append({"per_s": per_s, "raw_per_s": raw, "ratio": per_s / raw, "ceiling_ratio": ceiling / raw})
-    return sorted(out, key=lambda r: r["ratio"])
+    out.sort(key=lambda r: r["ratio"])
+    median = {**out[len(out) // 2], "rounds": [r["ratio"] for r in out]}
+    each = ", ".join(f"{r:.4f}" for r in median["rounds"])
+    print(f"ratio transitions / raw commits: median of {rounds} rounds {median['ratio']:.4f} (rounds: {each}); the "
+          f"raw-driver replay's own ratio, the ceiling for this much written per transition: "
+          f"{median['ceiling_ratio']:.4f}", flush=True)
+    return median
 
 
 def _capture(engine: Engine) -> list[tuple[str, Any, bool]]:
@@ -181,12 +188,7 @@ def main() -> None:
     logs.configure(io.StringIO())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rounds = transition_rounds(tmp, args.fsm_incidents, args.rounds)
-        median = rounds[len(rounds) // 2]
-        each = ", ".join(f"{r['ratio']:.4f}" for r in rounds)
-        print(f"ratio transitions / raw commits: median of {len(rounds)} rounds {median['ratio']:.4f} "
-              f"(rounds: {each}); the raw-driver replay's own ratio, the ceiling for this much written per transition: "
-              f"{median['ceiling_ratio']:.4f}")
+        transition_rounds(tmp, args.fsm_incidents, args.rounds)
         bench_commands(tmp, args.drill_copies)
 
 

@@ -95,11 +95,7 @@ def main() -> None:
         if "startup" in only:
             results["startup"] = bench_cli.bench_startup(tmp / "startup")
         if "transitions" in only:
-            rounds = bench_engine.transition_rounds(tmp, 100, 3)
-            results["transitions"] = {**rounds[len(rounds) // 2], "rounds": [r["ratio"] for r in rounds]}
-            print(f"ratio transitions / raw commits: median of 3 rounds {results['transitions']['ratio']:.4f} "
-                  f"(rounds: {', '.join(f'{r:.4f}' for r in results['transitions']['rounds'])}; raw-driver replay "
-                  f"of the same statements: {results['transitions']['ceiling_ratio']:.4f})", flush=True)
+            results["transitions"] = bench_engine.transition_rounds(tmp, 100, 3)
         if "drill" in only:
             n = max(1, int(100 * scale))
             results["drill"] = bench_drill.bench_drill(tmp, n)
